@@ -1,0 +1,18 @@
+//! Host-independent logic of the parallel-run filter.
+//!
+//! Nothing here knows about proxy-wasm: the filter crate feeds it request and
+//! response data and carries out its decisions, so every rule can be tested
+//! on the host and compiled to wasm unchanged.
+
+pub mod compare;
+pub mod config;
+pub mod counters;
+pub mod http;
+pub mod ledger;
+pub mod matcher;
+pub mod plan;
+pub mod sampling;
+pub mod shadow;
+
+pub use config::ConfigError;
+pub use plan::{Backend, Mode, Operation, Plan};

@@ -1,0 +1,211 @@
+//! Whether a request gets a shadow copy, and what the copy carries.
+
+use crate::counters::Counter;
+use crate::http::{is_hop_by_hop_or_framing, is_unsafe_method, SHADOW_MARKER_HEADER};
+use crate::plan::{Backend, Operation};
+use crate::sampling::sampled;
+
+/// What the filter knows about a request when its headers arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    /// What sampling hashes: the request id, so that every replica and every
+    /// rerun picks the same requests.
+    pub sample_key: &'a [u8],
+    /// From `content-length`, when the client sent one.
+    pub content_length: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Shadow to this backend.
+    Shadow,
+    /// Not shadowed; the counter says why.
+    Skip(Counter),
+    /// The operation's mode shadows nothing.
+    Off,
+}
+
+/// Decides in order of cost to the operator's trust: an unsafe method is
+/// never shadowed by accident, then sampling, then the body limit, and last
+/// the worker's bound on open exchanges (`open` of `max_open`).
+pub fn decide(operation: &Operation, request: RequestFacts<'_>, open: usize, max_open: usize) -> Decision {
+    if operation.shadow().is_none() {
+        return Decision::Off;
+    }
+    if is_unsafe_method(request.method) && !operation.shadow_unsafe {
+        return Decision::Skip(Counter::SkippedUnsafeMethod);
+    }
+    if !sampled(request.sample_key, operation.sample_per_million) {
+        return Decision::Skip(Counter::SkippedSampledOut);
+    }
+    if request
+        .content_length
+        .is_some_and(|length| length > operation.max_body_bytes as u64)
+    {
+        return Decision::Skip(Counter::SkippedBodyTooLarge);
+    }
+    if open >= max_open {
+        return Decision::Skip(Counter::SkippedOverload);
+    }
+    Decision::Shadow
+}
+
+/// The headers of the shadow copy: the client's request minus hop-by-hop
+/// and framing headers (Envoy re-frames the copy) and minus the route header
+/// (routing is the filter's business, not the shadow backend's), with
+/// `:authority` set for the shadow backend and the shadow marker added.
+pub fn shadow_headers<V: AsRef<[u8]>>(
+    request: &[(String, V)],
+    route_header: &str,
+    shadow: &Backend,
+    operation_id: &str,
+) -> Vec<(String, String)> {
+    let mut headers = Vec::with_capacity(request.len() + 2);
+    let mut authority = shadow.authority.clone();
+    for (name, value) in request {
+        let name = name.to_ascii_lowercase();
+        if name == ":authority" || name == "host" {
+            authority.get_or_insert_with(|| String::from_utf8_lossy(value.as_ref()).into_owned());
+            continue;
+        }
+        if is_hop_by_hop_or_framing(&name) || name == route_header || name == SHADOW_MARKER_HEADER {
+            continue;
+        }
+        headers.push((name, String::from_utf8_lossy(value.as_ref()).into_owned()));
+    }
+    // dispatch_http_call refuses a request without :authority.
+    headers.push((":authority".to_string(), authority.unwrap_or_else(|| shadow.cluster.clone())));
+    headers.push((SHADOW_MARKER_HEADER.to_string(), operation_id.to_string()));
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::Plan;
+
+    fn plan(extra: &str) -> Plan {
+        let json = format!(
+            r#"{{"legacy":{{"cluster":"legacy"}},"candidate":{{"cluster":"candidate","authority":"returns.internal"}},
+               "operations":[{{"id":"op","method":"GET","path":"/r/{{id}}","mode":"shadow"{extra}}}]}}"#
+        );
+        match Plan::parse(json.as_bytes()) {
+            Ok(plan) => plan,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    fn facts<'a>(method: &'a str, key: &'a [u8], content_length: Option<u64>) -> RequestFacts<'a> {
+        RequestFacts {
+            method,
+            sample_key: key,
+            content_length,
+        }
+    }
+
+    #[test]
+    fn safe_request_in_shadow_mode_is_shadowed() {
+        let plan = plan("");
+        assert_eq!(decide(&plan.operations[0], facts("GET", b"id", None), 0, 8), Decision::Shadow);
+    }
+
+    #[test]
+    fn modes_without_a_shadow_are_off() {
+        let json = br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},
+            "operations":[{"id":"a","method":"GET","path":"/a","mode":"legacy"},
+                          {"id":"b","method":"GET","path":"/b","mode":"candidate"},
+                          {"id":"c","method":"GET","path":"/c","mode":"cutover"}]}"#;
+        let plan = Plan::parse(json).unwrap();
+        let get = facts("GET", b"id", None);
+        assert_eq!(decide(&plan.operations[0], get, 0, 8), Decision::Off);
+        assert_eq!(decide(&plan.operations[1], get, 0, 8), Decision::Off);
+        assert_eq!(decide(&plan.operations[2], get, 0, 8), Decision::Shadow);
+    }
+
+    #[test]
+    fn unsafe_methods_need_the_opt_in() {
+        let plan_default = plan("");
+        let plan_opt_in = plan(r#","shadow_unsafe":true"#);
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            assert_eq!(
+                decide(&plan_default.operations[0], facts(method, b"id", None), 0, 8),
+                Decision::Skip(Counter::SkippedUnsafeMethod),
+                "{method}"
+            );
+            assert_eq!(
+                decide(&plan_opt_in.operations[0], facts(method, b"id", None), 0, 8),
+                Decision::Shadow
+            );
+        }
+    }
+
+    #[test]
+    fn sampling_body_limit_and_overload_are_counted_apart() {
+        let none = plan(r#","shadow_percent":0"#);
+        assert_eq!(
+            decide(&none.operations[0], facts("GET", b"id", None), 0, 8),
+            Decision::Skip(Counter::SkippedSampledOut)
+        );
+        let small = plan(r#","max_body_bytes":10"#);
+        assert_eq!(
+            decide(&small.operations[0], facts("GET", b"id", Some(11)), 0, 8),
+            Decision::Skip(Counter::SkippedBodyTooLarge)
+        );
+        assert_eq!(decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8), Decision::Shadow);
+        assert_eq!(
+            decide(&small.operations[0], facts("GET", b"id", None), 8, 8),
+            Decision::Skip(Counter::SkippedOverload)
+        );
+    }
+
+    #[test]
+    fn shadow_copy_drops_framing_and_routing_and_is_marked() {
+        let plan = plan("");
+        let request: Vec<(String, Vec<u8>)> = [
+            (":method", "GET"),
+            (":path", "/r/1?x=1"),
+            (":authority", "api.example"),
+            ("Content-Length", "0"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "keep-alive"),
+            ("x-parallel-run-cluster", "legacy"),
+            ("x-parallel-run-shadow", "spoofed"),
+            ("x-request-id", "abc"),
+            ("accept", "a"),
+            ("accept", "b"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        let candidate = plan.operations[0].shadow().unwrap();
+        let headers = shadow_headers(&request, "x-parallel-run-cluster", candidate, "op");
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                (":method", "GET"),
+                (":path", "/r/1?x=1"),
+                ("x-request-id", "abc"),
+                ("accept", "a"),
+                ("accept", "b"),
+                (":authority", "returns.internal"),
+                ("x-parallel-run-shadow", "op"),
+            ]
+        );
+    }
+
+    #[test]
+    fn shadow_copy_keeps_the_request_authority_by_default() {
+        let backend = Backend {
+            cluster: "candidate".into(),
+            authority: None,
+        };
+        let request = vec![(":authority".to_string(), b"api.example".to_vec())];
+        let headers = shadow_headers(&request, "x-route", &backend, "op");
+        assert!(headers.contains(&(":authority".to_string(), "api.example".to_string())));
+    }
+}

@@ -1,0 +1,307 @@
+//! One client request: route it, and copy what a comparison needs while it
+//! streams, never holding it back.
+
+use std::rc::Rc;
+
+use parallel_run_core::counters::Counter;
+use parallel_run_core::http::Response;
+use parallel_run_core::ledger::{ExchangeId, ServingReply};
+use parallel_run_core::plan::Side;
+use parallel_run_core::shadow::{self, Decision, RequestFacts};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use crate::worker::{self, Outgoing, Runtime, Tag};
+
+pub struct Stream {
+    runtime: Rc<Runtime>,
+    exchange: Option<Exchange>,
+}
+
+/// A shadowed request, from the stream's side.
+struct Exchange {
+    id: ExchangeId,
+    max_body_bytes: usize,
+    /// The shadow call, until the request body is complete.
+    request: Option<Outgoing>,
+    /// The serving response, until it is complete.
+    response: Option<Response>,
+    response_too_large: bool,
+}
+
+impl Stream {
+    pub fn new(runtime: Rc<Runtime>) -> Stream {
+        Stream {
+            runtime,
+            exchange: None,
+        }
+    }
+
+    /// Picks the serving backend and overwrites the route header with it, so
+    /// that a client can never choose a backend itself.
+    fn route(&mut self) -> Option<usize> {
+        let plan = &self.runtime.plan;
+        let method = request_header(":method");
+        let path = request_header(":path");
+        let operation_id = plan.operation_header.as_deref().and_then(request_header);
+        let method = std::str::from_utf8(method.as_deref().unwrap_or_default()).unwrap_or_default();
+        let path = std::str::from_utf8(path.as_deref().unwrap_or_default()).unwrap_or_default();
+        let index = plan.classify(method, path, operation_id.as_deref());
+        let operation = index.and_then(|i| plan.operation(i));
+        let serving = match operation {
+            Some(operation) => operation.serving(),
+            None => (&plan.legacy, Side::Legacy),
+        };
+        let (backend, side) = serving;
+        set_request_header(&plan.route_header, &backend.cluster);
+        if let Some(authority) = &backend.authority {
+            set_request_header(":authority", authority);
+        }
+        clear_route_cache();
+
+        let metrics = &self.runtime.metrics;
+        match index {
+            Some(index) => {
+                metrics.count(index, Counter::Requests);
+                metrics.count(
+                    index,
+                    match side {
+                        Side::Legacy => Counter::ServedLegacy,
+                        Side::Candidate => Counter::ServedCandidate,
+                    },
+                );
+            }
+            None => metrics.count_unknown(),
+        }
+        index
+    }
+
+    /// Decides whether this request is shadowed and, if so, opens its
+    /// exchange and starts the shadow copy.
+    fn start_shadow(&mut self, index: usize, end_of_stream: bool) {
+        let runtime = &self.runtime;
+        let Some(operation) = runtime.plan.operation(index) else { return };
+        let Some(target) = operation.shadow() else { return };
+        let method = request_header(":method").unwrap_or_default();
+        let request_id = request_header("x-request-id");
+        let sample_key = match &request_id {
+            Some(id) => id.clone(),
+            None => request_header(":path").unwrap_or_default(),
+        };
+        let content_length = request_header("content-length")
+            .and_then(|v| std::str::from_utf8(&v).ok().and_then(|v| v.trim().parse().ok()));
+        let facts = RequestFacts {
+            method: std::str::from_utf8(&method).unwrap_or_default(),
+            sample_key: &sample_key,
+            content_length,
+        };
+        let open = worker::with(|w| w.ledger.open_count());
+        let max_open = usize::try_from(runtime.plan.max_inflight_shadows).unwrap_or(usize::MAX);
+        match shadow::decide(operation, facts, open, max_open) {
+            Decision::Off => return,
+            Decision::Skip(counter) => {
+                runtime.metrics.count(index, counter);
+                return;
+            }
+            Decision::Shadow => {}
+        }
+
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let headers = shadow::shadow_headers(&headers, &runtime.plan.route_header, target, &operation.id);
+        let tag = Tag {
+            runtime: Rc::clone(runtime),
+            operation: index,
+            request_id: String::from_utf8_lossy(request_id.as_deref().unwrap_or_default()).into_owned(),
+        };
+        let id = worker::with(|w| w.ledger.open(tag));
+        let outgoing = Outgoing {
+            exchange: id,
+            cluster: target.cluster.clone(),
+            headers,
+            body: Vec::new(),
+            timeout_ms: operation.shadow_timeout_ms,
+        };
+        self.exchange = Some(Exchange {
+            id,
+            max_body_bytes: operation.max_body_bytes,
+            request: Some(outgoing),
+            response: None,
+            response_too_large: false,
+        });
+        if end_of_stream {
+            self.send_shadow();
+        }
+    }
+
+    /// The request is complete: hand the shadow call to the root.
+    fn send_shadow(&mut self) {
+        let Some(outgoing) = self.exchange.as_mut().and_then(|e| e.request.take()) else { return };
+        worker::with(|w| {
+            w.outbox.push(outgoing);
+            w.wake_root();
+        });
+    }
+
+    /// The request body outgrew the limit: the exchange is dropped before
+    /// any shadow call was made, and counted as skipped.
+    fn skip_too_large(&mut self) {
+        let Some(exchange) = self.exchange.take() else { return };
+        if let Some(tag) = worker::with(|w| w.ledger.withdraw(exchange.id)) {
+            tag.runtime.metrics.count(tag.operation, Counter::SkippedBodyTooLarge);
+        }
+    }
+
+    /// Hands the serving side to the ledger; a settled exchange goes to the
+    /// root to be judged, off the client's path.
+    fn serving_done(&mut self, reply: ServingReply) {
+        let Some(exchange) = self.exchange.take() else { return };
+        worker::with(|w| {
+            if let Some(settled) = w.ledger.serving_reply(exchange.id, reply) {
+                w.settled.push(settled);
+                w.wake_root();
+            }
+        });
+    }
+
+    fn finish_response(&mut self) {
+        let Some(exchange) = self.exchange.as_mut() else { return };
+        let reply = match exchange.response.take() {
+            Some(response) if !exchange.response_too_large => ServingReply::Complete(response),
+            _ => ServingReply::TooLarge,
+        };
+        self.serving_done(reply);
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(index) = self.route() {
+            self.start_shadow(index, end_of_stream);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
+        let Some(request) = exchange.request.as_mut() else { return Action::Continue };
+        // In Continue mode body_size is this chunk's size.
+        if request.body.len().saturating_add(body_size) > exchange.max_body_bytes {
+            self.skip_too_large();
+            return Action::Continue;
+        }
+        if body_size > 0 {
+            match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, body_size) {
+                Ok(Some(chunk)) => request.body.extend_from_slice(&chunk),
+                Ok(None) => {}
+                Err(_) => {
+                    // A copy we cannot read would compare against the wrong request.
+                    self.skip_too_large();
+                    return Action::Continue;
+                }
+            }
+        }
+        if end_of_stream {
+            self.send_shadow();
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // With trailers the body callback never sees end_of_stream.
+        self.send_shadow();
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
+        let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok())
+            .unwrap_or(0);
+        exchange.response = Some(Response {
+            status,
+            headers: headers.into_iter().filter(|(name, _)| !name.starts_with(':')).collect(),
+            body: Vec::new(),
+        });
+        if end_of_stream {
+            self.finish_response();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
+        if let Some(response) = exchange.response.as_mut() {
+            if response.body.len().saturating_add(body_size) > exchange.max_body_bytes {
+                exchange.response_too_large = true;
+                response.body = Vec::new();
+            } else if body_size > 0 && !exchange.response_too_large {
+                match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpResponseBody, 0, body_size) {
+                    Ok(Some(chunk)) => response.body.extend_from_slice(&chunk),
+                    Ok(None) => {}
+                    Err(_) => exchange.response_too_large = true,
+                }
+            }
+        }
+        if end_of_stream {
+            self.finish_response();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.finish_response();
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.abandon_unfinished();
+    }
+}
+
+impl Stream {
+    /// The stream ended before the exchange had both its halves from this
+    /// side: a request never sent is withdrawn (it was never shadowed), a
+    /// response never finished makes the exchange abandoned.
+    fn abandon_unfinished(&mut self) {
+        let Some(exchange) = self.exchange.as_ref() else { return };
+        if exchange.request.is_some() {
+            let id = exchange.id;
+            self.exchange = None;
+            worker::with(|w| w.ledger.withdraw(id));
+            return;
+        }
+        self.serving_done(ServingReply::Incomplete);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // on_log normally got here first; this covers a stream deleted
+        // without one, so no exchange is left open forever.
+        self.abandon_unfinished();
+    }
+}
+
+fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+fn set_request_header(name: &str, value: &str) {
+    // Cannot fail for a request still in its headers phase; if it ever does,
+    // the route falls back to Envoy's own and the request still goes out.
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+}
+
+/// Envoy 1.40 clears the route cache on a header change from wasm by itself,
+/// but that is proposed for removal upstream: clear it explicitly.
+fn clear_route_cache() {
+    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+}

@@ -1,0 +1,76 @@
+"""The shipped configs in envoy/ must agree with each other (no Envoy, no wasm needed).
+
+envoy/plugin-config.json is the reference; the same plugin configuration is
+embedded in envoy/envoy.yaml, envoy/ecds/parallel-run.json and (with Istio
+cluster names) envoy/istio/wasmplugin.yaml.
+"""
+
+import copy
+import json
+
+import yaml
+
+from harness import BOOTSTRAP, BOOTSTRAP_ECDS, ECDS_RESOURCE, FILTER_NAME, HCM, REPO, example_plugin_config
+
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+
+def http_filters(bootstrap):
+    listener = bootstrap["static_resources"]["listeners"][0]
+    hcm = next(f for f in listener["filter_chains"][0]["filters"] if f["name"] == HCM)
+    return hcm["typed_config"]["http_filters"]
+
+
+def wasm_filter(bootstrap):
+    return next(f for f in http_filters(bootstrap) if f["name"] == FILTER_NAME)
+
+
+def test_static_bootstrap_embeds_example_config():
+    boot = yaml.safe_load(BOOTSTRAP.read_text())
+    config = wasm_filter(boot)["typed_config"]["config"]
+    assert json.loads(config["configuration"]["value"]) == example_plugin_config()
+    assert config["root_id"] == "parallel_run"
+    assert config["vm_config"]["vm_id"] == "parallel_run"
+    assert config["failure_policy"] == "FAIL_OPEN"
+    assert [f["name"] for f in http_filters(boot)] == [FILTER_NAME, "envoy.filters.http.router"]
+
+
+def test_ecds_resource_matches_static_filter():
+    boot = yaml.safe_load(BOOTSTRAP.read_text())
+    [resource] = json.loads(ECDS_RESOURCE.read_text())["resources"]
+    assert resource["@type"] == "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+    assert resource["name"] == FILTER_NAME
+    assert resource["typed_config"]["@type"] == WASM_TYPE
+
+    static = copy.deepcopy(wasm_filter(boot)["typed_config"]["config"])
+    ecds = copy.deepcopy(resource["typed_config"]["config"])
+    assert json.loads(ecds["configuration"].pop("value")) == json.loads(static["configuration"].pop("value"))
+    assert ecds == static
+
+
+def test_ecds_bootstrap_differs_only_in_the_filter():
+    static = yaml.safe_load(BOOTSTRAP.read_text())
+    ecds = yaml.safe_load(BOOTSTRAP_ECDS.read_text())
+    discovery = wasm_filter(ecds)["config_discovery"]
+    assert discovery["type_urls"] == [WASM_TYPE]
+    source = discovery["config_source"]["path_config_source"]
+    assert (REPO / source["path"]).resolve() == ECDS_RESOURCE.resolve()
+    assert (REPO / source["watched_directory"]["path"]).resolve() == ECDS_RESOURCE.parent.resolve()
+
+    for boot in (static, ecds):
+        http_filters(boot).remove(wasm_filter(boot))
+    assert ecds == static
+
+
+def test_istio_plugin_config_is_the_example_with_istio_clusters():
+    plugin = yaml.safe_load((REPO / "envoy" / "istio" / "wasmplugin.yaml").read_text())
+    assert plugin["kind"] == "WasmPlugin"
+    spec = plugin["spec"]
+    assert spec["pluginName"] == "parallel_run"
+    assert spec["failStrategy"] == "FAIL_OPEN"
+
+    config = copy.deepcopy(spec["pluginConfig"])
+    for side in ("legacy", "candidate"):
+        assert config[side]["cluster"].startswith("outbound|")
+        config[side]["cluster"] = side
+    assert config == example_plugin_config()
