@@ -167,6 +167,10 @@ impl Context for Root {
             .and_then(|r| r.plan.operations.iter().map(|op| op.shadow_timeout_ms).max())
             .unwrap_or(0);
         self.retiring = Some(longest_ms / 1000 + 2);
+        log::info!(
+            "parallel-run: configuration replaced; finishing {} shadow calls in flight",
+            self.calls.len()
+        );
         false
     }
 }

@@ -43,7 +43,11 @@ pub fn listen() {
     if queue.is_none() {
         log::warn!("parallel-run: no wake queue; shadow calls go out on the next tick instead");
     }
-    crate::worker::with(|w| w.wake_queue = queue);
+    crate::worker::with(|w| {
+        w.wake_queue = queue;
+        // A wake-up sent to the previous root may never be delivered.
+        w.wake_sent = false;
+    });
 }
 
 /// Empties the queue: one wake-up covers all the work queued before it.

@@ -47,7 +47,7 @@ pub struct Worker {
     pub settled: Vec<Settled<Tag>>,
     /// The queue this VM's current root listens on.
     pub wake_queue: Option<u32>,
-    wake_sent: bool,
+    pub wake_sent: bool,
 }
 
 thread_local! {
