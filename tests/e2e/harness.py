@@ -37,6 +37,7 @@ PLUGIN_CONFIG = REPO / "envoy" / "plugin-config.json"
 
 FILTER_NAME = "parallel-run"
 HCM = "envoy.filters.network.http_connection_manager"
+HEADER_GUARD = "envoy.filters.http.header_mutation"
 ECDS_STAT = "extension_config_discovery.http_filter." + FILTER_NAME + "."
 ECDS_COUNTERS = ("update_attempt", "update_success", "update_rejected", "update_failure", "config_reload", "config_fail")
 
@@ -403,9 +404,9 @@ class Envoy:
     configuration replaced by `config`. With `ecds=True` the bootstrap is
     envoy/envoy-ecds.yaml and the ECDS file lives in `tmp`.
 
-    Options: `with_filter=False` removes the wasm filter (no .wasm needed);
-    `route_cluster="legacy"` makes the route go to a fixed cluster instead of
-    the cluster header; `tweak(bootstrap_dict)` may change anything else.
+    Options: `with_filter=False` removes the wasm filter and the header guard
+    in front of it (plain Envoy, no .wasm needed); `route_cluster="legacy"`
+    replaces the routes by one to a fixed cluster; `tweak(bootstrap_dict)` may change anything else.
     """
 
     def __init__(self, tmp, clusters, config=None, ecds=False, wasm_path=None, with_filter=True,
@@ -451,16 +452,16 @@ class Envoy:
         filters = hcm["http_filters"]
         wasm = next(f for f in filters if f["name"] == FILTER_NAME)
         if not self.with_filter:
-            filters.remove(wasm)
+            # Plain Envoy: neither the wasm filter nor the header guard in front of it.
+            filters[:] = [f for f in filters if f["name"] not in (FILTER_NAME, HEADER_GUARD)]
         elif "config_discovery" in wasm:
             self._setup_ecds(wasm["config_discovery"])
         else:
             self._point_at_wasm(wasm["typed_config"])
 
         if route_cluster:
-            route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
-            route.pop("cluster_header", None)
-            route["cluster"] = route_cluster
+            vhost = hcm["route_config"]["virtual_hosts"][0]
+            vhost["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": route_cluster, "timeout": "15s"}}]
 
         known = {c["name"]: c for c in boot["static_resources"]["clusters"]}
         for name, port in clusters.items():

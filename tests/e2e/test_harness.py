@@ -76,9 +76,9 @@ def test_envoy_without_filter_follows_cluster_header(backend, envoy):
     assert http("GET", proxy.url("/a"), {"x-parallel-run-cluster": "returns-v2"})[0] == 200
     assert [r.path for r in v2.received] == ["/a"]
     assert http("GET", proxy.url("/b"), {"x-parallel-run-cluster": "candidate"})[0] == 503  # nothing listens
-    assert http("GET", proxy.url("/c"))[0] == 503  # no header: no cluster
+    assert http("GET", proxy.url("/c"))[0] == 200  # no header: the fallback route to legacy
     assert http("GET", proxy.url("/d"), {"x-parallel-run-cluster": "nope"})[0] == 503
-    assert legacy.received == []
+    assert [r.path for r in legacy.received] == ["/c"]
 
 
 def test_stopped_backend_looks_dead_to_envoy(backend, envoy):

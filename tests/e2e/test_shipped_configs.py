@@ -10,7 +10,7 @@ import json
 
 import yaml
 
-from harness import BOOTSTRAP, BOOTSTRAP_ECDS, ECDS_RESOURCE, FILTER_NAME, HCM, REPO, example_plugin_config
+from harness import BOOTSTRAP, BOOTSTRAP_ECDS, ECDS_RESOURCE, FILTER_NAME, HCM, HEADER_GUARD, REPO, example_plugin_config
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
@@ -32,7 +32,9 @@ def test_static_bootstrap_embeds_example_config():
     assert config["root_id"] == "parallel_run"
     assert config["vm_config"]["vm_id"] == "parallel_run"
     assert config["failure_policy"] == "FAIL_OPEN"
-    assert [f["name"] for f in http_filters(boot)] == [FILTER_NAME, "envoy.filters.http.router"]
+    assert [f["name"] for f in http_filters(boot)] == [HEADER_GUARD, FILTER_NAME, "envoy.filters.http.router"]
+    [guard] = http_filters(boot)[0]["typed_config"]["mutations"]["request_mutations"]
+    assert guard == {"remove": json.loads(config["configuration"]["value"])["route_header"]}
 
 
 def test_ecds_resource_matches_static_filter():
