@@ -27,7 +27,9 @@ Real, deterministic bugs in the candidate (they must show as UNMATCHED):
 getRefund has no bug: it is what a READY operation looks like.
 
 POST /returns creates a return in that implementation's own store (ids from
-51 up), as two real services with separate databases would.
+51 up), as two real services with separate databases would. (createReturn
+stays in mode "legacy", so only legacy's store grows; the demo creates
+returns for customers W01..W05 and lists only C01..C10.)
 
 Run standalone for a manual look:
     .venv/bin/python demo/backends.py      # prints the two ports, Ctrl-C stops
@@ -52,6 +54,10 @@ IDS = range(1, 51)
 STATUSES = ["REQUESTED", "RECEIVED", "INSPECTED", "REFUNDED", "REJECTED"]
 REASONS = ["damaged", "wrong_size", "not_as_described", "changed_mind"]
 CUSTOMERS = [f"C{n:02d}" for n in range(1, 11)]
+# Customers who create returns during the demo. Writes are not shadowed and the
+# two stores are separate, so lists of these customers differ by design; the
+# demo's listReturns traffic asks for CUSTOMERS only.
+NEW_CUSTOMERS = [f"W{n:02d}" for n in range(1, 6)]
 BERLIN = timezone(timedelta(hours=1))  # CET; all created dates are in November
 
 # Which operation a request belongs to, mirroring demo/config.json; used to
@@ -267,12 +273,15 @@ def expected_differences():
     """What the candidate answers differently, computed by asking both
     implementations directly (no proxy): {operation: {input: axes}}, where
     input is an id (or a customer for listReturns) and axes a subset of
-    {"status", "body"}. Inputs missing from the map answer the same."""
+    {"status", "headers", "body"}. Inputs missing from the map answer the same."""
     legacy, candidate = ReturnsService("legacy", "l", False), ReturnsService("candidate", "c", True)
 
     def axes(path):
         a, b = legacy.handle(_Get(path)), candidate.handle(_Get(path))
         found = {"status"} if a.status != b.status else set()
+        ignored = {"date", "server", "x-implementation", "content-length"}  # see demo/config.json
+        if sorted(h for h in a.headers if h[0] not in ignored) != sorted(h for h in b.headers if h[0] not in ignored):
+            found.add("headers")
         try:
             same_body = json.loads(a.body) == json.loads(b.body)  # 25 == 25.0 in Python too
         except ValueError:
