@@ -68,7 +68,11 @@ fn log_unmatched(operation: &str, request_id: &str, diff: &Diff) {
         .unwrap_or(Duration::ZERO)
         .as_secs();
     let (window, lines, suppressed) = LOG_WINDOW.with(Cell::get);
-    let (lines, suppressed) = if window == second { (lines, suppressed) } else { (0, suppressed) };
+    let (lines, suppressed) = if window == second {
+        (lines, suppressed)
+    } else {
+        (0, suppressed)
+    };
     if lines >= LOG_LINES_PER_SECOND {
         LOG_WINDOW.with(|w| w.set((second, lines, suppressed + 1)));
         return;
@@ -89,7 +93,11 @@ fn log_unmatched(operation: &str, request_id: &str, diff: &Diff) {
         Some(body) => (body.json_paths.join(","), body.more),
         None => (String::new(), 0),
     };
-    let more = if more > 0 { format!(" (+{more} more)") } else { String::new() };
+    let more = if more > 0 {
+        format!(" (+{more} more)")
+    } else {
+        String::new()
+    };
     let suppressed = if suppressed > 0 {
         format!(" ({suppressed} unmatched lines suppressed before this one)")
     } else {

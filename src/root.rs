@@ -111,8 +111,7 @@ impl Root {
         if status == 504 && body == b"upstream request timeout" {
             return ShadowReply::Timeout;
         }
-        if status == 503 && (body.starts_with(b"upstream connect error") || body.starts_with(b"no healthy upstream"))
-        {
+        if status == 503 && (body.starts_with(b"upstream connect error") || body.starts_with(b"no healthy upstream")) {
             return ShadowReply::Error;
         }
         ShadowReply::Complete(Response {
@@ -142,7 +141,9 @@ impl Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let Some(exchange) = self.calls.remove(&token) else { return };
+        let Some(exchange) = self.calls.remove(&token) else {
+            return;
+        };
         let max_body_bytes = worker::with(|w| {
             let tag = w.ledger.tag(exchange)?;
             Some(tag.runtime.plan.operation(tag.operation)?.max_body_bytes)

@@ -81,7 +81,9 @@ impl Stream {
     /// exchange and starts the shadow copy.
     fn start_shadow(&mut self, index: usize, end_of_stream: bool) {
         let runtime = &self.runtime;
-        let Some(operation) = runtime.plan.operation(index) else { return };
+        let Some(operation) = runtime.plan.operation(index) else {
+            return;
+        };
         let Some(target) = operation.shadow() else { return };
         let method = request_header(":method").unwrap_or_default();
         let request_id = request_header("x-request-id");
@@ -136,7 +138,9 @@ impl Stream {
 
     /// The request is complete: hand the shadow call to the root.
     fn send_shadow(&mut self) {
-        let Some(outgoing) = self.exchange.as_mut().and_then(|e| e.request.take()) else { return };
+        let Some(outgoing) = self.exchange.as_mut().and_then(|e| e.request.take()) else {
+            return;
+        };
         worker::with(|w| {
             w.outbox.push(outgoing);
             w.wake_root();
@@ -185,8 +189,12 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
-        let Some(request) = exchange.request.as_mut() else { return Action::Continue };
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
+        let Some(request) = exchange.request.as_mut() else {
+            return Action::Continue;
+        };
         // In Continue mode body_size is this chunk's size.
         if request.body.len().saturating_add(body_size) > exchange.max_body_bytes {
             self.skip_too_large();
@@ -216,7 +224,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
         let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
         let status = headers
             .iter()
@@ -235,7 +245,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(exchange) = self.exchange.as_mut() else { return Action::Continue };
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
         if let Some(response) = exchange.response.as_mut() {
             if response.body.len().saturating_add(body_size) > exchange.max_body_bytes {
                 exchange.response_too_large = true;

@@ -22,9 +22,7 @@ fn vm_number() -> Option<u64> {
     }
     for _ in 0..64 {
         let (value, cas) = hostcalls::get_shared_data(SEQUENCE_KEY).ok()?;
-        let current: u64 = value
-            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
-            .unwrap_or(0);
+        let current: u64 = value.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
         let next = current + 1;
         // Without a CAS token a write is unconditional: the first writer of
         // a missing key could race. Envoy starts the main-thread VM, which

@@ -9,8 +9,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::compare::{CompareRules, HeaderPattern};
 use crate::compare::json::PointerPattern;
+use crate::compare::{CompareRules, HeaderPattern};
 use crate::matcher::{parse_template, Matcher};
 use crate::plan::{Backend, Mode, Operation, Plan};
 
@@ -70,7 +70,10 @@ struct RawConfig {
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, expecting = "an object with \"cluster\" and optionally \"authority\"")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with \"cluster\" and optionally \"authority\""
+)]
 struct RawBackend {
     cluster: Option<String>,
     authority: Option<String>,
@@ -91,7 +94,10 @@ struct RawSettings {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an operation object with \"id\", \"method\" and \"path\"")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an operation object with \"id\", \"method\" and \"path\""
+)]
 struct RawOperation {
     id: String,
     method: String,
@@ -111,7 +117,10 @@ struct RawOperation {
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, expecting = "an object with \"ignore_headers\" and/or \"ignore_json_paths\"")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with \"ignore_headers\" and/or \"ignore_json_paths\""
+)]
 struct RawCompare {
     ignore_headers: Option<Vec<String>>,
     ignore_json_paths: Option<Vec<String>>,
@@ -149,7 +158,10 @@ pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
     let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = field_path(err.path());
         let err = err.into_inner();
-        let message = if path.is_empty() && !(err.is_syntax() || err.is_eof()) && json.trim_ascii_start().first() != Some(&b'{') {
+        let message = if path.is_empty()
+            && !(err.is_syntax() || err.is_eof())
+            && json.trim_ascii_start().first() != Some(&b'{')
+        {
             // serde would say "invalid length 0, expected ..." for `[]`.
             "the configuration must be a JSON object".to_string()
         } else {
@@ -272,10 +284,18 @@ fn compile_operation(
     candidate: &Backend,
     at: &str,
 ) -> Result<Operation, ConfigError> {
-    if op.id.is_empty() || !op.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if op.id.is_empty()
+        || !op
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(ConfigError::new(
             format!("{at}.id"),
-            format!("\"{}\" must match [A-Za-z0-9_-]+ (it becomes part of a stats name)", op.id),
+            format!(
+                "\"{}\" must match [A-Za-z0-9_-]+ (it becomes part of a stats name)",
+                op.id
+            ),
         ));
     }
     if op.method.is_empty() || !op.method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -371,7 +391,11 @@ fn top_backend(raw: &RawBackend, at: &str) -> Result<Backend, ConfigError> {
     };
     Ok(Backend {
         cluster,
-        authority: raw.authority.as_deref().map(|a| authority(a, &format!("{at}.authority"))).transpose()?,
+        authority: raw
+            .authority
+            .as_deref()
+            .map(|a| authority(a, &format!("{at}.authority")))
+            .transpose()?,
     })
 }
 

@@ -75,7 +75,10 @@ pub fn shadow_headers<V: AsRef<[u8]>>(
         headers.push((name, String::from_utf8_lossy(value.as_ref()).into_owned()));
     }
     // dispatch_http_call refuses a request without :authority.
-    headers.push((":authority".to_string(), authority.unwrap_or_else(|| shadow.cluster.clone())));
+    headers.push((
+        ":authority".to_string(),
+        authority.unwrap_or_else(|| shadow.cluster.clone()),
+    ));
     headers.push((SHADOW_MARKER_HEADER.to_string(), operation_id.to_string()));
     headers
 }
@@ -110,7 +113,10 @@ mod tests {
     #[test]
     fn safe_request_in_shadow_mode_is_shadowed() {
         let plan = plan("");
-        assert_eq!(decide(&plan.operations[0], facts("GET", b"id", None), 0, 8), Decision::Shadow);
+        assert_eq!(
+            decide(&plan.operations[0], facts("GET", b"id", None), 0, 8),
+            Decision::Shadow
+        );
     }
 
     #[test]
@@ -155,7 +161,10 @@ mod tests {
             decide(&small.operations[0], facts("GET", b"id", Some(11)), 0, 8),
             Decision::Skip(Counter::SkippedBodyTooLarge)
         );
-        assert_eq!(decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8), Decision::Shadow);
+        assert_eq!(
+            decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8),
+            Decision::Shadow
+        );
         assert_eq!(
             decide(&small.operations[0], facts("GET", b"id", None), 8, 8),
             Decision::Skip(Counter::SkippedOverload)

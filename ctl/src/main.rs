@@ -1,1 +1,220 @@
-fn main() {}
+//! `parallel-run-ctl`: validate a parallel-run configuration with the very
+//! code the filter runs, and apply it to Envoy by rewriting the ECDS resource
+//! file atomically.
+
+mod apply;
+mod ecds;
+mod report;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use parallel_run_core::Plan;
+
+const SYNOPSIS: &str = "\
+Usage:
+  parallel-run-ctl validate CONFIG.json
+  parallel-run-ctl apply CONFIG.json --ecds PATH [--dry-run]
+  parallel-run-ctl --help
+";
+
+const DETAILS: &str = "
+validate  Checks CONFIG.json exactly as the filter does, and prints one line
+          per operation: id, method and path, mode, serving cluster, shadow
+          cluster (or -).
+apply     Validates CONFIG.json, then puts it into the ECDS resource file PATH
+          (resources[0].typed_config.config.configuration.value) by writing a
+          temporary file next to it and renaming it over PATH, which makes
+          Envoy reload the filter configuration. Prints what changes first.
+          --dry-run prints the changes and writes nothing.
+
+Exit status: 0 success, 1 invalid configuration or I/O error, 2 usage error.
+";
+
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Help,
+    Validate {
+        config: PathBuf,
+    },
+    Apply {
+        config: PathBuf,
+        ecds: PathBuf,
+        dry_run: bool,
+    },
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(Command::Help);
+    }
+    let Some((command, rest)) = args.split_first() else {
+        return Err("missing command".to_string());
+    };
+    let mut config = None;
+    let mut ecds = None;
+    let mut dry_run = false;
+    let mut rest = rest.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--ecds" if command == "apply" => {
+                let value = rest
+                    .next()
+                    .filter(|v| !v.starts_with("--"))
+                    .ok_or("--ecds needs a PATH")?;
+                ecds = Some(PathBuf::from(value));
+            }
+            "--dry-run" if command == "apply" => dry_run = true,
+            _ if arg.starts_with("--ecds=") && command == "apply" => {
+                ecds = arg.strip_prefix("--ecds=").map(PathBuf::from);
+            }
+            _ if arg.starts_with('-') && arg.len() > 1 => return Err(format!("unknown option {arg}")),
+            _ if config.is_some() => return Err(format!("unexpected argument {arg:?}")),
+            _ => config = Some(PathBuf::from(arg)),
+        }
+    }
+    match command.as_str() {
+        "help" => Ok(Command::Help),
+        "validate" => Ok(Command::Validate {
+            config: config.ok_or("validate needs CONFIG.json")?,
+        }),
+        "apply" => Ok(Command::Apply {
+            config: config.ok_or("apply needs CONFIG.json")?,
+            ecds: ecds.ok_or("apply needs --ecds PATH (the ECDS resource file Envoy watches)")?,
+            dry_run,
+        }),
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+/// Reads and validates a configuration file: its bytes, and the plan the
+/// filter would build from them.
+fn load_config(path: &Path) -> Result<(Vec<u8>, Plan), String> {
+    let bytes = std::fs::read(path).map_err(|err| format!("{}: cannot read: {err}", path.display()))?;
+    let plan = Plan::parse(&bytes).map_err(|err| format!("{}: {err}", path.display()))?;
+    Ok((bytes, plan))
+}
+
+fn validate(config: &Path, out: &mut dyn Write) -> Result<(), String> {
+    let (_, plan) = load_config(config)?;
+    let mut lines = vec![format!("{}: valid, {}", config.display(), report::headline(&plan))];
+    lines.extend(report::table(&plan));
+    print_lines(out, &lines)
+}
+
+fn print_lines(out: &mut dyn Write, lines: &[String]) -> Result<(), String> {
+    lines
+        .iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .map_err(|err| format!("cannot write the output: {err}"))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse_args(&args) {
+        Ok(command) => command,
+        Err(problem) => {
+            eprintln!("parallel-run-ctl: {problem}\n{SYNOPSIS}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = &mut io::stdout().lock();
+    let result = match command {
+        Command::Help => print_lines(stdout, &[format!("{SYNOPSIS}{}", DETAILS.trim_end())]),
+        Command::Validate { config } => validate(&config, stdout),
+        Command::Apply { config, ecds, dry_run } => apply::apply(&config, &ecds, dry_run, stdout),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("{problem}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(
+            parse_args(&args("validate c.json")),
+            Ok(Command::Validate {
+                config: "c.json".into()
+            })
+        );
+        let apply = Command::Apply {
+            config: "c.json".into(),
+            ecds: "e/p.json".into(),
+            dry_run: false,
+        };
+        assert_eq!(parse_args(&args("apply c.json --ecds e/p.json")).as_ref(), Ok(&apply));
+        assert_eq!(parse_args(&args("apply --ecds e/p.json c.json")).as_ref(), Ok(&apply));
+        assert_eq!(parse_args(&args("apply c.json --ecds=e/p.json")).as_ref(), Ok(&apply));
+        assert_eq!(
+            parse_args(&args("apply --dry-run c.json --ecds e/p.json")),
+            Ok(Command::Apply {
+                config: "c.json".into(),
+                ecds: "e/p.json".into(),
+                dry_run: true
+            })
+        );
+        for help in ["--help", "-h", "help", "apply c.json --help"] {
+            assert_eq!(parse_args(&args(help)), Ok(Command::Help), "{help}");
+        }
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        for (line, problem) in [
+            ("", "missing command"),
+            ("check c.json", "unknown command \"check\""),
+            ("validate", "validate needs CONFIG.json"),
+            ("validate a.json b.json", "unexpected argument \"b.json\""),
+            ("validate c.json --ecds e.json", "unknown option --ecds"),
+            ("validate --dry-run c.json", "unknown option --dry-run"),
+            ("apply c.json", "apply needs --ecds PATH"),
+            ("apply c.json --ecds", "--ecds needs a PATH"),
+            ("apply c.json --ecds --dry-run", "--ecds needs a PATH"),
+            ("apply --ecds e.json", "apply needs CONFIG.json"),
+            ("apply c.json --ecds e.json --force", "unknown option --force"),
+        ] {
+            let err = parse_args(&args(line)).unwrap_err();
+            assert!(err.starts_with(problem), "{line:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn validate_reports_the_file_and_the_field() {
+        let dir = apply::tests::TempDir::new("validate");
+        let good = dir.write("good.json", apply::tests::CONFIG_V1);
+        let mut out = Vec::new();
+        validate(&good, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with(&format!("{}: valid, revision \"r1\", 2 operations\n", good.display())));
+        assert!(out.contains("getReturn"), "{out}");
+
+        let bad = dir.write("bad.json", &apply::tests::CONFIG_V1.replace("\"shadow\"", "\"shadw\""));
+        let err = validate(&bad, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "{}: operations[0].mode: unknown variant `shadw`",
+                bad.display()
+            )),
+            "{err}"
+        );
+        let missing = dir.path.join("missing.json");
+        let err = validate(&missing, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{}: cannot read: ", missing.display())),
+            "{err}"
+        );
+    }
+}

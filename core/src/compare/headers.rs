@@ -54,10 +54,12 @@ impl HeaderPattern {
 }
 
 fn is_default_ignored(lower_name: &str) -> bool {
-    DEFAULT_IGNORED_HEADERS.iter().any(|pattern| match pattern.strip_suffix('*') {
-        Some(prefix) => lower_name.starts_with(prefix),
-        None => lower_name == *pattern,
-    })
+    DEFAULT_IGNORED_HEADERS
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => lower_name.starts_with(prefix),
+            None => lower_name == *pattern,
+        })
 }
 
 /// Values per compared name, in arrival order.
@@ -66,7 +68,10 @@ fn compared<'a>(rules: &CompareRules, headers: &'a [(String, Vec<u8>)]) -> BTree
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
         // Pseudo-headers: `:status` is compared on its own axis.
-        if lower.starts_with(':') || is_default_ignored(&lower) || rules.ignore_headers.iter().any(|p| p.matches(&lower)) {
+        if lower.starts_with(':')
+            || is_default_ignored(&lower)
+            || rules.ignore_headers.iter().any(|p| p.matches(&lower))
+        {
             continue;
         }
         by_name.entry(lower).or_default().push(value.as_slice());
@@ -75,7 +80,11 @@ fn compared<'a>(rules: &CompareRules, headers: &'a [(String, Vec<u8>)]) -> BTree
 }
 
 /// Names whose value lists differ, sorted, at most [`MAX_REPORTED`].
-pub(super) fn differing(rules: &CompareRules, serving: &[(String, Vec<u8>)], shadow: &[(String, Vec<u8>)]) -> Vec<String> {
+pub(super) fn differing(
+    rules: &CompareRules,
+    serving: &[(String, Vec<u8>)],
+    shadow: &[(String, Vec<u8>)],
+) -> Vec<String> {
     let left = compared(rules, serving);
     let mut right = compared(rules, shadow);
     let mut names = Vec::new();

@@ -81,7 +81,9 @@ fn unescape(token: &str) -> Option<String> {
 }
 
 fn remove(value: &mut Value, tokens: &[Token]) {
-    let Some((token, rest)) = tokens.split_first() else { return };
+    let Some((token, rest)) = tokens.split_first() else {
+        return;
+    };
     match value {
         Value::Object(map) => match token {
             Token::Key(key) if rest.is_empty() => {
@@ -195,7 +197,11 @@ fn push_token(path: &mut String, key: &str) {
 
 fn record(path: &str, found: &mut BodyDiff) {
     if found.json_paths.len() < MAX_REPORTED {
-        found.json_paths.push(if path.is_empty() { "(root)".to_string() } else { path.to_string() });
+        found.json_paths.push(if path.is_empty() {
+            "(root)".to_string()
+        } else {
+            path.to_string()
+        });
     } else {
         found.more += 1;
     }

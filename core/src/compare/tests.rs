@@ -20,7 +20,10 @@ fn json(body: &str) -> Response {
 
 fn rules(ignore_headers: &[&str], ignore_json_paths: &[&str]) -> CompareRules {
     CompareRules {
-        ignore_headers: ignore_headers.iter().map(|h| HeaderPattern::parse(h).unwrap()).collect(),
+        ignore_headers: ignore_headers
+            .iter()
+            .map(|h| HeaderPattern::parse(h).unwrap())
+            .collect(),
         ignore_json_paths: ignore_json_paths
             .iter()
             .map(|p| PointerPattern::parse(p).unwrap())
@@ -45,7 +48,11 @@ fn body_paths(rules: &CompareRules, left: &str, right: &str) -> Vec<String> {
 fn identical_responses_match() {
     let r = response(
         201,
-        &[("content-type", "application/json"), ("etag", "\"v1\""), ("set-cookie", "a=1")],
+        &[
+            ("content-type", "application/json"),
+            ("etag", "\"v1\""),
+            ("set-cookie", "a=1"),
+        ],
         r#"{"id":"r-1","items":[1,2]}"#,
     );
     let diff = compare(&no_rules(), &r, &r.clone());
@@ -55,7 +62,11 @@ fn identical_responses_match() {
 
 #[test]
 fn a_different_status_is_a_difference_on_its_own() {
-    let diff = compare(&no_rules(), &json("{}"), &response(404, &[("content-type", "application/json")], "{}"));
+    let diff = compare(
+        &no_rules(),
+        &json("{}"),
+        &response(404, &[("content-type", "application/json")], "{}"),
+    );
     assert!(diff.status);
     assert!(diff.headers.is_empty());
     assert_eq!(diff.body, None);
@@ -149,17 +160,31 @@ fn a_default_ignored_prefix_is_only_a_prefix() {
 fn per_operation_ignore_headers_exact_and_prefix() {
     let left = response(
         200,
-        &[("ETag", "1"), ("x-trace-id", "a"), ("X-Trace-Span", "b"), ("x-tracer", "c"), ("vary", "accept")],
+        &[
+            ("ETag", "1"),
+            ("x-trace-id", "a"),
+            ("X-Trace-Span", "b"),
+            ("x-tracer", "c"),
+            ("vary", "accept"),
+        ],
         "",
     );
     let right = response(
         200,
-        &[("etag", "2"), ("x-trace-id", "z"), ("x-tracer", "d"), ("vary", "accept")],
+        &[
+            ("etag", "2"),
+            ("x-trace-id", "z"),
+            ("x-tracer", "d"),
+            ("vary", "accept"),
+        ],
         "",
     );
     let rules = rules(&["etag", "X-Trace-*"], &[]);
     assert_eq!(compare(&rules, &left, &right).headers, ["x-tracer"]);
-    assert_eq!(compare(&no_rules(), &left, &right).headers, ["etag", "x-trace-id", "x-trace-span", "x-tracer"]);
+    assert_eq!(
+        compare(&no_rules(), &left, &right).headers,
+        ["etag", "x-trace-id", "x-trace-span", "x-tracer"]
+    );
 }
 
 #[test]
@@ -198,14 +223,23 @@ fn header_patterns_are_validated() {
 #[test]
 fn json_key_order_and_whitespace_do_not_matter() {
     assert_eq!(
-        body_paths(&no_rules(), r#"{"a":1,"b":{"c":[1,2],"d":null}}"#, "{ \"b\" : {\"d\":null,\"c\":[1, 2]},\n\"a\":1 }"),
+        body_paths(
+            &no_rules(),
+            r#"{"a":1,"b":{"c":[1,2],"d":null}}"#,
+            "{ \"b\" : {\"d\":null,\"c\":[1, 2]},\n\"a\":1 }"
+        ),
         Vec::<String>::new()
     );
 }
 
 #[test]
 fn numbers_compare_by_value() {
-    assert!(body_paths(&no_rules(), r#"{"n":1,"m":-2,"f":0.5}"#, r#"{"n":1.0,"m":-2.0,"f":5e-1}"#).is_empty());
+    assert!(body_paths(
+        &no_rules(),
+        r#"{"n":1,"m":-2,"f":0.5}"#,
+        r#"{"n":1.0,"m":-2.0,"f":5e-1}"#
+    )
+    .is_empty());
     assert_eq!(body_paths(&no_rules(), r#"{"n":1}"#, r#"{"n":1.5}"#), ["/n"]);
     assert_eq!(body_paths(&no_rules(), r#"{"n":1}"#, r#"{"n":"1"}"#), ["/n"]);
     // Large integers do not go through f64.
@@ -213,7 +247,12 @@ fn numbers_compare_by_value() {
         body_paths(&no_rules(), r#"{"id":9007199254740993}"#, r#"{"id":9007199254740992}"#),
         ["/id"]
     );
-    assert!(body_paths(&no_rules(), r#"{"id":18446744073709551615}"#, r#"{"id":18446744073709551615}"#).is_empty());
+    assert!(body_paths(
+        &no_rules(),
+        r#"{"id":18446744073709551615}"#,
+        r#"{"id":18446744073709551615}"#
+    )
+    .is_empty());
 }
 
 #[test]
@@ -238,7 +277,10 @@ fn reported_paths_escape_tilde_and_slash() {
 
 #[test]
 fn an_array_length_difference_is_one_entry() {
-    assert_eq!(body_paths(&no_rules(), r#"{"items":[1,2,3,4]}"#, r#"{"items":[1,2]}"#), ["/items/length"]);
+    assert_eq!(
+        body_paths(&no_rules(), r#"{"items":[1,2,3,4]}"#, r#"{"items":[1,2]}"#),
+        ["/items/length"]
+    );
     assert_eq!(body_paths(&no_rules(), "[1,2]", "[1,3,3]"), ["/1", "/length"]);
 }
 
@@ -267,7 +309,9 @@ fn ignored_json_paths_are_removed_before_comparing() {
                     "meta":{"legacy":{"ts":9,"v":1},"cache":{"ts":8}}}"#;
     assert!(body_paths(&rules, left, right).is_empty());
     // Only what the patterns name: a difference next to them still counts.
-    let right = right.replace(r#""sku":"B""#, r#""sku":"C""#).replace(r#""v":1"#, r#""v":2"#);
+    let right = right
+        .replace(r#""sku":"B""#, r#""sku":"C""#)
+        .replace(r#""v":1"#, r#""v":2"#);
     assert_eq!(body_paths(&rules, left, &right), ["/items/1/sku", "/meta/legacy/v"]);
 }
 
@@ -281,10 +325,16 @@ fn an_ignored_key_missing_on_one_side_is_not_a_difference() {
 fn ignored_array_elements_keep_the_indices_aligned() {
     let rules = rules(&[], &["/items/0"]);
     assert!(body_paths(&rules, "{\"items\":[\"x\",1,2]}", "{\"items\":[\"y\",1,2]}").is_empty());
-    assert_eq!(body_paths(&rules, "{\"items\":[\"x\",1,2]}", "{\"items\":[\"y\",1,3]}"), ["/items/2"]);
+    assert_eq!(
+        body_paths(&rules, "{\"items\":[\"x\",1,2]}", "{\"items\":[\"y\",1,3]}"),
+        ["/items/2"]
+    );
     let all = self::rules(&[], &["/items/*"]);
     assert!(body_paths(&all, "{\"items\":[1,2]}", "{\"items\":[3,4]}").is_empty());
-    assert_eq!(body_paths(&all, "{\"items\":[1,2]}", "{\"items\":[3]}"), ["/items/length"]);
+    assert_eq!(
+        body_paths(&all, "{\"items\":[1,2]}", "{\"items\":[3]}"),
+        ["/items/length"]
+    );
 }
 
 #[test]
@@ -299,7 +349,11 @@ fn ignore_patterns_use_json_pointer_escapes() {
     // "~1" is '/', not a path separator: "/links/self/href" does not reach it.
     let literal = self::rules(&[], &["/links/self/href"]);
     assert_eq!(
-        body_paths(&literal, r#"{"links":{"self/href":"a"}}"#, r#"{"links":{"self/href":"b"}}"#),
+        body_paths(
+            &literal,
+            r#"{"links":{"self/href":"a"}}"#,
+            r#"{"links":{"self/href":"b"}}"#
+        ),
         ["/links/self~1href"]
     );
 }
@@ -307,7 +361,12 @@ fn ignore_patterns_use_json_pointer_escapes() {
 #[test]
 fn a_wildcard_matches_one_level_only() {
     let rules = rules(&[], &["/*/etag"]);
-    assert!(body_paths(&rules, r#"{"a":{"etag":1},"b":{"etag":1}}"#, r#"{"a":{"etag":2},"b":{"etag":3}}"#).is_empty());
+    assert!(body_paths(
+        &rules,
+        r#"{"a":{"etag":1},"b":{"etag":1}}"#,
+        r#"{"a":{"etag":2},"b":{"etag":3}}"#
+    )
+    .is_empty());
     assert_eq!(
         body_paths(&rules, r#"{"a":{"x":{"etag":1}}}"#, r#"{"a":{"x":{"etag":2}}}"#),
         ["/a/x/etag"]
@@ -357,11 +416,31 @@ fn bodies_that_are_not_json_compare_byte_for_byte() {
 
 #[test]
 fn json_is_recognised_by_media_type_or_by_shape() {
-    assert!(json::looks_like_json(&response(200, &[("Content-Type", "application/json; charset=utf-8")], "1")));
-    assert!(json::looks_like_json(&response(200, &[("content-type", "application/problem+json")], "")));
-    assert!(json::looks_like_json(&response(200, &[("content-type", " APPLICATION/JSON ")], "")));
-    assert!(!json::looks_like_json(&response(200, &[("content-type", "text/json-ish")], "{}")));
-    assert!(!json::looks_like_json(&response(200, &[("content-type", "json")], "{}")));
+    assert!(json::looks_like_json(&response(
+        200,
+        &[("Content-Type", "application/json; charset=utf-8")],
+        "1"
+    )));
+    assert!(json::looks_like_json(&response(
+        200,
+        &[("content-type", "application/problem+json")],
+        ""
+    )));
+    assert!(json::looks_like_json(&response(
+        200,
+        &[("content-type", " APPLICATION/JSON ")],
+        ""
+    )));
+    assert!(!json::looks_like_json(&response(
+        200,
+        &[("content-type", "text/json-ish")],
+        "{}"
+    )));
+    assert!(!json::looks_like_json(&response(
+        200,
+        &[("content-type", "json")],
+        "{}"
+    )));
     assert!(json::looks_like_json(&response(200, &[], "  \n[1]")));
     assert!(json::looks_like_json(&response(200, &[], "{}")));
     assert!(!json::looks_like_json(&response(200, &[], "1")));
@@ -374,8 +453,16 @@ fn json_is_recognised_by_media_type_or_by_shape() {
 
 #[test]
 fn a_header_difference_and_a_body_difference_are_both_reported() {
-    let left = response(200, &[("content-type", "application/json"), ("etag", "1")], r#"{"a":1}"#);
-    let right = response(200, &[("content-type", "application/json"), ("etag", "2")], r#"{"a":2}"#);
+    let left = response(
+        200,
+        &[("content-type", "application/json"), ("etag", "1")],
+        r#"{"a":1}"#,
+    );
+    let right = response(
+        200,
+        &[("content-type", "application/json"), ("etag", "2")],
+        r#"{"a":2}"#,
+    );
     let diff = compare(&no_rules(), &left, &right);
     assert!(!diff.status);
     assert_eq!(diff.headers, ["etag"]);

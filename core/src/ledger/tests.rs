@@ -247,7 +247,10 @@ fn judged(serving: ServingReply, shadow: ShadowReply) -> Outcome {
 
 #[test]
 fn equal_responses_are_matched() {
-    assert_eq!(judged(serving(200, r#"{"a":1,"b":2}"#), shadow(200, r#"{"b":2,"a":1.0}"#)), Outcome::Matched);
+    assert_eq!(
+        judged(serving(200, r#"{"a":1,"b":2}"#), shadow(200, r#"{"b":2,"a":1.0}"#)),
+        Outcome::Matched
+    );
     // Equal client errors are an equivalence too.
     assert_eq!(judged(serving(404, "{}"), shadow(404, "{}")), Outcome::Matched);
 }
@@ -277,7 +280,11 @@ fn the_operation_s_rules_are_applied() {
     left.headers = vec![("content-type".into(), b"application/json".to_vec())];
     let mut right = ok(200, r#"{"ts":2,"a":1}"#);
     right.headers = vec![("content-type".into(), b"application/json; charset=utf-8".to_vec())];
-    let outcome = judge(&rules, &ServingReply::Complete(left.clone()), &ShadowReply::Complete(right.clone()));
+    let outcome = judge(
+        &rules,
+        &ServingReply::Complete(left.clone()),
+        &ShadowReply::Complete(right.clone()),
+    );
     assert_eq!(outcome, Outcome::Matched);
     assert!(matches!(
         judged(ServingReply::Complete(left), ShadowReply::Complete(right)),
@@ -292,19 +299,37 @@ fn a_shadow_timeout_or_error_is_a_failure() {
             judged(serving_side.clone(), ShadowReply::Timeout),
             Outcome::Failed(Failure::Timeout)
         );
-        assert_eq!(judged(serving_side, ShadowReply::Error), Outcome::Failed(Failure::Error));
+        assert_eq!(
+            judged(serving_side, ShadowReply::Error),
+            Outcome::Failed(Failure::Error)
+        );
     }
 }
 
 #[test]
 fn a_5xx_on_either_side_is_a_failure() {
-    assert_eq!(judged(serving(500, "{}"), shadow(200, "{}")), Outcome::Failed(Failure::Status5xx));
-    assert_eq!(judged(serving(200, "{}"), shadow(503, "{}")), Outcome::Failed(Failure::Status5xx));
+    assert_eq!(
+        judged(serving(500, "{}"), shadow(200, "{}")),
+        Outcome::Failed(Failure::Status5xx)
+    );
+    assert_eq!(
+        judged(serving(200, "{}"), shadow(503, "{}")),
+        Outcome::Failed(Failure::Status5xx)
+    );
     // Even the same 5xx on both sides says nothing about equivalence.
-    assert_eq!(judged(serving(502, "{}"), shadow(502, "{}")), Outcome::Failed(Failure::Status5xx));
+    assert_eq!(
+        judged(serving(502, "{}"), shadow(502, "{}")),
+        Outcome::Failed(Failure::Status5xx)
+    );
     // A 5xx is reported before a missing body.
-    assert_eq!(judged(serving(500, "{}"), ShadowReply::TooLarge), Outcome::Failed(Failure::Status5xx));
-    assert_eq!(judged(ServingReply::TooLarge, shadow(504, "")), Outcome::Failed(Failure::Status5xx));
+    assert_eq!(
+        judged(serving(500, "{}"), ShadowReply::TooLarge),
+        Outcome::Failed(Failure::Status5xx)
+    );
+    assert_eq!(
+        judged(ServingReply::TooLarge, shadow(504, "")),
+        Outcome::Failed(Failure::Status5xx)
+    );
     // 4xx is not a failure.
     assert_eq!(judged(serving(499, "{}"), shadow(499, "{}")), Outcome::Matched);
 }

@@ -1,0 +1,538 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+use crate::compare::json::PointerPattern;
+use crate::compare::HeaderPattern;
+
+/// The example configuration of the issue.
+const EXAMPLE: &str = r#"{"revision":"2026-11-22.1","route_header":"x-parallel-run-cluster","legacy":{"cluster":"legacy"},"candidate":{"cluster":"candidate","authority":"returns.internal"},"operation_header":"x-operation-id","defaults":{"mode":"legacy","shadow_percent":100,"shadow_timeout_ms":3000,"max_body_bytes":1048576,"target_match_rate":0.99,"min_samples":100},"operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}","mode":"shadow","candidate":{"cluster":"returns-v2"},"target_match_rate":0.95},{"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
+
+/// A minimal configuration around `rest` (top-level members after the
+/// backends, without a leading comma).
+fn config(rest: &str) -> String {
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(",{rest}")
+    };
+    format!(r#"{{"legacy":{{"cluster":"legacy"}},"candidate":{{"cluster":"candidate"}}{rest}}}"#)
+}
+
+/// A configuration with these operations (a JSON array body, without brackets).
+fn with_ops(ops: &str) -> String {
+    config(&format!(r#""operations":[{ops}]"#))
+}
+
+fn parse_ok(json: &str) -> Plan {
+    match parse(json.as_bytes()) {
+        Ok(plan) => plan,
+        Err(err) => panic!("refused: {err}\n{json}"),
+    }
+}
+
+fn parse_err(json: &str) -> ConfigError {
+    match parse(json.as_bytes()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(err) => err,
+    }
+}
+
+fn op<'a>(plan: &'a Plan, id: &str) -> &'a Operation {
+    plan.operations.iter().find(|o| o.id == id).expect(id)
+}
+
+#[test]
+fn the_example_configuration_parses() {
+    let plan = parse_ok(EXAMPLE);
+    assert_eq!(plan.revision, "2026-11-22.1");
+    assert_eq!(plan.route_header, "x-parallel-run-cluster");
+    assert_eq!(plan.operation_header.as_deref(), Some("x-operation-id"));
+    assert_eq!(plan.max_inflight_shadows, DEFAULT_MAX_INFLIGHT_SHADOWS);
+    assert_eq!(
+        plan.legacy,
+        Backend {
+            cluster: "legacy".into(),
+            authority: None
+        }
+    );
+    assert_eq!(plan.candidate.authority.as_deref(), Some("returns.internal"));
+    let ids: Vec<_> = plan.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["getReturn", "createReturn"]);
+}
+
+#[test]
+fn an_operation_overrides_the_defaults_and_inherits_the_rest() {
+    let plan = parse_ok(EXAMPLE);
+    let get = op(&plan, "getReturn");
+    assert_eq!(get.method, "GET");
+    assert_eq!(get.path, "/returns/{id}");
+    assert_eq!(get.mode, Mode::Shadow);
+    assert_eq!(get.target_match_rate, 0.95);
+    // Inherited from `defaults`.
+    assert_eq!(get.min_samples, 100);
+    assert_eq!(get.sample_per_million, 1_000_000);
+    assert_eq!(get.shadow_timeout_ms, 3000);
+    assert_eq!(get.max_body_bytes, 1_048_576);
+    assert!(!get.shadow_unsafe);
+
+    let create = op(&plan, "createReturn");
+    assert_eq!(create.mode, Mode::Legacy);
+    assert_eq!(create.target_match_rate, 0.99);
+}
+
+#[test]
+fn a_cluster_override_keeps_the_top_level_authority() {
+    let plan = parse_ok(EXAMPLE);
+    let get = op(&plan, "getReturn");
+    assert_eq!(
+        get.candidate,
+        Backend {
+            cluster: "returns-v2".into(),
+            authority: Some("returns.internal".into())
+        }
+    );
+    assert_eq!(get.legacy, plan.legacy);
+    // No override: the top-level backend as is.
+    assert_eq!(op(&plan, "createReturn").candidate, plan.candidate);
+}
+
+#[test]
+fn an_authority_override_keeps_the_top_level_cluster() {
+    let plan = parse_ok(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","legacy":{"authority":"old.internal:8080"}}"#,
+    ));
+    assert_eq!(
+        plan.operations[0].legacy,
+        Backend {
+            cluster: "legacy".into(),
+            authority: Some("old.internal:8080".into())
+        }
+    );
+}
+
+#[test]
+fn built_in_defaults_apply_without_a_defaults_section() {
+    let plan = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
+    assert_eq!(plan.revision, "");
+    assert_eq!(plan.route_header, DEFAULT_ROUTE_HEADER);
+    assert_eq!(plan.operation_header, None);
+    let a = &plan.operations[0];
+    assert_eq!(a.mode, Mode::Legacy);
+    assert_eq!(a.sample_per_million, 1_000_000);
+    assert_eq!(a.shadow_timeout_ms, DEFAULT_SHADOW_TIMEOUT_MS);
+    assert_eq!(a.max_body_bytes as u64, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(a.target_match_rate, DEFAULT_TARGET_MATCH_RATE);
+    assert_eq!(a.min_samples, DEFAULT_MIN_SAMPLES);
+    assert!(a.compare.ignore_headers.is_empty() && a.compare.ignore_json_paths.is_empty());
+}
+
+#[test]
+fn no_operations_is_a_valid_configuration() {
+    let plan = parse_ok(&config(""));
+    assert!(plan.operations.is_empty());
+    assert_eq!(plan.classify("GET", "/anything", None), None);
+}
+
+#[test]
+fn shadow_percent_becomes_parts_per_million() {
+    let plan = parse_ok(&with_ops(
+        r#"{"id":"half","method":"GET","path":"/a","shadow_percent":0.5},
+           {"id":"none","method":"GET","path":"/b","shadow_percent":0},
+           {"id":"third","method":"GET","path":"/c","shadow_percent":33.3333}"#,
+    ));
+    assert_eq!(op(&plan, "half").sample_per_million, 5_000);
+    assert_eq!(op(&plan, "none").sample_per_million, 0);
+    assert_eq!(op(&plan, "third").sample_per_million, 333_333);
+}
+
+#[test]
+fn header_names_are_lower_cased() {
+    let plan = parse_ok(&config(
+        r#""route_header":"X-Route","operation_header":"X-Operation-Id""#,
+    ));
+    assert_eq!(plan.route_header, "x-route");
+    assert_eq!(plan.operation_header.as_deref(), Some("x-operation-id"));
+}
+
+#[test]
+fn compare_lists_of_an_operation_replace_those_of_the_defaults_per_field() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"compare":{"ignore_headers":["etag"],"ignore_json_paths":["/meta"]}},
+           "operations":[
+             {"id":"own","method":"GET","path":"/a","compare":{"ignore_headers":["X-Trace-*"]}},
+             {"id":"inherits","method":"GET","path":"/b"}]"#,
+    ));
+    let own = &op(&plan, "own").compare;
+    assert_eq!(own.ignore_headers, [HeaderPattern::parse("x-trace-*").unwrap()]);
+    assert_eq!(own.ignore_json_paths, [PointerPattern::parse("/meta").unwrap()]);
+    let inherits = &op(&plan, "inherits").compare;
+    assert_eq!(inherits.ignore_headers, [HeaderPattern::parse("etag").unwrap()]);
+    assert_eq!(inherits.ignore_json_paths, [PointerPattern::parse("/meta").unwrap()]);
+}
+
+#[test]
+fn an_empty_compare_list_clears_the_inherited_one() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"compare":{"ignore_headers":["etag"]}},
+           "operations":[{"id":"a","method":"GET","path":"/a","compare":{"ignore_headers":[]}}]"#,
+    ));
+    assert!(plan.operations[0].compare.ignore_headers.is_empty());
+}
+
+#[test]
+fn shadow_unsafe_is_off_unless_set() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"shadow_unsafe":true},
+           "operations":[{"id":"a","method":"POST","path":"/a"},
+                         {"id":"b","method":"POST","path":"/b","shadow_unsafe":false}]"#,
+    ));
+    assert!(op(&plan, "a").shadow_unsafe);
+    assert!(!op(&plan, "b").shadow_unsafe);
+}
+
+// ------------------------------------------------------------------ errors
+
+#[test]
+fn an_unbalanced_template_names_the_operation_and_the_problem() {
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a"},
+           {"id":"b","method":"GET","path":"/b"},
+           {"id":"c","method":"GET","path":"/returns/{id"}"#,
+    ));
+    assert_eq!(err.path, "operations[2].path");
+    let text = err.to_string();
+    assert!(text.starts_with("operations[2].path: unbalanced '{'"), "{text}");
+    assert!(text.contains("\"{id\""), "{text}");
+}
+
+#[test]
+fn other_template_errors_are_reported_at_the_path() {
+    for (template, problem) in [
+        ("returns", "must start with '/'"),
+        ("/a}", "unbalanced '}'"),
+        ("/a{id}", "a parameter must be a whole segment"),
+        ("/a/{}", "empty parameter name"),
+        ("/a/{id}/{id}", "appears twice"),
+        ("/a?x=1", "no query string"),
+        ("/a//b", "empty segment"),
+    ] {
+        let err = parse_err(&with_ops(&format!(
+            r#"{{"id":"a","method":"GET","path":"{template}"}}"#
+        )));
+        assert_eq!(err.path, "operations[0].path", "{template}");
+        assert!(err.message.contains(problem), "{template}: {err}");
+    }
+}
+
+#[test]
+fn a_duplicate_id_names_both_operations() {
+    let err = parse_err(&with_ops(
+        r#"{"id":"getReturn","method":"GET","path":"/a"},{"id":"getReturn","method":"GET","path":"/b"}"#,
+    ));
+    let text = err.to_string();
+    assert!(
+        text.starts_with("operations[1].id: duplicate id \"getReturn\""),
+        "{text}"
+    );
+    assert!(text.contains("operations[0]"), "{text}");
+}
+
+#[test]
+fn an_unknown_mode_lists_the_modes() {
+    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET","path":"/a","mode":"shadowing"}"#));
+    assert_eq!(err.path, "operations[0].mode");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("operations[0].mode: unknown variant `shadowing`"),
+        "{text}"
+    );
+    for mode in ["legacy", "shadow", "cutover", "candidate"] {
+        assert!(text.contains(&format!("`{mode}`")), "{mode}: {text}");
+    }
+    assert!(!text.contains(" at line "), "{text}");
+}
+
+#[test]
+fn modes_are_lower_case() {
+    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET","path":"/a","mode":"Shadow"}"#));
+    assert_eq!(err.path, "operations[0].mode");
+}
+
+#[test]
+fn unknown_fields_are_errors_wherever_they_are() {
+    let cases = [
+        (config(r#""revison":"1""#), "revison"),
+        (config(r#""defaults":{"shadow_pct":5}"#), "defaults.shadow_pct"),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","moode":"shadow"}"#),
+            "operations[0].moode",
+        ),
+        (
+            r#"{"legacy":{"cluster":"l","autority":"x"},"candidate":{"cluster":"c"}}"#.to_string(),
+            "legacy.autority",
+        ),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","candidate":{"clustr":"x"}}"#),
+            "operations[0].candidate.clustr",
+        ),
+        (
+            config(r#""defaults":{"compare":{"ignore_header":["etag"]}}"#),
+            "defaults.compare.ignore_header",
+        ),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","compare":{"ignore_paths":[]}}"#),
+            "operations[0].compare.ignore_paths",
+        ),
+    ];
+    for (json, path) in cases {
+        let err = parse_err(&json);
+        assert_eq!(err.path, path, "{err}");
+        let field = path.rsplit('.').next().unwrap();
+        assert!(
+            err.message.starts_with(&format!("unknown field `{field}`, expected")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_field_error_lists_the_known_ones() {
+    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET","path":"/a","shadow_pecent":5}"#));
+    assert!(err.message.contains("`shadow_percent`"), "{err}");
+    assert!(err.message.contains("`target_match_rate`"), "{err}");
+}
+
+#[test]
+fn ids_must_be_usable_in_a_stats_name() {
+    for id in ["get.return", "get return", "", "getReturn!", "überall"] {
+        let err = parse_err(&with_ops(&format!(r#"{{"id":"{id}","method":"GET","path":"/a"}}"#)));
+        assert_eq!(err.path, "operations[0].id", "{id:?}");
+        assert!(err.message.contains("[A-Za-z0-9_-]+"), "{err}");
+    }
+    parse_ok(&with_ops(r#"{"id":"get_Return-2","method":"GET","path":"/a"}"#));
+}
+
+#[test]
+fn methods_must_be_upper_case_tokens() {
+    for method in ["get", "", "GET ", "G3T", "Post"] {
+        let err = parse_err(&with_ops(&format!(r#"{{"id":"a","method":"{method}","path":"/a"}}"#)));
+        assert_eq!(err.path, "operations[0].method", "{method:?}");
+        assert!(err.message.contains(&format!("\"{method}\"")), "{err}");
+    }
+}
+
+#[test]
+fn missing_operation_fields_are_named() {
+    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET"}"#));
+    assert_eq!(err.to_string(), "operations[0]: missing field `path`");
+}
+
+#[test]
+fn shadow_percent_must_be_a_percentage() {
+    for value in ["100.5", "-1", "1000"] {
+        let err = parse_err(&with_ops(&format!(
+            r#"{{"id":"a","method":"GET","path":"/a","shadow_percent":{value}}}"#
+        )));
+        assert_eq!(err.path, "operations[0].shadow_percent");
+        assert!(err.message.contains("between 0 and 100"), "{err}");
+    }
+    parse_ok(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","shadow_percent":100}"#,
+    ));
+}
+
+#[test]
+fn target_match_rate_must_be_a_fraction() {
+    for value in ["1.01", "-0.1", "95"] {
+        let err = parse_err(&with_ops(&format!(
+            r#"{{"id":"a","method":"GET","path":"/a","target_match_rate":{value}}}"#
+        )));
+        assert_eq!(err.path, "operations[0].target_match_rate");
+        assert!(err.message.contains("between 0 and 1"), "{err}");
+    }
+    parse_ok(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","target_match_rate":1}"#,
+    ));
+}
+
+#[test]
+fn min_samples_must_be_positive() {
+    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET","path":"/a","min_samples":0}"#));
+    assert_eq!(err.to_string(), "operations[0].min_samples: must be at least 1");
+    let err = parse_err(&config(r#""defaults":{"min_samples":-5}"#));
+    assert_eq!(err.path, "defaults.min_samples");
+    parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a","min_samples":1}"#));
+}
+
+#[test]
+fn timeouts_sizes_and_the_inflight_bound_are_range_checked() {
+    for (field, value) in [
+        ("shadow_timeout_ms", "0"),
+        ("shadow_timeout_ms", "600001"),
+        ("max_body_bytes", "67108865"),
+    ] {
+        let err = parse_err(&with_ops(&format!(
+            r#"{{"id":"a","method":"GET","path":"/a","{field}":{value}}}"#
+        )));
+        assert_eq!(err.path, format!("operations[0].{field}"));
+        assert!(err.message.starts_with(value), "{err}");
+    }
+    for value in ["0", "100001"] {
+        let err = parse_err(&config(&format!(r#""max_inflight_shadows":{value}"#)));
+        assert_eq!(err.path, "max_inflight_shadows");
+    }
+    let plan = parse_ok(&config(r#""max_inflight_shadows":1"#));
+    assert_eq!(plan.max_inflight_shadows, 1);
+}
+
+#[test]
+fn a_wrong_type_names_the_field_without_a_position() {
+    let err = parse_err(&config(r#""defaults":{"shadow_percent":"50%"}"#));
+    assert_eq!(err.path, "defaults.shadow_percent");
+    assert!(err.message.starts_with("invalid type: string \"50%\""), "{err}");
+    assert!(!err.message.contains(" at line "), "{err}");
+}
+
+#[test]
+fn bad_header_names_are_refused() {
+    for (member, path) in [
+        (r#""route_header":"x route""#, "route_header"),
+        (r#""route_header":"""#, "route_header"),
+        (r#""operation_header":"x:op""#, "operation_header"),
+        (r#""operation_header":"x-op\n""#, "operation_header"),
+    ] {
+        let err = parse_err(&config(member));
+        assert_eq!(err.path, path, "{member}");
+        assert!(err.message.contains("is not a valid header name"), "{err}");
+    }
+}
+
+#[test]
+fn the_operation_header_cannot_be_the_route_header() {
+    let err = parse_err(&config(r#""operation_header":"X-Parallel-Run-Cluster""#));
+    assert_eq!(err.path, "operation_header");
+    assert!(err.message.contains("route_header"), "{err}");
+}
+
+#[test]
+fn both_top_level_backends_need_a_cluster() {
+    let err = parse_err(r#"{"legacy":{},"candidate":{"cluster":"c"}}"#);
+    assert_eq!(err.to_string(), "legacy.cluster: missing field");
+    let err = parse_err(r#"{"legacy":{"cluster":"l"},"candidate":{"authority":"c.internal"}}"#);
+    assert_eq!(err.to_string(), "candidate.cluster: missing field");
+    let err = parse_err(r#"{"legacy":{"cluster":"l"}}"#);
+    assert_eq!(err.to_string(), "missing field `candidate`");
+}
+
+#[test]
+fn cluster_names_and_authorities_must_fit_in_a_header() {
+    let err = parse_err(r#"{"legacy":{"cluster":"my legacy"},"candidate":{"cluster":"c"}}"#);
+    assert_eq!(err.path, "legacy.cluster");
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","candidate":{"cluster":""}}"#,
+    ));
+    assert_eq!(err.path, "operations[0].candidate.cluster");
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","legacy":{"authority":"host/path"}}"#,
+    ));
+    assert_eq!(err.path, "operations[0].legacy.authority");
+    assert!(err.message.contains("host[:port]"), "{err}");
+}
+
+#[test]
+fn invalid_json_says_so() {
+    for json in ["", "{", "nope", r#"{"legacy":{"cluster":"l"},}"#] {
+        let err = parse_err(json);
+        assert!(err.message.starts_with("invalid JSON: "), "{json:?}: {err}");
+        assert!(err.message.contains(" at line "), "{json:?}: {err}");
+        assert!(!err.path.contains('?'), "{json:?}: {err}");
+    }
+}
+
+#[test]
+fn a_syntax_error_inside_an_operation_names_the_operation_not_a_question_mark() {
+    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET","path":"/a",}"#));
+    assert_eq!(err.path, "operations[0]");
+    assert!(err.message.starts_with("invalid JSON: trailing comma"), "{err}");
+}
+
+#[test]
+fn the_configuration_must_be_an_object() {
+    for json in ["[]", "42", r#""legacy""#] {
+        let err = parse_err(json);
+        assert_eq!(err.to_string(), "the configuration must be a JSON object", "{json}");
+    }
+    let err = parse_err(r#"{"legacy":"l","candidate":{"cluster":"c"}}"#);
+    assert_eq!(err.path, "legacy");
+    assert!(!err.message.contains("Raw"), "internal type names leak: {err}");
+}
+
+#[test]
+fn the_same_method_and_path_twice_is_an_error() {
+    let err = parse_err(&with_ops(
+        r#"{"id":"getReturn","method":"GET","path":"/returns/{id}"},
+           {"id":"getReturn2","method":"GET","path":"/returns/{returnId}/"}"#,
+    ));
+    assert_eq!(err.path, "operations[1].path");
+    assert!(
+        err.message.contains("already matched by operations[0] (\"getReturn\")"),
+        "{err}"
+    );
+    // Same path, another method: fine.
+    parse_ok(&with_ops(
+        r#"{"id":"getReturn","method":"GET","path":"/returns/{id}"},
+           {"id":"deleteReturn","method":"DELETE","path":"/returns/{id}"}"#,
+    ));
+}
+
+#[test]
+fn errors_in_defaults_are_reported_at_defaults() {
+    let ops = r#""operations":[{"id":"a","method":"GET","path":"/a"}]"#;
+    for (defaults, path) in [
+        (r#"{"shadow_percent":150}"#, "defaults.shadow_percent"),
+        (r#"{"target_match_rate":2}"#, "defaults.target_match_rate"),
+        (r#"{"shadow_timeout_ms":0}"#, "defaults.shadow_timeout_ms"),
+        (r#"{"min_samples":0}"#, "defaults.min_samples"),
+        (r#"{"mode":"off"}"#, "defaults.mode"),
+        (
+            r#"{"compare":{"ignore_headers":["bad header"]}}"#,
+            "defaults.compare.ignore_headers[0]",
+        ),
+        (
+            r#"{"compare":{"ignore_json_paths":["/ok","items"]}}"#,
+            "defaults.compare.ignore_json_paths[1]",
+        ),
+    ] {
+        let err = parse_err(&config(&format!(r#""defaults":{defaults},{ops}"#)));
+        assert_eq!(err.path, path, "{defaults}: {err}");
+        // Also with no operation inheriting them.
+        let err = parse_err(&config(&format!(r#""defaults":{defaults}"#)));
+        assert_eq!(err.path, path, "{defaults}: {err}");
+    }
+}
+
+#[test]
+fn compare_patterns_are_validated_per_operation() {
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","compare":{"ignore_json_paths":["/a~2b"]}}"#,
+    ));
+    assert_eq!(err.path, "operations[0].compare.ignore_json_paths[0]");
+    assert!(err.message.contains("~0 is '~', ~1 is '/'"), "{err}");
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","compare":{"ignore_headers":["x-*-id"]}}"#,
+    ));
+    assert_eq!(err.path, "operations[0].compare.ignore_headers[0]");
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","compare":{"ignore_json_paths":[""]}}"#,
+    ));
+    assert!(err.message.contains("must start with '/'"), "{err}");
+}
+
+#[test]
+fn display_without_a_path_is_just_the_message() {
+    let err = ConfigError::new("", "boom");
+    assert_eq!(err.to_string(), "boom");
+    let err = ConfigError::new("a.b", "boom");
+    assert_eq!(err.to_string(), "a.b: boom");
+}

@@ -1,0 +1,185 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::*;
+
+/// A matcher over (method, template) pairs; operation i is the i-th pair.
+fn matcher(routes: &[(&str, &str)]) -> Matcher {
+    let mut matcher = Matcher::default();
+    for (i, (method, template)) in routes.iter().enumerate() {
+        let segments = parse_template(template).unwrap();
+        matcher.insert(method, &segments, i).unwrap();
+    }
+    matcher
+}
+
+fn lit(s: &str) -> Segment {
+    Segment::Literal(s.to_string())
+}
+
+fn param(s: &str) -> Segment {
+    Segment::Param(s.to_string())
+}
+
+#[test]
+fn templates_parse_into_segments() {
+    assert_eq!(parse_template("/").unwrap(), []);
+    assert_eq!(parse_template("/returns").unwrap(), [lit("returns")]);
+    assert_eq!(parse_template("/returns/").unwrap(), [lit("returns")]);
+    assert_eq!(
+        parse_template("/returns/{id}/items/{itemId}").unwrap(),
+        [lit("returns"), param("id"), lit("items"), param("itemId")]
+    );
+}
+
+#[test]
+fn template_errors_say_what_is_wrong() {
+    for (template, problem) in [
+        ("", "must start with '/'"),
+        ("returns/{id}", "must start with '/'"),
+        ("/returns/{id", "unbalanced '{'"),
+        ("/returns/id}", "unbalanced '}'"),
+        ("/returns/{{id}", "unbalanced '{'"),
+        ("/a{id}", "a parameter must be a whole segment"),
+        ("/{id}.json", "a parameter must be a whole segment"),
+        ("/{a}{b}", "a parameter must be a whole segment"),
+        ("/{{id}}", "a parameter must be a whole segment"),
+        ("/returns/{}", "empty parameter name"),
+        ("/a/{id}/b/{id}", "{id} appears twice"),
+        ("/returns?id=1", "no query string"),
+        ("/returns#top", "no query string or fragment"),
+        ("/a//b", "empty segment"),
+        ("//", "empty segment"),
+        ("/a//", "empty segment"),
+    ] {
+        match parse_template(template) {
+            Ok(segments) => panic!("{template:?} accepted as {segments:?}"),
+            Err(msg) => assert!(msg.contains(problem), "{template:?}: {msg}"),
+        }
+    }
+}
+
+#[test]
+fn a_literal_beats_a_template_at_the_same_position() {
+    // Inserted template first, so the order of insertion does not decide.
+    let m = matcher(&[("GET", "/returns/{id}"), ("GET", "/returns/summary")]);
+    assert_eq!(m.find("GET", "/returns/summary"), Some(1));
+    assert_eq!(m.find("GET", "/returns/r-42"), Some(0));
+    assert_eq!(m.find("GET", "/returns/summaryx"), Some(0));
+}
+
+#[test]
+fn matching_backtracks_to_the_template_when_the_literal_branch_leads_nowhere() {
+    let m = matcher(&[("GET", "/returns/summary"), ("GET", "/returns/{id}/items")]);
+    assert_eq!(m.find("GET", "/returns/summary/items"), Some(1));
+    assert_eq!(m.find("GET", "/returns/summary"), Some(0));
+    assert_eq!(m.find("GET", "/returns/summary/other"), None);
+}
+
+#[test]
+fn matching_backtracks_when_the_literal_branch_lacks_the_method() {
+    let m = matcher(&[("GET", "/returns/summary"), ("DELETE", "/returns/{id}")]);
+    assert_eq!(m.find("DELETE", "/returns/summary"), Some(1));
+    assert_eq!(m.find("GET", "/returns/summary"), Some(0));
+    assert_eq!(m.find("GET", "/returns/42"), None);
+}
+
+#[test]
+fn deep_backtracking_tries_every_branch() {
+    let m = matcher(&[
+        ("GET", "/a/b/c"),
+        ("GET", "/a/{x}/d"),
+        ("GET", "/{y}/b/e"),
+        ("GET", "/{y}/{z}/{w}"),
+    ]);
+    assert_eq!(m.find("GET", "/a/b/c"), Some(0));
+    assert_eq!(m.find("GET", "/a/b/d"), Some(1));
+    assert_eq!(m.find("GET", "/a/b/e"), Some(2));
+    assert_eq!(m.find("GET", "/a/b/f"), Some(3));
+    assert_eq!(m.find("GET", "/a/b"), None);
+    assert_eq!(m.find("GET", "/a/b/c/d"), None);
+}
+
+#[test]
+fn the_method_must_match() {
+    let m = matcher(&[("GET", "/returns"), ("POST", "/returns")]);
+    assert_eq!(m.find("GET", "/returns"), Some(0));
+    assert_eq!(m.find("POST", "/returns"), Some(1));
+    assert_eq!(m.find("PUT", "/returns"), None);
+    // Methods are case-sensitive (RFC 9110).
+    assert_eq!(m.find("get", "/returns"), None);
+}
+
+#[test]
+fn the_query_string_and_fragment_are_ignored() {
+    let m = matcher(&[("GET", "/returns/{id}"), ("GET", "/returns")]);
+    assert_eq!(m.find("GET", "/returns/42?expand=items"), Some(0));
+    assert_eq!(m.find("GET", "/returns?page=2&size=10"), Some(1));
+    assert_eq!(m.find("GET", "/returns/?page=2"), Some(1));
+    assert_eq!(m.find("GET", "/returns#x"), Some(1));
+    // A '/' inside the query is not a segment.
+    assert_eq!(m.find("GET", "/returns?next=/returns/42"), Some(1));
+}
+
+#[test]
+fn one_trailing_slash_is_ignored_on_both_sides() {
+    let m = matcher(&[("GET", "/returns/"), ("GET", "/items")]);
+    assert_eq!(m.find("GET", "/returns"), Some(0));
+    assert_eq!(m.find("GET", "/returns/"), Some(0));
+    assert_eq!(m.find("GET", "/items/"), Some(1));
+    assert_eq!(m.find("GET", "/items"), Some(1));
+    assert_eq!(m.find("GET", "/items//"), None);
+}
+
+#[test]
+fn empty_segments_match_nothing() {
+    let m = matcher(&[("GET", "/"), ("GET", "/{a}/{b}"), ("GET", "/{a}")]);
+    for path in ["//", "///", "/x//y", "//x", "/x//", "//?q=1"] {
+        assert_eq!(m.find("GET", path), None, "{path}");
+    }
+    assert_eq!(m.find("GET", "/x/y"), Some(1));
+    assert_eq!(m.find("GET", "/x"), Some(2));
+}
+
+#[test]
+fn a_parameter_needs_a_segment() {
+    let m = matcher(&[("GET", "/returns/{id}")]);
+    assert_eq!(m.find("GET", "/returns"), None);
+    assert_eq!(m.find("GET", "/returns/"), None);
+    assert_eq!(m.find("GET", "/returns/1/2"), None);
+}
+
+#[test]
+fn the_root_path() {
+    let m = matcher(&[("GET", "/"), ("GET", "/{id}")]);
+    assert_eq!(m.find("GET", "/"), Some(0));
+    assert_eq!(m.find("GET", "/?x=1"), Some(0));
+    assert_eq!(m.find("GET", "/x"), Some(1));
+    // Not origin-form: no match rather than a guess.
+    assert_eq!(m.find("GET", ""), None);
+    assert_eq!(m.find("OPTIONS", "*"), None);
+    assert_eq!(m.find("GET", "http://example.com/"), None);
+
+    let without_root = matcher(&[("GET", "/{id}")]);
+    assert_eq!(without_root.find("GET", "/"), None);
+}
+
+#[test]
+fn segments_compare_byte_for_byte() {
+    let m = matcher(&[("GET", "/returns/summary")]);
+    assert_eq!(m.find("GET", "/Returns/summary"), None);
+    assert_eq!(m.find("GET", "/returns/%73ummary"), None);
+}
+
+#[test]
+fn a_clash_reports_the_operation_already_there() {
+    let mut m = matcher(&[("GET", "/returns/{id}"), ("POST", "/returns/{id}")]);
+    // Parameter names do not make templates different.
+    let same = parse_template("/returns/{returnId}/").unwrap();
+    assert_eq!(m.insert("GET", &same, 7), Err(0));
+    assert_eq!(m.insert("POST", &same, 7), Err(1));
+    assert_eq!(m.insert("PUT", &same, 7), Ok(()));
+    assert_eq!(m.find("PUT", "/returns/9"), Some(7));
+    // The failed inserts changed nothing.
+    assert_eq!(m.find("GET", "/returns/9"), Some(0));
+}
