@@ -7,7 +7,8 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 use crate::compare::json::PointerPattern;
 use crate::compare::{CompareRules, HeaderPattern};
@@ -62,6 +63,7 @@ struct RawConfig {
     legacy: RawBackend,
     candidate: RawBackend,
     operation_header: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
     max_inflight_shadows: Option<u32>,
     #[serde(default)]
     defaults: RawSettings,
@@ -85,9 +87,12 @@ struct RawBackend {
 struct RawSettings {
     mode: Option<Mode>,
     shadow_percent: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
     shadow_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
     max_body_bytes: Option<u64>,
     target_match_rate: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
     min_samples: Option<u64>,
     shadow_unsafe: Option<bool>,
     compare: Option<RawCompare>,
@@ -108,9 +113,12 @@ struct RawOperation {
     // combined with `deny_unknown_fields`.
     mode: Option<Mode>,
     shadow_percent: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
     shadow_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
     max_body_bytes: Option<u64>,
     target_match_rate: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
     min_samples: Option<u64>,
     shadow_unsafe: Option<bool>,
     compare: Option<RawCompare>,
@@ -444,3 +452,24 @@ fn percent_to_per_million(percent: f64) -> u32 {
 
 #[cfg(test)]
 mod tests;
+
+/// Istio hands `pluginConfig` over as a protobuf Struct, whose numbers are
+/// doubles: accept `3000.0` where a whole number is expected, not `3000.5`.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        let float = number.as_f64()?;
+        // 2^64 as f64 is exact; at or above it the cast would saturate.
+        (float >= 0.0 && float.fract() == 0.0 && float < 18_446_744_073_709_551_616.0).then_some(float as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {number}")))
+}

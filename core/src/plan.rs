@@ -103,12 +103,16 @@ impl Plan {
     }
 
     /// The index of the operation a request belongs to. A known id in the
-    /// operation header wins over method and path, for gateways that already
-    /// name operations.
+    /// operation header wins over the path when the method agrees, for
+    /// gateways that already name operations.
     pub fn classify(&self, method: &str, path: &str, operation_header: Option<&[u8]>) -> Option<usize> {
         if let Some(id) = operation_header.and_then(|v| std::str::from_utf8(v).ok()) {
+            // The method must agree: a header naming a GET operation must not
+            // turn a POST into it.
             if let Some(&index) = self.by_id.get(id) {
-                return Some(index);
+                if self.operations.get(index).is_some_and(|op| op.method == method) {
+                    return Some(index);
+                }
             }
         }
         self.matcher.find(method, path)

@@ -536,3 +536,34 @@ fn display_without_a_path_is_just_the_message() {
     let err = ConfigError::new("a.b", "boom");
     assert_eq!(err.to_string(), "a.b: boom");
 }
+
+#[test]
+fn whole_numbers_may_come_as_doubles_as_istio_renders_them() {
+    let plan = Plan::parse(
+        br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"max_inflight_shadows":8.0,
+            "defaults":{"shadow_timeout_ms":3000.0,"max_body_bytes":1.048576e6,"min_samples":100.0},
+            "operations":[{"id":"a","method":"GET","path":"/a"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(plan.max_inflight_shadows, 8);
+    assert_eq!(plan.operations[0].shadow_timeout_ms, 3000);
+    assert_eq!(plan.operations[0].max_body_bytes, 1_048_576);
+    assert_eq!(plan.operations[0].min_samples, 100);
+}
+
+#[test]
+fn fractional_or_negative_whole_numbers_are_refused_where_they_are() {
+    for (settings, at) in [
+        (r#""shadow_timeout_ms":3000.5"#, "defaults.shadow_timeout_ms"),
+        (r#""max_body_bytes":-1"#, "defaults.max_body_bytes"),
+        (r#""min_samples":"100""#, "defaults.min_samples"),
+    ] {
+        let json = format!(r#"{{"legacy":{{"cluster":"l"}},"candidate":{{"cluster":"c"}},"defaults":{{{settings}}}}}"#);
+        let err = Plan::parse(json.as_bytes()).unwrap_err();
+        assert_eq!(err.path, at, "{err}");
+    }
+    let err = Plan::parse(br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"max_inflight_shadows":5e9}"#)
+        .unwrap_err();
+    assert_eq!(err.path, "max_inflight_shadows", "{err}");
+    assert!(err.message.contains("whole number"), "{err}");
+}

@@ -41,14 +41,25 @@ fn classify_by_method_and_path() {
 fn a_known_id_in_the_operation_header_wins_over_method_and_path() {
     let plan = plan();
     assert_eq!(
-        id(&plan, plan.classify("GET", "/returns/42", Some(b"refundReturn"))),
+        id(&plan, plan.classify("POST", "/returns", Some(b"refundReturn"))),
         Some("refundReturn")
     );
-    // Even where method and path match nothing.
+    // Even where the path matches nothing.
     assert_eq!(
-        id(&plan, plan.classify("PATCH", "/legacy/v1/ret", Some(b"createReturn"))),
+        id(&plan, plan.classify("POST", "/legacy/v1/ret", Some(b"createReturn"))),
         Some("createReturn")
     );
+}
+
+#[test]
+fn the_operation_header_cannot_change_the_method() {
+    let plan = plan();
+    // A POST naming a GET operation is matched by its own method and path.
+    assert_eq!(
+        id(&plan, plan.classify("POST", "/returns", Some(b"listReturns"))),
+        Some("createReturn")
+    );
+    assert_eq!(plan.classify("PATCH", "/legacy/v1/ret", Some(b"createReturn")), None);
 }
 
 #[test]
