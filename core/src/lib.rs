@@ -11,6 +11,7 @@ pub mod http;
 pub mod ledger;
 pub mod matcher;
 pub mod plan;
+pub mod readiness;
 pub mod sampling;
 pub mod shadow;
 

@@ -44,6 +44,15 @@ pub fn replace_config(document: &mut Value, config: &str) -> Result<Option<Strin
     Ok(old.and_then(|v| v.as_str().map(String::from)))
 }
 
+/// The plugin configuration string in a resource document. Errors name the field.
+pub fn read_config(document: &Value) -> Result<&str, String> {
+    document
+        .pointer("/resources/0/typed_config/config/configuration/value")
+        .ok_or_else(|| format!("{VALUE_PATH}: missing"))?
+        .as_str()
+        .ok_or_else(|| format!("{VALUE_PATH}: not a string"))
+}
+
 /// `parent[key]`, which must be an object.
 fn object_at<'a>(parent: &'a mut Value, key: &str, path: &str) -> Result<&'a mut Value, String> {
     let child = parent.get_mut(key).ok_or_else(|| format!("{path}: missing"))?;
@@ -184,6 +193,15 @@ mod tests {
             .remove("configuration");
         assert_eq!(replace_config(&mut doc, "{}").unwrap(), None);
         assert_eq!(doc, resource(json!("{}")));
+    }
+
+    #[test]
+    fn the_configuration_string_is_read() {
+        assert_eq!(read_config(&resource(json!("{\"a\":1}"))).unwrap(), "{\"a\":1}");
+        let err = read_config(&resource(json!({"a": 1}))).unwrap_err();
+        assert_eq!(err, format!("{VALUE_PATH}: not a string"));
+        let err = read_config(&json!({"resources": []})).unwrap_err();
+        assert_eq!(err, format!("{VALUE_PATH}: missing"));
     }
 
     #[test]

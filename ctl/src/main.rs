@@ -1,10 +1,12 @@
 //! `parallel-run-ctl`: validate a parallel-run configuration with the very
-//! code the filter runs, and apply it to Envoy by rewriting the ECDS resource
-//! file atomically.
+//! code the filter runs, apply it to Envoy by rewriting the ECDS resource
+//! file atomically, and show each operation's live counters and readiness.
 
+mod admin;
 mod apply;
 mod ecds;
 mod report;
+mod status;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -12,10 +14,13 @@ use std::process::ExitCode;
 
 use parallel_run_core::Plan;
 
+use status::Source;
+
 const SYNOPSIS: &str = "\
 Usage:
   parallel-run-ctl validate CONFIG.json
   parallel-run-ctl apply CONFIG.json --ecds PATH [--dry-run]
+  parallel-run-ctl status [--admin URL] (--ecds PATH | --config CONFIG.json) [--json]
   parallel-run-ctl --help
 ";
 
@@ -28,8 +33,20 @@ apply     Validates CONFIG.json, then puts it into the ECDS resource file PATH
           temporary file next to it and renaming it over PATH, which makes
           Envoy reload the filter configuration. Prints what changes first.
           --dry-run prints the changes and writes nothing.
+status    Reads the live counters from Envoy's admin endpoint URL (default
+          http://127.0.0.1:9901) and the operations, modes and thresholds from
+          the ECDS resource file or a configuration file, and prints one line
+          per operation: requests, shadowed, matched, unmatched, failed,
+          abandoned, skipped, in-flight (shadowed minus outcomes: about 0 when
+          idle), match rate = matched / (matched + unmatched), target, and the
+          verdict: READY (rate >= target over at least min_samples
+          comparisons), below target, collecting N/min_samples, MOSTLY FAILING
+          (more failed shadows than comparisons), or not shadowed (mode legacy
+          or candidate). Counters are since Envoy started. --json prints the
+          same as JSON.
 
-Exit status: 0 success, 1 invalid configuration or I/O error, 2 usage error.
+Exit status: 0 success, 1 invalid configuration, I/O error or Envoy
+unreachable, 2 usage error.
 ";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +60,25 @@ enum Command {
         ecds: PathBuf,
         dry_run: bool,
     },
+    Status {
+        admin: String,
+        source: Source,
+        json: bool,
+    },
+}
+
+/// The value name of an option that takes one, for this command.
+fn option_value(command: &str, option: &str) -> Option<&'static str> {
+    match (command, option) {
+        ("apply" | "status", "--ecds") => Some("PATH"),
+        ("status", "--config") => Some("CONFIG.json"),
+        ("status", "--admin") => Some("URL"),
+        _ => None,
+    }
+}
+
+fn is_flag(command: &str, option: &str) -> bool {
+    matches!((command, option), ("apply", "--dry-run") | ("status", "--json"))
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -52,37 +88,59 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let Some((command, rest)) = args.split_first() else {
         return Err("missing command".to_string());
     };
-    let mut config = None;
-    let mut ecds = None;
-    let mut dry_run = false;
+    let command = command.as_str();
+    let mut positional = None;
+    let mut values: Vec<(&str, String)> = Vec::new();
+    let mut flags: Vec<&str> = Vec::new();
     let mut rest = rest.iter();
     while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--ecds" if command == "apply" => {
-                let value = rest
-                    .next()
-                    .filter(|v| !v.starts_with("--"))
-                    .ok_or("--ecds needs a PATH")?;
-                ecds = Some(PathBuf::from(value));
+        if let Some((option, value)) = arg.split_once('=').filter(|(o, _)| o.starts_with("--")) {
+            if option_value(command, option).is_some() {
+                values.push((option, value.to_string()));
+                continue;
             }
-            "--dry-run" if command == "apply" => dry_run = true,
-            _ if arg.starts_with("--ecds=") && command == "apply" => {
-                ecds = arg.strip_prefix("--ecds=").map(PathBuf::from);
-            }
-            _ if arg.starts_with('-') && arg.len() > 1 => return Err(format!("unknown option {arg}")),
-            _ if config.is_some() => return Err(format!("unexpected argument {arg:?}")),
-            _ => config = Some(PathBuf::from(arg)),
+        }
+        if let Some(name) = option_value(command, arg) {
+            let value = rest
+                .next()
+                .filter(|v| !v.starts_with("--"))
+                .ok_or_else(|| format!("{arg} needs a {name}"))?;
+            values.push((arg.as_str(), value.clone()));
+        } else if is_flag(command, arg) {
+            flags.push(arg);
+        } else if arg.starts_with('-') && arg.len() > 1 {
+            return Err(format!("unknown option {arg}"));
+        } else if positional.is_some() || command == "status" {
+            return Err(format!("unexpected argument {arg:?}"));
+        } else {
+            positional = Some(PathBuf::from(arg));
         }
     }
-    match command.as_str() {
+    // The last occurrence of an option wins.
+    let value = |option: &str| values.iter().rev().find(|(o, _)| *o == option).map(|(_, v)| v.clone());
+    match command {
         "help" => Ok(Command::Help),
         "validate" => Ok(Command::Validate {
-            config: config.ok_or("validate needs CONFIG.json")?,
+            config: positional.ok_or("validate needs CONFIG.json")?,
         }),
         "apply" => Ok(Command::Apply {
-            config: config.ok_or("apply needs CONFIG.json")?,
-            ecds: ecds.ok_or("apply needs --ecds PATH (the ECDS resource file Envoy watches)")?,
-            dry_run,
+            config: positional.ok_or("apply needs CONFIG.json")?,
+            ecds: value("--ecds")
+                .map(PathBuf::from)
+                .ok_or("apply needs --ecds PATH (the ECDS resource file Envoy watches)")?,
+            dry_run: flags.contains(&"--dry-run"),
+        }),
+        "status" => Ok(Command::Status {
+            admin: value("--admin").unwrap_or_else(|| admin::DEFAULT_ADMIN.to_string()),
+            source: match (value("--ecds"), value("--config")) {
+                (Some(ecds), None) => Source::Ecds(ecds.into()),
+                (None, Some(config)) => Source::Config(config.into()),
+                (None, None) => return Err("status needs --ecds PATH or --config CONFIG.json".to_string()),
+                (Some(_), Some(_)) => {
+                    return Err("status takes --ecds PATH or --config CONFIG.json, not both".to_string())
+                }
+            },
+            json: flags.contains(&"--json"),
         }),
         other => Err(format!("unknown command {other:?}")),
     }
@@ -124,6 +182,7 @@ fn main() -> ExitCode {
         Command::Help => print_lines(stdout, &[format!("{SYNOPSIS}{}", DETAILS.trim_end())]),
         Command::Validate { config } => validate(&config, stdout),
         Command::Apply { config, ecds, dry_run } => apply::apply(&config, &ecds, dry_run, stdout),
+        Command::Status { admin, source, json } => status::status(&admin, &source, json, stdout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,7 +225,23 @@ mod tests {
                 dry_run: true
             })
         );
-        for help in ["--help", "-h", "help", "apply c.json --help"] {
+        assert_eq!(
+            parse_args(&args("status --ecds e/p.json")),
+            Ok(Command::Status {
+                admin: "http://127.0.0.1:9901".into(),
+                source: Source::Ecds("e/p.json".into()),
+                json: false
+            })
+        );
+        assert_eq!(
+            parse_args(&args("status --json --admin=http://10.0.0.1:15000 --config c.json")),
+            Ok(Command::Status {
+                admin: "http://10.0.0.1:15000".into(),
+                source: Source::Config("c.json".into()),
+                json: true
+            })
+        );
+        for help in ["--help", "-h", "help", "apply c.json --help", "status --help"] {
             assert_eq!(parse_args(&args(help)), Ok(Command::Help), "{help}");
         }
     }
@@ -185,6 +260,18 @@ mod tests {
             ("apply c.json --ecds --dry-run", "--ecds needs a PATH"),
             ("apply --ecds e.json", "apply needs CONFIG.json"),
             ("apply c.json --ecds e.json --force", "unknown option --force"),
+            ("apply c.json --ecds e.json --json", "unknown option --json"),
+            ("validate c.json --admin x:1", "unknown option --admin"),
+            ("status", "status needs --ecds PATH or --config CONFIG.json"),
+            ("status --admin 127.0.0.1:9901", "status needs --ecds PATH or --config"),
+            (
+                "status --ecds e.json --config c.json",
+                "status takes --ecds PATH or --config CONFIG.json, not both",
+            ),
+            ("status --ecds e.json c.json", "unexpected argument \"c.json\""),
+            ("status --ecds e.json --admin", "--admin needs a URL"),
+            ("status --config --json", "--config needs a CONFIG.json"),
+            ("status --ecds e.json --dry-run", "unknown option --dry-run"),
         ] {
             let err = parse_args(&args(line)).unwrap_err();
             assert!(err.starts_with(problem), "{line:?}: {err}");

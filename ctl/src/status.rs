@@ -1,0 +1,369 @@
+//! `status`: the live counters of every configured operation, read from
+//! Envoy's admin endpoint, with its readiness verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::readiness::{self, Counts, Verdict};
+use parallel_run_core::{Operation, Plan};
+use serde_json::{json, Value};
+
+use crate::admin::{self, Admin};
+use crate::{ecds, load_config, print_lines, report};
+
+/// Where the operations, modes and thresholds come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The ECDS resource file Envoy watches.
+    Ecds(PathBuf),
+    /// A plugin configuration file.
+    Config(PathBuf),
+}
+
+/// How Envoy names the filter's stats in `/stats`.
+const STATS_PREFIX: &str = "wasmcustom.";
+const STATS_FILTER: &str = r"^wasmcustom\.parallel_run\.";
+
+pub fn status(admin_url: &str, source: &Source, as_json: bool, out: &mut dyn Write) -> Result<(), String> {
+    let admin = Admin::parse(admin_url)?;
+    let (path, plan) = load_plan(source)?;
+    let body = admin.get(&admin::stats_path(STATS_FILTER))?;
+    let stats = admin::parse_stats(&body).map_err(|err| format!("Envoy admin at {}: {err}", admin.url()))?;
+    let status = Status::new(&plan, &stats);
+    if as_json {
+        let document = status.to_json(&admin, path, &plan);
+        let text = serde_json::to_string_pretty(&document).map_err(|err| format!("cannot serialise: {err}"))?;
+        print_lines(out, &[text])
+    } else {
+        print_lines(out, &status.lines(&admin, path, &plan))
+    }
+}
+
+fn load_plan(source: &Source) -> Result<(&Path, Plan), String> {
+    match source {
+        Source::Config(path) => Ok((path, load_config(path)?.1)),
+        Source::Ecds(path) => {
+            let at = |err: String| format!("{}: {err}", path.display());
+            let text = std::fs::read_to_string(path).map_err(|err| at(format!("cannot read: {err}")))?;
+            let document: Value = serde_json::from_str(&text).map_err(|err| at(format!("invalid JSON: {err}")))?;
+            let config = ecds::read_config(&document).map_err(at)?;
+            let plan = Plan::parse(config.as_bytes()).map_err(|err| at(format!("{}: {err}", ecds::VALUE_PATH)))?;
+            Ok((path, plan))
+        }
+    }
+}
+
+/// One configured operation and its counters.
+struct Row<'a> {
+    operation: &'a Operation,
+    counts: Counts,
+    /// Whether Envoy has any counter of this operation: it has not when the
+    /// configuration it runs is not the one read (e.g. Envoy refused it).
+    in_envoy: bool,
+    verdict: Verdict,
+}
+
+struct Status<'a> {
+    rows: Vec<Row<'a>>,
+    unknown_operation_requests: u64,
+    /// Operations Envoy has counters for that the configuration does not name.
+    not_configured: Vec<String>,
+}
+
+impl<'a> Status<'a> {
+    fn new(plan: &'a Plan, stats: &BTreeMap<String, u64>) -> Status<'a> {
+        let stat = |name: String| stats.get(&format!("{STATS_PREFIX}{name}")).copied();
+        let rows = plan
+            .operations
+            .iter()
+            .map(|operation| {
+                let mut counts = Counts::default();
+                let mut in_envoy = false;
+                for counter in Counter::ALL {
+                    if let Some(value) = stat(counters::operation_counter(&operation.id, counter)) {
+                        counts.set(counter, value);
+                        in_envoy = true;
+                    }
+                }
+                let verdict = readiness::assess_operation(&counts, operation);
+                Row {
+                    operation,
+                    counts,
+                    in_envoy,
+                    verdict,
+                }
+            })
+            .collect();
+        let operation_prefix = format!("{STATS_PREFIX}{}.operation.", counters::PREFIX);
+        let configured: BTreeSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
+        let not_configured: BTreeSet<String> = stats
+            .keys()
+            .filter_map(|name| name.strip_prefix(&operation_prefix)?.rsplit_once('.'))
+            .map(|(id, _)| id)
+            .filter(|id| !configured.contains(id))
+            .map(String::from)
+            .collect();
+        Status {
+            rows,
+            unknown_operation_requests: stat(counters::UNKNOWN_OPERATION_REQUESTS.to_string()).unwrap_or(0),
+            not_configured: not_configured.into_iter().collect(),
+        }
+    }
+
+    fn lines(&self, admin: &Admin, path: &Path, plan: &Plan) -> Vec<String> {
+        let mut lines = vec![format!(
+            "Envoy {}, {}: {}",
+            admin.url(),
+            path.display(),
+            report::headline(plan)
+        )];
+        let header = [
+            "ID",
+            "MODE",
+            "REQUESTS",
+            "SHADOWED",
+            "MATCHED",
+            "UNMATCHED",
+            "FAILED",
+            "ABANDONED",
+            "SKIPPED",
+            "IN-FLIGHT",
+            "RATE",
+            "TARGET",
+            "VERDICT",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut table = vec![header];
+        table.extend(self.rows.iter().map(|row| {
+            let c = &row.counts;
+            vec![
+                row.operation.id.clone(),
+                row.operation.mode.as_str().to_string(),
+                c.get(Counter::Requests).to_string(),
+                c.get(Counter::Shadowed).to_string(),
+                c.get(Counter::Matched).to_string(),
+                c.get(Counter::Unmatched).to_string(),
+                c.get(Counter::Failed).to_string(),
+                c.get(Counter::Abandoned).to_string(),
+                c.skipped().to_string(),
+                c.in_flight().to_string(),
+                c.match_rate().map_or_else(|| "-".to_string(), readiness::percent),
+                target_percent(row.operation.target_match_rate),
+                row.verdict.to_string(),
+            ]
+        }));
+        // Id, mode and verdict left-aligned; the numbers right-aligned.
+        lines.extend(align(&table, |column| !matches!(column, 0 | 1 | 12)));
+        let missing: Vec<&str> = self
+            .rows
+            .iter()
+            .filter(|row| !row.in_envoy)
+            .map(|row| row.operation.id.as_str())
+            .collect();
+        if !missing.is_empty() {
+            lines.push(format!(
+                "note: Envoy has no counters for {}: it does not run this configuration (refused, or not loaded yet?)",
+                missing.join(", ")
+            ));
+        }
+        if !self.not_configured.is_empty() {
+            lines.push(format!(
+                "note: Envoy has counters for operations not in this configuration: {}",
+                self.not_configured.join(", ")
+            ));
+        }
+        lines.push(format!(
+            "requests matching no operation: {}",
+            self.unknown_operation_requests
+        ));
+        lines
+    }
+
+    fn to_json(&self, admin: &Admin, path: &Path, plan: &Plan) -> Value {
+        let operations: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let (op, c) = (row.operation, &row.counts);
+                let all: serde_json::Map<String, Value> = Counter::ALL
+                    .iter()
+                    .map(|&counter| (counter.name().to_string(), json!(c.get(counter))))
+                    .collect();
+                json!({
+                    "id": op.id,
+                    "mode": op.mode.as_str(),
+                    "requests": c.get(Counter::Requests),
+                    "shadowed": c.get(Counter::Shadowed),
+                    "matched": c.get(Counter::Matched),
+                    "unmatched": c.get(Counter::Unmatched),
+                    "failed": c.get(Counter::Failed),
+                    "abandoned": c.get(Counter::Abandoned),
+                    "skipped": c.skipped(),
+                    "in_flight": c.in_flight(),
+                    "comparisons": c.comparisons(),
+                    "match_rate": c.match_rate(),
+                    "target_match_rate": op.target_match_rate,
+                    "min_samples": op.min_samples,
+                    "verdict": row.verdict.name(),
+                    "summary": row.verdict.to_string(),
+                    "in_envoy": row.in_envoy,
+                    "counters": all,
+                })
+            })
+            .collect();
+        json!({
+            "admin": admin.url(),
+            "config": path.display().to_string(),
+            "revision": plan.revision,
+            "operations": operations,
+            "unknown_operation_requests": self.unknown_operation_requests,
+            "not_configured": self.not_configured,
+        })
+    }
+}
+
+/// A target as a percentage with as few decimals (one to four) as show it
+/// exactly: `95.0%`, `99.95%`.
+fn target_percent(fraction: f64) -> String {
+    let percent = fraction * 100.0;
+    (1..=4)
+        .map(|decimals| format!("{percent:.decimals$}"))
+        .find(|text| text.parse::<f64>().is_ok_and(|p| (p - percent).abs() < 1e-9))
+        .map_or_else(|| readiness::percent(fraction), |text| format!("{text}%"))
+}
+
+/// Columns padded to their widest cell; `right(column)` right-aligns.
+fn align(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (column, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(column) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(column, (cell, &w))| {
+                    if right(column) {
+                        format!("{cell:>w$}")
+                    } else {
+                        format!("{cell:<w$}")
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{"revision":"r7","legacy":{"cluster":"legacy"},"candidate":{"cluster":"candidate"},
+        "defaults":{"mode":"shadow","min_samples":10,"target_match_rate":0.95},
+        "operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}"},
+                      {"id":"listReturns","method":"GET","path":"/returns","target_match_rate":0.9995},
+                      {"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
+
+    fn stats(entries: &[(&str, &str, u64)]) -> BTreeMap<String, u64> {
+        entries
+            .iter()
+            .map(|(id, counter, value)| (format!("wasmcustom.parallel_run.operation.{id}.{counter}"), *value))
+            .chain([("wasmcustom.parallel_run.unknown_operation.requests".to_string(), 4)])
+            .collect()
+    }
+
+    #[test]
+    fn one_line_per_operation_with_counters_and_verdict() {
+        let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
+        let stats = stats(&[
+            ("getReturn", "requests", 25),
+            ("getReturn", "shadowed", 22),
+            ("getReturn", "matched", 18),
+            ("getReturn", "unmatched", 2),
+            ("getReturn", "failed", 1),
+            ("getReturn", "skipped_sampled_out", 2),
+            ("getReturn", "skipped_overload", 1),
+            ("listReturns", "requests", 3),
+            ("listReturns", "shadowed", 3),
+            ("listReturns", "matched", 3),
+            ("removedOp", "requests", 9),
+        ]);
+        let admin = Admin::parse("127.0.0.1:9901").unwrap();
+        let lines = Status::new(&plan, &stats).lines(&admin, Path::new("c.json"), &plan);
+        assert_eq!(
+            lines,
+            [
+                "Envoy http://127.0.0.1:9901, c.json: revision \"r7\", 3 operations",
+                "ID            MODE    REQUESTS  SHADOWED  MATCHED  UNMATCHED  FAILED  ABANDONED  SKIPPED  IN-FLIGHT    RATE  TARGET  VERDICT",
+                "getReturn     shadow        25        22       18          2       1          0        3          1   90.0%   95.0%  below target 90.0% < 95.0%",
+                "listReturns   shadow         3         3        3          0       0          0        0          0  100.0%  99.95%  collecting 3/10",
+                "createReturn  legacy         0         0        0          0       0          0        0          0       -   95.0%  not shadowed",
+                "note: Envoy has no counters for createReturn: it does not run this configuration (refused, or not loaded yet?)",
+                "note: Envoy has counters for operations not in this configuration: removedOp",
+                "requests matching no operation: 4",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_has_the_numbers_and_the_verdict() {
+        let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
+        let stats = stats(&[("getReturn", "shadowed", 10), ("getReturn", "matched", 10)]);
+        let admin = Admin::parse("http://127.0.0.1:9901").unwrap();
+        let document = Status::new(&plan, &stats).to_json(&admin, Path::new("c.json"), &plan);
+        assert_eq!(document["revision"], "r7");
+        assert_eq!(document["unknown_operation_requests"], 4);
+        let get = &document["operations"][0];
+        assert_eq!(get["id"], "getReturn");
+        assert_eq!(get["verdict"], "ready");
+        assert_eq!(get["summary"], "READY (100.0% >= 95.0% over 10 comparisons)");
+        assert_eq!(get["match_rate"], 1.0);
+        assert_eq!(get["in_flight"], 0);
+        assert_eq!(get["counters"]["matched"], 10);
+        assert_eq!(get["counters"]["skipped_overload"], 0);
+        assert_eq!(document["operations"][1]["match_rate"], Value::Null);
+        assert_eq!(document["operations"][1]["in_envoy"], false);
+    }
+
+    #[test]
+    fn targets_print_exactly() {
+        assert_eq!(target_percent(0.95), "95.0%");
+        assert_eq!(target_percent(0.9995), "99.95%");
+        assert_eq!(target_percent(1.0), "100.0%");
+        assert_eq!(target_percent(0.123456), "12.3456%");
+        assert_eq!(target_percent(0.1234567), "12.3%");
+    }
+
+    #[test]
+    fn the_configuration_comes_from_the_ecds_file_or_a_config_file() {
+        let dir = crate::apply::tests::TempDir::new("status");
+        let config = dir.write("c.json", CONFIG);
+        let (_, plan) = load_plan(&Source::Config(config)).unwrap();
+        assert_eq!(plan.operations.len(), 3);
+
+        let resource = json!({"resources": [{"typed_config": {"config": {"configuration": {"value": CONFIG}}}}]});
+        let ecds_file = dir.write("ecds.json", &resource.to_string());
+        let (_, plan) = load_plan(&Source::Ecds(ecds_file)).unwrap();
+        assert_eq!(plan.revision, "r7");
+
+        let broken = json!({"resources": [{"typed_config": {"config": {"configuration": {"value": "{}"}}}}]});
+        let broken_file = dir.write("broken.json", &broken.to_string());
+        let err = load_plan(&Source::Ecds(broken_file.clone())).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{}: {}: ", broken_file.display(), ecds::VALUE_PATH)),
+            "{err}"
+        );
+    }
+}
