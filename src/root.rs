@@ -3,7 +3,7 @@
 //! completes however long after the client was answered.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
 use parallel_run_core::counters::Counter;
@@ -24,11 +24,19 @@ use crate::worker::{self, Outgoing, Runtime, Tag};
 /// root waits for its last shadow responses.
 const TICK: Duration = Duration::from_secs(1);
 
+struct Call {
+    exchange: ExchangeId,
+    /// When Envoy gives up on the call. Past the response headers, Envoy
+    /// cannot send its own 504 and resets the call instead: a reply without
+    /// headers at this point is a timeout, not a connection failure.
+    deadline: Option<SystemTime>,
+}
+
 #[derive(Default)]
 pub struct Root {
     runtime: Option<Rc<Runtime>>,
     /// Shadow calls this root made, by callout token.
-    calls: HashMap<u32, ExchangeId>,
+    calls: HashMap<u32, Call>,
     /// Replaced by a newer configuration: finishing the calls already made,
     /// then done. Holds the tick count left before giving up on them.
     retiring: Option<u64>,
@@ -56,7 +64,10 @@ impl Root {
         let body = (!body.is_empty()).then_some(body.as_slice());
         match self.dispatch_http_call(&cluster, headers, body, Vec::new(), Duration::from_millis(timeout_ms)) {
             Ok(token) => {
-                self.calls.insert(token, exchange);
+                let deadline = hostcalls::get_current_time()
+                    .ok()
+                    .and_then(|now| now.checked_add(Duration::from_millis(timeout_ms)));
+                self.calls.insert(token, Call { exchange, deadline });
                 worker::with(|w| w.ledger.dispatched(exchange));
             }
             Err(status) => {
@@ -85,10 +96,14 @@ impl Root {
         }
     }
 
-    fn shadow_reply(num_headers: usize, body_size: usize, max_body_bytes: usize) -> ShadowReply {
+    fn shadow_reply(call: &Call, num_headers: usize, body_size: usize, max_body_bytes: usize) -> ShadowReply {
         // A connection failure or reset calls back with no headers at all.
         if num_headers == 0 {
-            return ShadowReply::Error;
+            let now = hostcalls::get_current_time().ok();
+            return match (now, call.deadline) {
+                (Some(now), Some(deadline)) if now >= deadline => ShadowReply::Timeout,
+                _ => ShadowReply::Error,
+            };
         }
         let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
         let status: u16 = headers
@@ -124,8 +139,8 @@ impl Root {
     /// Every call this root still has open ends as abandoned: its responses
     /// will never arrive.
     fn abandon_calls(&mut self) {
-        for (_, exchange) in self.calls.drain() {
-            if let Some(tag) = worker::with(|w| w.ledger.abandon(exchange)) {
+        for (_, call) in self.calls.drain() {
+            if let Some(tag) = worker::with(|w| w.ledger.abandon(call.exchange)) {
                 tag.runtime.metrics.count(tag.operation, Counter::Abandoned);
             }
         }
@@ -141,16 +156,17 @@ impl Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let Some(exchange) = self.calls.remove(&token) else {
+        let Some(call) = self.calls.remove(&token) else {
             return;
         };
+        let exchange = call.exchange;
         let max_body_bytes = worker::with(|w| {
             let tag = w.ledger.tag(exchange)?;
             Some(tag.runtime.plan.operation(tag.operation)?.max_body_bytes)
         });
         // The exchange may be gone (abandoned); the reply is then only read
         // to be dropped.
-        let reply = Self::shadow_reply(num_headers, body_size, max_body_bytes.unwrap_or(0));
+        let reply = Self::shadow_reply(&call, num_headers, body_size, max_body_bytes.unwrap_or(0));
         self.settle(exchange, reply);
         self.finish_retiring();
     }

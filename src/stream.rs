@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use parallel_run_core::counters::Counter;
-use parallel_run_core::http::Response;
+use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::ledger::{ExchangeId, ServingReply};
 use parallel_run_core::plan::Side;
 use parallel_run_core::shadow::{self, Decision, RequestFacts};
@@ -55,6 +55,9 @@ impl Stream {
         };
         let (backend, side) = serving;
         set_request_header(&plan.route_header, &backend.cluster);
+        // Only the filter marks shadow copies: a client's marker could make
+        // a service treat a real request as a shadow and skip its effects.
+        remove_request_header(SHADOW_MARKER_HEADER);
         if let Some(authority) = &backend.authority {
             set_request_header(":authority", authority);
         }
@@ -304,6 +307,10 @@ fn request_header(name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
+}
+
+fn remove_request_header(name: &str) {
+    let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
 }
 
 fn set_request_header(name: &str, value: &str) {

@@ -33,8 +33,9 @@ def test_static_bootstrap_embeds_example_config():
     assert config["vm_config"]["vm_id"] == "parallel_run"
     assert config["failure_policy"] == "FAIL_OPEN"
     assert [f["name"] for f in http_filters(boot)] == [HEADER_GUARD, FILTER_NAME, "envoy.filters.http.router"]
-    [guard] = http_filters(boot)[0]["typed_config"]["mutations"]["request_mutations"]
-    assert guard == {"remove": json.loads(config["configuration"]["value"])["route_header"]}
+    guard = http_filters(boot)[0]["typed_config"]["mutations"]["request_mutations"]
+    route_header = json.loads(config["configuration"]["value"])["route_header"]
+    assert guard == [{"remove": route_header}, {"remove": "x-parallel-run-shadow"}]
 
 
 def test_ecds_resource_matches_static_filter():
