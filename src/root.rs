@@ -24,6 +24,10 @@ use crate::worker::{self, Outgoing, Runtime, Tag};
 /// root waits for its last shadow responses.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Envoy's clock as the VM reads it lags its timers by a few milliseconds
+/// (measured: a reset from the timeout arrived 2 ms "before" the deadline).
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
+
 struct Call {
     exchange: ExchangeId,
     /// When Envoy gives up on the call. Past the response headers, Envoy
@@ -62,11 +66,12 @@ impl Root {
         }
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let body = (!body.is_empty()).then_some(body.as_slice());
-        match self.dispatch_http_call(&cluster, headers, body, Vec::new(), Duration::from_millis(timeout_ms)) {
+        let timeout = Duration::from_millis(timeout_ms);
+        let deadline = hostcalls::get_current_time()
+            .ok()
+            .and_then(|now| now.checked_add(timeout.saturating_sub(DEADLINE_SLACK.min(timeout / 10))));
+        match self.dispatch_http_call(&cluster, headers, body, Vec::new(), timeout) {
             Ok(token) => {
-                let deadline = hostcalls::get_current_time()
-                    .ok()
-                    .and_then(|now| now.checked_add(Duration::from_millis(timeout_ms)));
                 self.calls.insert(token, Call { exchange, deadline });
                 worker::with(|w| w.ledger.dispatched(exchange));
             }
