@@ -19,7 +19,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean
+.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench
 
 all: build
 
@@ -75,3 +75,19 @@ demo: build $(STAMPS)/venv
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(TOOLS) $(STAMPS)
+
+# ---------------------------------------------------------------- benchmark
+
+# Filter overhead against plain Envoy and Envoy's native mirror, with oha as
+# the load generator (installed here on first use, ~5 minutes to compile).
+# About 7 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
+# bench/README.md; results go to bench/RESULTS.md.
+OHA_VERSION := 1.14.0
+OHA := $(TOOLS)/bin/oha
+
+$(OHA):
+	$(CARGO) install --quiet oha --version $(OHA_VERSION) --locked --root $(TOOLS)
+
+bench: $(STAMPS)/targets $(STAMPS)/venv $(OHA)
+	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
+	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' $(PY) bench/run.py $(BENCH_ARGS)
