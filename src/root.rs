@@ -235,7 +235,7 @@ impl RootContext for Root {
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
-        wake::drain(queue_id);
+        wake::take(queue_id);
         self.run_pending_work();
     }
 

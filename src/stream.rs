@@ -40,13 +40,9 @@ impl Stream {
 
     /// Picks the serving backend and overwrites the route header with it, so
     /// that a client can never choose a backend itself.
-    fn route(&mut self) -> Option<usize> {
+    fn route(&mut self, method: &str, path: &str) -> Option<usize> {
         let plan = &self.runtime.plan;
-        let method = request_header(":method");
-        let path = request_header(":path");
         let operation_id = plan.operation_header.as_deref().and_then(request_header);
-        let method = std::str::from_utf8(method.as_deref().unwrap_or_default()).unwrap_or_default();
-        let path = std::str::from_utf8(path.as_deref().unwrap_or_default()).unwrap_or_default();
         let index = plan.classify(method, path, operation_id.as_deref());
         let operation = index.and_then(|i| plan.operation(i));
         let serving = match operation {
@@ -82,23 +78,22 @@ impl Stream {
 
     /// Decides whether this request is shadowed and, if so, opens its
     /// exchange and starts the shadow copy.
-    fn start_shadow(&mut self, index: usize, end_of_stream: bool) {
+    fn start_shadow(&mut self, index: usize, method: &str, path: &str, end_of_stream: bool) {
         let runtime = &self.runtime;
         let Some(operation) = runtime.plan.operation(index) else {
             return;
         };
         let Some(target) = operation.shadow() else { return };
-        let method = request_header(":method").unwrap_or_default();
-        let request_id = request_header("x-request-id");
-        let sample_key = match &request_id {
-            Some(id) => id.clone(),
-            None => request_header(":path").unwrap_or_default(),
-        };
-        let content_length = request_header("content-length")
-            .and_then(|v| std::str::from_utf8(&v).ok().and_then(|v| v.trim().parse().ok()));
+        // One hostcall for all headers: the decision needs two of them and
+        // the shadow copy all of them.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+        let request_id = header("x-request-id");
+        let content_length =
+            header("content-length").and_then(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse().ok()));
         let facts = RequestFacts {
-            method: std::str::from_utf8(&method).unwrap_or_default(),
-            sample_key: &sample_key,
+            method,
+            sample_key: request_id.unwrap_or(path.as_bytes()),
             content_length,
         };
         let open = worker::with(|w| w.ledger.open_count());
@@ -112,13 +107,12 @@ impl Stream {
             Decision::Shadow => {}
         }
 
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let headers = shadow::shadow_headers(&headers, &runtime.plan.route_header, target, &operation.id);
         let tag = Tag {
             runtime: Rc::clone(runtime),
             operation: index,
-            request_id: String::from_utf8_lossy(request_id.as_deref().unwrap_or_default()).into_owned(),
+            request_id: String::from_utf8_lossy(request_id.unwrap_or_default()).into_owned(),
         };
+        let headers = shadow::shadow_headers(&headers, &runtime.plan.route_header, target, &operation.id);
         let id = worker::with(|w| w.ledger.open(tag));
         let outgoing = Outgoing {
             exchange: id,
@@ -185,8 +179,12 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if let Some(index) = self.route() {
-            self.start_shadow(index, end_of_stream);
+        let method = request_header(":method").unwrap_or_default();
+        let path = request_header(":path").unwrap_or_default();
+        let method = std::str::from_utf8(&method).unwrap_or_default();
+        let path = std::str::from_utf8(&path).unwrap_or_default();
+        if let Some(index) = self.route(method, path) {
+            self.start_shadow(index, method, path, end_of_stream);
         }
         Action::Continue
     }

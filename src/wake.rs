@@ -48,7 +48,9 @@ pub fn listen() {
     });
 }
 
-/// Empties the queue: one wake-up covers all the work queued before it.
-pub fn drain(queue: u32) {
-    while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue) {}
+/// Takes this wake-up off the queue. Streams enqueue at most one until the
+/// root has run, and every enqueue gets its own callback, so one dequeue per
+/// callback keeps the queue empty.
+pub fn take(queue: u32) {
+    let _ = hostcalls::dequeue_shared_queue(queue);
 }
