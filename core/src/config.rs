@@ -7,11 +7,13 @@
 
 use std::fmt;
 
-use serde::de::Error as _;
+use std::marker::PhantomData;
+
+use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::compare::json::PointerPattern;
-use crate::compare::{CompareRules, HeaderPattern};
+use crate::compare::{CompareRules, HeaderPattern, Mask, NumberTolerance, StatusMatch, UnorderedArray};
 use crate::matcher::{parse_template, Matcher};
 use crate::plan::{Backend, Mode, Operation, Plan};
 
@@ -26,6 +28,8 @@ pub const DEFAULT_MIN_SAMPLES: u64 = 100;
 const MAX_BODY_BYTES_LIMIT: u64 = 64 << 20;
 const MAX_SHADOW_TIMEOUT_MS: u64 = 600_000;
 const MAX_INFLIGHT_LIMIT: u32 = 100_000;
+/// Each mask is a pass over both bodies.
+const MAX_MASKS: usize = 32;
 
 /// A refused configuration: where, and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,11 +131,79 @@ struct RawOperation {
 #[derive(Deserialize, Default, Clone)]
 #[serde(
     deny_unknown_fields,
-    expecting = "an object with \"ignore_headers\" and/or \"ignore_json_paths\""
+    expecting = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)"
 )]
 struct RawCompare {
     ignore_headers: Option<Vec<String>>,
     ignore_json_paths: Option<Vec<String>>,
+    unordered_arrays: Option<Vec<StringOr<RawUnordered>>>,
+    number_tolerance: Option<RawTolerance>,
+    null_equals_missing: Option<bool>,
+    status: Option<StatusMatch>,
+    status_equivalent: Option<Vec<Vec<serde_json::Number>>>,
+    masks: Option<Vec<StringOr<RawMask>>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, expecting = "an object with \"path\" and optionally \"key\"")]
+struct RawUnordered {
+    path: String,
+    key: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields, expecting = "an object with \"absolute\" and/or \"relative\"")]
+struct RawTolerance {
+    absolute: Option<f64>,
+    relative: Option<f64>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object with \"pattern\" and optionally \"name\""
+)]
+struct RawMask {
+    pattern: String,
+    name: Option<String>,
+}
+
+/// A list entry written either as a string or as an object.
+#[derive(Clone)]
+enum StringOr<T> {
+    Str(String),
+    Obj(T),
+}
+
+trait Expecting {
+    const EXPECTING: &'static str;
+}
+
+impl Expecting for RawUnordered {
+    const EXPECTING: &'static str = "a JSON Pointer string or an object {\"path\": ..., \"key\": ...}";
+}
+
+impl Expecting for RawMask {
+    const EXPECTING: &'static str = "a built-in mask name or an object {\"pattern\": ..., \"name\": ...}";
+}
+
+impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for StringOr<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for EntryVisitor<T> {
+            type Value = StringOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(StringOr::Str(value.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(StringOr::Obj)
+            }
+        }
+        deserializer.deserialize_any(EntryVisitor(PhantomData))
+    }
 }
 
 impl RawOperation {
@@ -150,13 +222,20 @@ impl RawOperation {
     }
 }
 
-/// Per field, an operation's list replaces the defaults' list.
+/// Per field, an operation's value replaces the defaults' value (a list or
+/// an object as a whole).
 fn merge_compare(own: Option<&RawCompare>, defaults: Option<&RawCompare>) -> RawCompare {
     let own = own.cloned().unwrap_or_default();
     let defaults = defaults.cloned().unwrap_or_default();
     RawCompare {
         ignore_headers: own.ignore_headers.or(defaults.ignore_headers),
         ignore_json_paths: own.ignore_json_paths.or(defaults.ignore_json_paths),
+        unordered_arrays: own.unordered_arrays.or(defaults.unordered_arrays),
+        number_tolerance: own.number_tolerance.or(defaults.number_tolerance),
+        null_equals_missing: own.null_equals_missing.or(defaults.null_equals_missing),
+        status: own.status.or(defaults.status),
+        status_equivalent: own.status_equivalent.or(defaults.status_equivalent),
+        masks: own.masks.or(defaults.masks),
     }
 }
 
@@ -314,7 +393,11 @@ fn compile_operation(
     }
     let settings = op.settings_over(defaults);
     check_settings(&settings, at)?;
-    let compare = compile_compare(settings.compare.as_ref(), at)?;
+    let mut compare = compile_compare(settings.compare.as_ref(), at)?;
+    let max_body_bytes =
+        usize::try_from(settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES)).unwrap_or(usize::MAX);
+    // A gzip or deflate body is decoded into no more than a body may be.
+    compare.max_decoded_bytes = max_body_bytes;
     Ok(Operation {
         id: op.id.clone(),
         method: op.method.clone(),
@@ -324,8 +407,7 @@ fn compile_operation(
         candidate: override_backend(candidate, op.candidate.as_ref(), &format!("{at}.candidate"))?,
         sample_per_million: percent_to_per_million(settings.shadow_percent.unwrap_or(100.0)),
         shadow_timeout_ms: settings.shadow_timeout_ms.unwrap_or(DEFAULT_SHADOW_TIMEOUT_MS),
-        max_body_bytes: usize::try_from(settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES))
-            .unwrap_or(usize::MAX),
+        max_body_bytes,
         target_match_rate: settings.target_match_rate.unwrap_or(DEFAULT_TARGET_MATCH_RATE),
         min_samples: settings.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES),
         shadow_unsafe: settings.shadow_unsafe.unwrap_or(false),
@@ -388,6 +470,90 @@ fn compile_compare(raw: Option<&RawCompare>, at: &str) -> Result<CompareRules, C
         let path = format!("{at}.compare.ignore_json_paths[{i}]");
         let pattern = PointerPattern::parse(pointer).map_err(|msg| ConfigError::new(path, msg))?;
         rules.ignore_json_paths.push(pattern);
+    }
+    for (i, entry) in raw.unordered_arrays.iter().flatten().enumerate() {
+        let at = format!("{at}.compare.unordered_arrays[{i}]");
+        let (path, key, path_at) = match entry {
+            StringOr::Str(path) => (path, None, at.clone()),
+            StringOr::Obj(RawUnordered { path, key }) => (path, key.as_deref(), format!("{at}.path")),
+        };
+        let path = PointerPattern::parse_location(path).map_err(|msg| ConfigError::new(path_at, msg))?;
+        let key = key
+            .map(UnorderedArray::parse_key)
+            .transpose()
+            .map_err(|msg| ConfigError::new(format!("{at}.key"), msg))?;
+        rules.unordered_arrays.push(UnorderedArray { path, key });
+    }
+    if let Some(tolerance) = &raw.number_tolerance {
+        let at = format!("{at}.compare.number_tolerance");
+        if tolerance.absolute.is_none() && tolerance.relative.is_none() {
+            return Err(ConfigError::new(at, "set \"absolute\" and/or \"relative\""));
+        }
+        for (name, bound) in [("absolute", tolerance.absolute), ("relative", tolerance.relative)] {
+            if let Some(bound) = bound {
+                if !(bound.is_finite() && bound >= 0.0) {
+                    return Err(ConfigError::new(
+                        format!("{at}.{name}"),
+                        format!("{bound} is not a finite number >= 0"),
+                    ));
+                }
+            }
+        }
+        rules.number_tolerance = Some(NumberTolerance {
+            absolute: tolerance.absolute,
+            relative: tolerance.relative,
+        });
+    }
+    rules.null_equals_missing = raw.null_equals_missing.unwrap_or(false);
+    rules.status.matching = raw.status.unwrap_or_default();
+    for (i, group) in raw.status_equivalent.iter().flatten().enumerate() {
+        let at = format!("{at}.compare.status_equivalent[{i}]");
+        if group.len() < 2 {
+            return Err(ConfigError::new(at, "a group needs at least two status codes"));
+        }
+        let mut codes = Vec::with_capacity(group.len());
+        for (j, number) in group.iter().enumerate() {
+            let code = number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (100.0..=599.0).contains(f))
+                .map(|f| f as u16)
+                .ok_or_else(|| {
+                    ConfigError::new(format!("{at}[{j}]"), format!("{number} is not a status code (100-599)"))
+                })?;
+            if codes.contains(&code) {
+                return Err(ConfigError::new(
+                    format!("{at}[{j}]"),
+                    format!("{code} appears twice in the group"),
+                ));
+            }
+            if let Some(other) = rules.status.equivalent.iter().position(|g| g.contains(&code)) {
+                return Err(ConfigError::new(
+                    format!("{at}[{j}]"),
+                    format!("{code} is already in status_equivalent[{other}]; merge the two groups"),
+                ));
+            }
+            codes.push(code);
+        }
+        rules.status.equivalent.push(codes);
+    }
+    let masks = raw.masks.as_deref().unwrap_or_default();
+    if masks.len() > MAX_MASKS {
+        return Err(ConfigError::new(
+            format!("{at}.compare.masks"),
+            format!("{} masks, at most {MAX_MASKS} are allowed", masks.len()),
+        ));
+    }
+    for (i, entry) in masks.iter().enumerate() {
+        let at = format!("{at}.compare.masks[{i}]");
+        let mask = match entry {
+            StringOr::Str(name) => Mask::builtin(name).map_err(|msg| ConfigError::new(at, msg))?,
+            StringOr::Obj(RawMask { pattern, name }) => {
+                let name = name.as_deref().unwrap_or("masked");
+                Mask::check_name(name).map_err(|msg| ConfigError::new(format!("{at}.name"), msg))?;
+                Mask::custom(name, pattern).map_err(|msg| ConfigError::new(format!("{at}.pattern"), msg))?
+            }
+        };
+        rules.masks.push(mask);
     }
     Ok(rules)
 }

@@ -73,6 +73,10 @@ pub fn judge(rules: &CompareRules, serving: &ServingReply, shadow: &ShadowReply)
         return Outcome::Failed(Failure::BodyTooLarge);
     };
     let diff = compare::compare(rules, serving, shadow);
+    if diff.too_large() {
+        // A body decoded (gzip, deflate) beyond `max_body_bytes`.
+        return Outcome::Failed(Failure::BodyTooLarge);
+    }
     if diff.is_match() {
         Outcome::Matched
     } else {

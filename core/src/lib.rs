@@ -10,6 +10,7 @@ pub mod counters;
 pub mod http;
 pub mod ledger;
 pub mod matcher;
+pub mod noise;
 pub mod plan;
 pub mod readiness;
 pub mod sampling;

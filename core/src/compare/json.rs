@@ -1,17 +1,23 @@
 //! Semantic JSON comparison and JSON Pointer patterns.
 
-use serde_json::{Number, Value};
+use std::cmp::Ordering;
 
-use super::{BodyDiff, MAX_REPORTED};
-use crate::http::Response;
+use serde_json::{Map, Number, Value};
 
-/// Whether a body should be compared as JSON: a JSON media type, or no
-/// media type and a body that opens like a JSON document.
-pub(super) fn looks_like_json(response: &Response) -> bool {
-    match response.header("content-type") {
+use super::{BodyDiff, CompareRules, MAX_REPORTED};
+
+/// How deep the comparison walks. serde_json refuses documents nested more
+/// than 128 levels while parsing, so this is a second bound, for the
+/// recursive walks here: they cannot exhaust the (1 MiB) wasm stack.
+pub const MAX_DEPTH: usize = 160;
+
+/// Whether a body should be compared as JSON: a JSON media type (its
+/// parameters do not matter), or no media type and a body that opens like a
+/// JSON document.
+pub(super) fn looks_like_json(content_type: Option<&[u8]>, body: &[u8]) -> bool {
+    match content_type {
         Some(media_type) => {
-            let media_type = media_type.split(|&b| b == b';').next().unwrap_or_default();
-            let media_type = media_type.trim_ascii();
+            let media_type = super::headers::media_type_essence(media_type);
             media_type.eq_ignore_ascii_case(b"application/json")
                 || media_type
                     .len()
@@ -19,7 +25,7 @@ pub(super) fn looks_like_json(response: &Response) -> bool {
                     .and_then(|start| media_type.get(start..))
                     .is_some_and(|suffix| suffix.eq_ignore_ascii_case(b"+json"))
         }
-        None => matches!(response.body.trim_ascii_start().first(), Some(b'{' | b'[')),
+        None => matches!(body.trim_ascii_start().first(), Some(b'{' | b'[')),
     }
 }
 
@@ -37,6 +43,19 @@ enum Token {
 }
 
 impl PointerPattern {
+    /// A location that may be the whole document: `""` is the root.
+    pub fn parse_location(pointer: &str) -> Result<PointerPattern, String> {
+        if pointer.is_empty() {
+            return Ok(PointerPattern { tokens: Vec::new() });
+        }
+        if !pointer.starts_with('/') {
+            return Err(format!(
+                "\"{pointer}\" is not a JSON Pointer: it must start with '/' (or be \"\" for the whole document)"
+            ));
+        }
+        PointerPattern::parse(pointer)
+    }
+
     pub fn parse(pointer: &str) -> Result<PointerPattern, String> {
         let Some(rest) = pointer.strip_prefix('/') else {
             return Err(format!(
@@ -54,6 +73,17 @@ impl PointerPattern {
             })?));
         }
         Ok(PointerPattern { tokens })
+    }
+
+    /// Whether the pattern names this location.
+    fn matches(&self, location: &[Seg<'_>]) -> bool {
+        self.tokens.len() == location.len()
+            && self.tokens.iter().zip(location).all(|(token, seg)| match (token, seg) {
+                (Token::Any, _) => true,
+                (Token::Key(key), Seg::Key(name)) => key == name,
+                (Token::Key(key), Seg::Index(index)) => key.parse::<usize>().ok() == Some(*index),
+                (Token::Key(_), Seg::Element) => false,
+            })
     }
 
     /// Removes every value the pattern points at. Array elements become
@@ -114,74 +144,431 @@ fn remove(value: &mut Value, tokens: &[Token]) {
     }
 }
 
+/// A location in a document, to match `unordered_arrays` patterns against.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+    /// An element of an array compared as a multiset: it has no position.
+    Element,
+}
+
+/// An array compared as a multiset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnorderedArray {
+    pub path: PointerPattern,
+    /// A JSON Pointer inside each element (`/id`) whose value pairs the
+    /// elements of the two sides; `None` pairs equal elements.
+    pub key: Option<String>,
+}
+
+impl UnorderedArray {
+    /// Validates `key`, a JSON Pointer into an element, without wildcards.
+    pub fn parse_key(key: &str) -> Result<String, String> {
+        if !key.starts_with('/') {
+            return Err(format!(
+                "\"{key}\" is not a JSON Pointer into the element: it must start with '/' (write \"/{key}\")"
+            ));
+        }
+        let pattern = PointerPattern::parse(key)?;
+        if pattern.tokens.contains(&Token::Any) {
+            return Err(format!("\"{key}\": a key names one value, '*' is not allowed"));
+        }
+        Ok(key.to_string())
+    }
+}
+
+/// Numbers closer than either bound are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NumberTolerance {
+    pub absolute: Option<f64>,
+    pub relative: Option<f64>,
+}
+
 /// The differing paths of two documents, or `None` when they are equal.
-pub(super) fn diff(left: &Value, right: &Value) -> Option<BodyDiff> {
-    let mut found = BodyDiff::default();
-    let mut path = String::new();
-    walk(left, right, &mut path, &mut found);
+pub(super) fn diff(left: &Value, right: &Value, rules: &CompareRules) -> Option<BodyDiff> {
+    let mut walker = Walker {
+        rules,
+        found: BodyDiff::default(),
+        path: String::new(),
+        location: Vec::new(),
+    };
+    walker.walk(left, right);
+    let found = walker.found;
     (!found.json_paths.is_empty() || found.more > 0).then_some(found)
 }
 
-fn walk(left: &Value, right: &Value, path: &mut String, found: &mut BodyDiff) {
-    match (left, right) {
-        (Value::Object(l), Value::Object(r)) => {
-            for (key, lv) in l {
-                let mark = path.len();
-                push_token(path, key);
-                match r.get(key) {
-                    Some(rv) => walk(lv, rv, path, found),
-                    None => record(path, found),
+struct Walker<'r, 'v> {
+    rules: &'r CompareRules,
+    found: BodyDiff,
+    /// The current location as reported: a JSON Pointer, `*` for an element
+    /// of an unordered array.
+    path: String,
+    location: Vec<Seg<'v>>,
+}
+
+impl<'v> Walker<'_, 'v> {
+    fn enter(&mut self, seg: Seg<'v>) -> usize {
+        let mark = self.path.len();
+        match seg {
+            Seg::Key(key) => push_token(&mut self.path, key),
+            Seg::Index(index) => {
+                self.path.push('/');
+                self.path.push_str(&index.to_string());
+            }
+            Seg::Element => self.path.push_str("/*"),
+        }
+        self.location.push(seg);
+        mark
+    }
+
+    fn leave(&mut self, mark: usize) {
+        self.path.truncate(mark);
+        self.location.pop();
+    }
+
+    fn record(&mut self) {
+        record(&self.path, &mut self.found);
+    }
+
+    fn record_at(&mut self, seg: Seg<'v>) {
+        let mark = self.enter(seg);
+        self.record();
+        self.leave(mark);
+    }
+
+    fn record_length(&mut self) {
+        let mark = self.path.len();
+        self.path.push_str("/length");
+        self.record();
+        self.path.truncate(mark);
+    }
+
+    fn walk(&mut self, left: &'v Value, right: &'v Value) {
+        if self.location.len() >= MAX_DEPTH {
+            // Unreachable for parsed documents (serde_json stops at 128);
+            // a bound on recursion all the same, reported as a difference.
+            self.record();
+            return;
+        }
+        match (left, right) {
+            (Value::Object(l), Value::Object(r)) => self.objects(l, r),
+            (Value::Array(l), Value::Array(r)) => {
+                let rules = self.rules;
+                match rules.unordered_arrays.iter().find(|u| u.path.matches(&self.location)) {
+                    Some(rule) => match &rule.key {
+                        Some(key) => self.keyed(l, r, key),
+                        None => self.multiset(l, r),
+                    },
+                    None => self.positional(l, r),
                 }
-                path.truncate(mark);
             }
-            for key in r.keys().filter(|key| !l.contains_key(*key)) {
-                let mark = path.len();
-                push_token(path, key);
-                record(path, found);
-                path.truncate(mark);
+            (Value::Number(l), Value::Number(r)) => {
+                if !numbers_equal(l, r, self.rules.number_tolerance.as_ref()) {
+                    self.record();
+                }
             }
-        }
-        (Value::Array(l), Value::Array(r)) => {
-            for (i, (lv, rv)) in l.iter().zip(r).enumerate() {
-                let mark = path.len();
-                path.push('/');
-                path.push_str(&i.to_string());
-                walk(lv, rv, path, found);
-                path.truncate(mark);
-            }
-            if l.len() != r.len() {
-                // One entry for the length, not one per missing element.
-                let mark = path.len();
-                path.push_str("/length");
-                record(path, found);
-                path.truncate(mark);
+            // Scalars, or values of different types (compared shallowly).
+            (l, r) => {
+                if l != r {
+                    self.record();
+                }
             }
         }
-        (Value::Number(l), Value::Number(r)) => {
-            if !numbers_equal(l, r) {
-                record(path, found);
+    }
+
+    fn objects(&mut self, l: &'v Map<String, Value>, r: &'v Map<String, Value>) {
+        let null_is_missing = self.rules.null_equals_missing;
+        for (key, lv) in l {
+            match r.get(key) {
+                Some(rv) => {
+                    let mark = self.enter(Seg::Key(key));
+                    self.walk(lv, rv);
+                    self.leave(mark);
+                }
+                None if null_is_missing && lv.is_null() => {}
+                None => self.record_at(Seg::Key(key)),
             }
         }
-        (l, r) => {
-            if l != r {
-                record(path, found);
+        for (key, rv) in r {
+            if !(l.contains_key(key) || null_is_missing && rv.is_null()) {
+                self.record_at(Seg::Key(key));
             }
+        }
+    }
+
+    fn positional(&mut self, l: &'v [Value], r: &'v [Value]) {
+        for (i, (lv, rv)) in l.iter().zip(r).enumerate() {
+            let mark = self.enter(Seg::Index(i));
+            self.walk(lv, rv);
+            self.leave(mark);
+        }
+        if l.len() != r.len() {
+            // One entry for the length, not one per missing element.
+            self.record_length();
+        }
+    }
+
+    /// Elements paired by equality: sort both sides by canonical form and
+    /// merge, O(n log n). Elements left over on both sides are paired in
+    /// that order and compared in depth, so that a number within tolerance
+    /// still matches and a difference is reported below `/*`.
+    fn multiset(&mut self, l: &'v [Value], r: &'v [Value]) {
+        let left = self.sorted(l, Some);
+        let right = self.sorted(r, Some);
+        let (mut only_left, mut only_right) = (Vec::new(), Vec::new());
+        merge(&left, &right, |pair| match pair {
+            Merged::Both(_, _) => {}
+            Merged::Left(lv) => only_left.push(lv),
+            Merged::Right(rv) => only_right.push(rv),
+        });
+        for (lv, rv) in only_left.iter().zip(&only_right) {
+            let mark = self.enter(Seg::Element);
+            self.walk(lv, rv);
+            self.leave(mark);
+        }
+        if l.len() != r.len() {
+            self.record_length();
+        }
+    }
+
+    /// Elements paired by the value at `key`; an element whose key is on
+    /// one side only is reported as `/*`, a difference inside a pair below
+    /// it (`/items/*/price`). Elements with equal keys pair in order.
+    fn keyed(&mut self, l: &'v [Value], r: &'v [Value], key: &str) {
+        let left = self.sorted(l, |v| v.pointer(key));
+        let right = self.sorted(r, |v| v.pointer(key));
+        let mut pairs = Vec::new();
+        let mut unpaired = 0usize;
+        merge(&left, &right, |pair| match pair {
+            Merged::Both(lv, rv) => pairs.push((lv, rv)),
+            Merged::Left(_) | Merged::Right(_) => unpaired += 1,
+        });
+        for _ in 0..unpaired {
+            self.record_at(Seg::Element);
+        }
+        for (lv, rv) in pairs {
+            let mark = self.enter(Seg::Element);
+            self.walk(lv, rv);
+            self.leave(mark);
+        }
+    }
+
+    /// Elements with the canonical form of `part(element)`, sorted by it;
+    /// equal forms keep their order. A missing part sorts first.
+    fn sorted(
+        &mut self,
+        items: &'v [Value],
+        part: impl Fn(&'v Value) -> Option<&'v Value>,
+    ) -> Vec<(Vec<u8>, &'v Value)> {
+        let mut forms: Vec<(Vec<u8>, usize)> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let mut form = Vec::new();
+                if let Some(value) = part(item) {
+                    let mark = self.location.len();
+                    self.location.push(Seg::Element);
+                    canonical(self.rules, value, &mut self.location, &mut form);
+                    self.location.truncate(mark);
+                }
+                (form, index)
+            })
+            .collect();
+        sort_forms(&mut forms);
+        forms
+            .into_iter()
+            .filter_map(|(form, index)| Some((form, items.get(index)?)))
+            .collect()
+    }
+}
+
+/// Every sort of this module goes through this one function (sorting by
+/// form, then by index): one instantiation of the sort keeps the module
+/// small.
+#[inline(never)]
+pub(super) fn sort_forms(forms: &mut [(Vec<u8>, usize)]) {
+    forms.sort_unstable();
+}
+
+enum Merged<'v> {
+    Both(&'v Value, &'v Value),
+    Left(&'v Value),
+    Right(&'v Value),
+}
+
+/// Walks two lists sorted by form, pairing equal forms.
+fn merge<'v>(left: &[(Vec<u8>, &'v Value)], right: &[(Vec<u8>, &'v Value)], mut emit: impl FnMut(Merged<'v>)) {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (left.get(i), right.get(j)) {
+            (Some((lf, lv)), Some((rf, rv))) => match lf.cmp(rf) {
+                Ordering::Equal => {
+                    emit(Merged::Both(lv, rv));
+                    i += 1;
+                    j += 1;
+                }
+                Ordering::Less => {
+                    emit(Merged::Left(lv));
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    emit(Merged::Right(rv));
+                    j += 1;
+                }
+            },
+            (Some((_, lv)), None) => {
+                emit(Merged::Left(lv));
+                i += 1;
+            }
+            (None, Some((_, rv))) => {
+                emit(Merged::Right(rv));
+                j += 1;
+            }
+            (None, None) => return,
         }
     }
 }
 
-/// 1 and 1.0 are the same number; integers compare exactly, others as f64.
-fn numbers_equal(l: &Number, r: &Number) -> bool {
-    if let (Some(a), Some(b)) = (l.as_i64(), r.as_i64()) {
-        return a == b;
+/// A byte string equal for two values exactly when they are equal under
+/// the rules (without number tolerance): object keys sorted, numbers as
+/// their exact value, unordered arrays' elements sorted, null members left
+/// out under `null_equals_missing`. `location` is the value's location,
+/// `*` inside unordered arrays.
+fn canonical<'v>(rules: &CompareRules, value: &'v Value, location: &mut Vec<Seg<'v>>, out: &mut Vec<u8>) {
+    if location.len() >= MAX_DEPTH {
+        out.push(b'~');
+        return;
     }
-    if let (Some(a), Some(b)) = (l.as_u64(), r.as_u64()) {
-        return a == b;
+    match value {
+        Value::Null => out.push(b'n'),
+        Value::Bool(true) => out.push(b't'),
+        Value::Bool(false) => out.push(b'f'),
+        Value::Number(n) => {
+            out.push(b'#');
+            match exact(n) {
+                Exact::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+                Exact::Float(f) => out.extend_from_slice(format!("{f:e}").as_bytes()),
+            }
+            out.push(b';');
+        }
+        Value::String(s) => push_quoted(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            if rules.unordered_arrays.iter().any(|u| u.path.matches(location)) {
+                let mut forms: Vec<(Vec<u8>, usize)> = items
+                    .iter()
+                    .map(|item| {
+                        let mut form = Vec::new();
+                        location.push(Seg::Element);
+                        canonical(rules, item, location, &mut form);
+                        location.pop();
+                        (form, 0)
+                    })
+                    .collect();
+                sort_forms(&mut forms);
+                for (form, _) in forms {
+                    out.extend_from_slice(&form);
+                    out.push(b',');
+                }
+            } else {
+                for (i, item) in items.iter().enumerate() {
+                    location.push(Seg::Index(i));
+                    canonical(rules, item, location, out);
+                    location.pop();
+                    out.push(b',');
+                }
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let members: Vec<(&'v String, &'v Value)> = map
+                .iter()
+                .filter(|(_, v)| !(rules.null_equals_missing && v.is_null()))
+                .collect();
+            let mut keys: Vec<(Vec<u8>, usize)> = members
+                .iter()
+                .enumerate()
+                .map(|(index, (key, _))| {
+                    let mut quoted = Vec::with_capacity(key.len() + 2);
+                    push_quoted(key, &mut quoted);
+                    (quoted, index)
+                })
+                .collect();
+            // serde_json's map iterates in key order already, unless a
+            // dependency turns on `preserve_order`: sort all the same.
+            sort_forms(&mut keys);
+            out.push(b'{');
+            for (quoted, index) in keys {
+                let Some(&(key, member)) = members.get(index) else {
+                    continue;
+                };
+                out.extend_from_slice(&quoted);
+                out.push(b':');
+                location.push(Seg::Key(key));
+                canonical(rules, member, location, out);
+                location.pop();
+                out.push(b',');
+            }
+            out.push(b'}');
+        }
     }
-    match (l.as_f64(), r.as_f64()) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
+}
+
+fn push_quoted(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
     }
+    out.push(b'"');
+}
+
+/// A number's exact value: an integer (from any spelling, `1.0` too), or a
+/// float that is not one (or too large for i128).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Exact {
+    Int(i128),
+    Float(f64),
+}
+
+fn exact(n: &Number) -> Exact {
+    if let Some(i) = n.as_i64() {
+        return Exact::Int(i.into());
+    }
+    if let Some(u) = n.as_u64() {
+        return Exact::Int(u.into());
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    // Below 2^127 in magnitude an integral f64 converts to i128 exactly.
+    if f.fract() == 0.0 && f.abs() < 1.7e38 {
+        Exact::Int(f as i128)
+    } else {
+        Exact::Float(f)
+    }
+}
+
+/// `1` equals `1.0`; integers compare exactly (no rounding through f64),
+/// then the tolerance, if any, decides.
+fn numbers_equal(l: &Number, r: &Number, tolerance: Option<&NumberTolerance>) -> bool {
+    let (a, b) = (exact(l), exact(r));
+    if a == b {
+        return true;
+    }
+    let Some(tolerance) = tolerance else { return false };
+    let as_f64 = |x: Exact| match x {
+        Exact::Int(i) => i as f64,
+        Exact::Float(f) => f,
+    };
+    let distance = match (a, b) {
+        (Exact::Int(x), Exact::Int(y)) => x.checked_sub(y).map_or(f64::INFINITY, |d| d.unsigned_abs() as f64),
+        _ => (as_f64(a) - as_f64(b)).abs(),
+    };
+    let scale = as_f64(a).abs().max(as_f64(b).abs());
+    tolerance.absolute.is_some_and(|abs| distance <= abs)
+        || tolerance.relative.is_some_and(|rel| distance <= rel * scale)
 }
 
 fn push_token(path: &mut String, key: &str) {
@@ -195,13 +582,12 @@ fn push_token(path: &mut String, key: &str) {
     }
 }
 
+/// Lists a differing path once (a path through unordered arrays, `*`, may
+/// differ many times), up to [`MAX_REPORTED`]; counts the rest.
 fn record(path: &str, found: &mut BodyDiff) {
-    if found.json_paths.len() < MAX_REPORTED {
-        found.json_paths.push(if path.is_empty() {
-            "(root)".to_string()
-        } else {
-            path.to_string()
-        });
+    let path = if path.is_empty() { "(root)" } else { path };
+    if found.json_paths.len() < MAX_REPORTED && !found.json_paths.iter().any(|p| p == path) {
+        found.json_paths.push(path.to_string());
     } else {
         found.more += 1;
     }

@@ -1,16 +1,28 @@
 //! Comparison of the serving and the shadow response, after the tuning rules.
 //!
-//! Status codes compare exactly; headers as ordered value lists per name,
-//! minus an ignore list; bodies byte for byte, and semantically when both
-//! sides are JSON (key order and number spelling do not matter, ignored JSON
-//! paths are removed first).
+//! Status codes compare exactly, by class, or by equivalence groups; headers
+//! as ordered value lists per name, minus an ignore list (Content-Type
+//! without parameter noise); bodies are decoded (gzip, deflate), masked,
+//! then compared byte for byte, and semantically when both sides are JSON
+//! (key order and number spelling do not matter, ignored JSON paths are
+//! removed first, unordered arrays compare as multisets, numbers within a
+//! tolerance).
 
+pub mod encoding;
 mod headers;
 pub mod json;
+pub mod mask;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
 
 pub use headers::{HeaderPattern, DEFAULT_IGNORED_HEADERS};
+pub use json::{NumberTolerance, UnorderedArray};
+pub use mask::Mask;
 
 use crate::http::Response;
+use encoding::{DecodeError, Encoding};
 use json::PointerPattern;
 
 /// How many differing header names or JSON paths a diff keeps for the log:
@@ -18,11 +30,68 @@ use json::PointerPattern;
 pub const MAX_REPORTED: usize = 5;
 
 /// An operation's tuning rules.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompareRules {
     /// Added to [`DEFAULT_IGNORED_HEADERS`].
     pub ignore_headers: Vec<HeaderPattern>,
     pub ignore_json_paths: Vec<PointerPattern>,
+    /// Arrays compared as multisets; the first pattern naming an array wins.
+    pub unordered_arrays: Vec<UnorderedArray>,
+    pub number_tolerance: Option<NumberTolerance>,
+    /// A member whose value is `null` equals an absent member.
+    pub null_equals_missing: bool,
+    pub status: StatusRules,
+    /// Applied in order to both bodies, after decoding, before comparing.
+    pub masks: Vec<Mask>,
+    /// A body is decoded (gzip, deflate) into at most this many bytes;
+    /// beyond, the comparison fails as too large. The operation's
+    /// `max_body_bytes`.
+    pub max_decoded_bytes: usize,
+}
+
+impl Default for CompareRules {
+    fn default() -> Self {
+        CompareRules {
+            ignore_headers: Vec::new(),
+            ignore_json_paths: Vec::new(),
+            unordered_arrays: Vec::new(),
+            number_tolerance: None,
+            null_equals_missing: false,
+            status: StatusRules::default(),
+            masks: Vec::new(),
+            max_decoded_bytes: usize::try_from(crate::config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// How status codes compare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusMatch {
+    /// Equal codes.
+    #[default]
+    Exact,
+    /// Codes of the same class (201 equals 200).
+    Class,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusRules {
+    pub matching: StatusMatch,
+    /// Groups of codes that equal each other; a code is in one group at most.
+    pub equivalent: Vec<Vec<u16>>,
+}
+
+impl StatusRules {
+    /// Equal codes, codes of one class under `class`, or codes of one group.
+    pub fn equal(&self, a: u16, b: u16) -> bool {
+        a == b
+            || (self.matching == StatusMatch::Class && a / 100 == b / 100)
+            || self
+                .equivalent
+                .iter()
+                .any(|group| group.contains(&a) && group.contains(&b))
+    }
 }
 
 /// What differs between two responses; empty when they match.
@@ -37,47 +106,110 @@ pub struct Diff {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyDiff {
     /// Differing JSON Pointers, at most [`MAX_REPORTED`]; empty when the
-    /// bodies are not both JSON.
+    /// bodies are not both JSON. `*` stands for an element of an unordered
+    /// array (`/items/*/price`).
     pub json_paths: Vec<String>,
     /// Differences beyond those listed.
     pub more: usize,
+    /// Why the bodies could not be compared, when they could not.
+    pub problem: Option<BodyProblem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyProblem {
+    /// A body decodes (gzip, deflate) to more than `max_decoded_bytes`: the
+    /// comparison carries no information (`failed_body_too_large`).
+    DecodedTooLarge,
+    /// A body is not valid for its Content-Encoding: the bodies differ.
+    Undecodable,
 }
 
 impl Diff {
     pub fn is_match(&self) -> bool {
         !self.status && self.headers.is_empty() && self.body.is_none()
     }
+
+    /// A body decoded beyond the limit: nothing was compared.
+    pub fn too_large(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_some_and(|b| b.problem == Some(BodyProblem::DecodedTooLarge))
+    }
 }
 
 pub fn compare(rules: &CompareRules, serving: &Response, shadow: &Response) -> Diff {
+    let (body, decoded) = compare_bodies(rules, serving, shadow);
     Diff {
-        status: serving.status != shadow.status,
-        headers: headers::differing(rules, &serving.headers, &shadow.headers),
-        body: compare_bodies(rules, serving, shadow),
+        status: !rules.status.equal(serving.status, shadow.status),
+        headers: headers::differing(rules, &serving.headers, &shadow.headers, decoded),
+        body,
     }
 }
 
-fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -> Option<BodyDiff> {
-    if serving.body == shadow.body {
-        return None;
+fn problem(problem: BodyProblem) -> Option<BodyDiff> {
+    Some(BodyDiff {
+        problem: Some(problem),
+        ..BodyDiff::default()
+    })
+}
+
+/// The body difference, and whether both bodies' encodings were undone
+/// (then `content-encoding` itself is not compared).
+fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -> (Option<BodyDiff>, bool) {
+    let left_encoding = Encoding::of(serving.header("content-encoding"));
+    let right_encoding = Encoding::of(shadow.header("content-encoding"));
+    let decodable = matches!(
+        (&left_encoding, &right_encoding),
+        (Encoding::Known(_), Encoding::Known(_))
+    );
+    if serving.body == shadow.body && left_encoding == right_encoding {
+        return (None, decodable);
     }
-    if !(json::looks_like_json(serving) && json::looks_like_json(shadow)) {
-        return Some(BodyDiff::default());
+    let (left, right) = match (&left_encoding, &right_encoding) {
+        (Encoding::Known(l), Encoding::Known(r)) => {
+            match (
+                encoding::decode(l, &serving.body, rules.max_decoded_bytes),
+                encoding::decode(r, &shadow.body, rules.max_decoded_bytes),
+            ) {
+                (Ok(left), Ok(right)) => (left, right),
+                (Err(DecodeError::TooLarge), _) | (_, Err(DecodeError::TooLarge)) => {
+                    return (problem(BodyProblem::DecodedTooLarge), true)
+                }
+                _ => return (problem(BodyProblem::Undecodable), true),
+            }
+        }
+        // A coding this filter cannot undo: compare the bytes as they are.
+        _ => (
+            Cow::Borrowed(serving.body.as_slice()),
+            Cow::Borrowed(shadow.body.as_slice()),
+        ),
+    };
+    let left = mask::apply_all(&rules.masks, left);
+    let right = mask::apply_all(&rules.masks, right);
+    if left == right {
+        return (None, decodable);
     }
-    match (
-        serde_json::from_slice::<serde_json::Value>(&serving.body),
-        serde_json::from_slice::<serde_json::Value>(&shadow.body),
+    let json = json::looks_like_json(serving.header("content-type"), &left)
+        && json::looks_like_json(shadow.header("content-type"), &right);
+    if !json {
+        return (Some(BodyDiff::default()), decodable);
+    }
+    let diff = match (
+        serde_json::from_slice::<serde_json::Value>(&left),
+        serde_json::from_slice::<serde_json::Value>(&right),
     ) {
         (Ok(mut left), Ok(mut right)) => {
             for pattern in &rules.ignore_json_paths {
                 pattern.remove_from(&mut left);
                 pattern.remove_from(&mut right);
             }
-            json::diff(&left, &right)
+            json::diff(&left, &right, rules)
         }
-        // One side is not valid JSON: the bodies differ, nothing crashes.
+        // One side is not valid JSON (or nested beyond serde_json's limit of
+        // 128): the bodies differ, nothing crashes.
         _ => Some(BodyDiff::default()),
-    }
+    };
+    (diff, decodable)
 }
 
 #[cfg(test)]

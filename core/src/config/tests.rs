@@ -3,7 +3,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
 use crate::compare::json::PointerPattern;
-use crate::compare::HeaderPattern;
+use crate::compare::{HeaderPattern, NumberTolerance, StatusMatch};
 
 /// The example configuration of the issue.
 const EXAMPLE: &str = r#"{"revision":"2026-11-22.1","route_header":"x-parallel-run-cluster","legacy":{"cluster":"legacy"},"candidate":{"cluster":"candidate","authority":"returns.internal"},"operation_header":"x-operation-id","defaults":{"mode":"legacy","shadow_percent":100,"shadow_timeout_ms":3000,"max_body_bytes":1048576,"target_match_rate":0.99,"min_samples":100},"operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}","mode":"shadow","candidate":{"cluster":"returns-v2"},"target_match_rate":0.95},{"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
@@ -566,4 +566,252 @@ fn fractional_or_negative_whole_numbers_are_refused_where_they_are() {
         .unwrap_err();
     assert_eq!(err.path, "max_inflight_shadows", "{err}");
     assert!(err.message.contains("whole number"), "{err}");
+}
+
+// ------------------------------------------------------------------ comparison rules
+
+/// A configuration with one operation `a` whose `compare` is `compare`.
+fn with_compare(compare: &str) -> String {
+    with_ops(&format!(
+        r#"{{"id":"x","method":"GET","path":"/x"}},{{"id":"a","method":"GET","path":"/a","compare":{compare}}}"#
+    ))
+}
+
+fn compare_err(compare: &str) -> ConfigError {
+    parse_err(&with_compare(compare))
+}
+
+#[test]
+fn the_new_comparison_rules_parse() {
+    let plan = parse_ok(&with_compare(
+        r#"{"unordered_arrays":["/tags",{"path":"/items","key":"/id"},{"path":""}],
+            "number_tolerance":{"absolute":0.001,"relative":1e-6},
+            "null_equals_missing":true,
+            "status":"class","status_equivalent":[[200,201.0],[404,410]],
+            "masks":["uuid","iso8601","pdf_creation_date",{"pattern":"ORD-\\d+","name":"order"},{"pattern":"x+"}]}"#,
+    ));
+    let rules = &op(&plan, "a").compare;
+    assert_eq!(rules.unordered_arrays.len(), 3);
+    assert_eq!(rules.unordered_arrays[0].key, None);
+    assert_eq!(rules.unordered_arrays[1].key.as_deref(), Some("/id"));
+    assert_eq!(
+        rules.number_tolerance,
+        Some(NumberTolerance {
+            absolute: Some(0.001),
+            relative: Some(1e-6)
+        })
+    );
+    assert!(rules.null_equals_missing);
+    assert_eq!(rules.status.matching, StatusMatch::Class);
+    assert_eq!(rules.status.equivalent, [vec![200, 201], vec![404, 410]]);
+    let names: Vec<&str> = rules.masks.iter().map(|m| m.name()).collect();
+    assert_eq!(names, ["uuid", "iso8601", "pdf_creation_date", "order", "masked"]);
+    assert_eq!(rules.max_decoded_bytes, DEFAULT_MAX_BODY_BYTES as usize);
+    // The defaults of the defaults.
+    let x = &op(&plan, "x").compare;
+    assert!(x.unordered_arrays.is_empty() && x.masks.is_empty() && x.number_tolerance.is_none());
+    assert!(!x.null_equals_missing);
+    assert_eq!(x.status.matching, StatusMatch::Exact);
+}
+
+#[test]
+fn the_decode_limit_is_the_operation_s_max_body_bytes() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"max_body_bytes":1000},"operations":[{"id":"a","method":"GET","path":"/a"},
+           {"id":"b","method":"GET","path":"/b","max_body_bytes":5000}]"#,
+    ));
+    assert_eq!(op(&plan, "a").compare.max_decoded_bytes, 1000);
+    assert_eq!(op(&plan, "b").compare.max_decoded_bytes, 5000);
+}
+
+#[test]
+fn new_comparison_rules_are_inherited_per_field() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"compare":{"unordered_arrays":["/tags"],"masks":["uuid"],"status":"class",
+                                  "number_tolerance":{"absolute":1},"null_equals_missing":true,
+                                  "status_equivalent":[[404,410]]}},
+           "operations":[{"id":"inherits","method":"GET","path":"/a"},
+                         {"id":"own","method":"GET","path":"/b","compare":{"masks":[],"status":"exact",
+                          "number_tolerance":{"relative":0.1},"null_equals_missing":false}}]"#,
+    ));
+    let inherits = &op(&plan, "inherits").compare;
+    assert_eq!(inherits.unordered_arrays.len(), 1);
+    assert_eq!(inherits.masks.len(), 1);
+    assert_eq!(inherits.status.matching, StatusMatch::Class);
+    assert_eq!(inherits.status.equivalent, [vec![404, 410]]);
+    assert!(inherits.null_equals_missing);
+    let own = &op(&plan, "own").compare;
+    assert_eq!(own.unordered_arrays.len(), 1, "not overridden: inherited");
+    assert!(own.masks.is_empty(), "an empty list clears");
+    assert_eq!(own.status.matching, StatusMatch::Exact);
+    assert_eq!(own.status.equivalent, [vec![404, 410]]);
+    // An object replaces the defaults' object as a whole.
+    assert_eq!(
+        own.number_tolerance,
+        Some(NumberTolerance {
+            absolute: None,
+            relative: Some(0.1)
+        })
+    );
+    assert!(!own.null_equals_missing);
+}
+
+#[test]
+fn comparison_rule_errors_name_the_field() {
+    for (compare, path, message) in [
+        (
+            r#"{"unordered_arrays":["items"]}"#,
+            "unordered_arrays[0]",
+            "must start with '/'",
+        ),
+        (
+            r#"{"unordered_arrays":["/a",{"path":"/b","key":"id"}]}"#,
+            "unordered_arrays[1].key",
+            "write \"/id\"",
+        ),
+        (
+            r#"{"unordered_arrays":[{"path":"/b","key":"/*"}]}"#,
+            "unordered_arrays[0].key",
+            "'*' is not allowed",
+        ),
+        (
+            r#"{"unordered_arrays":[{"path":"b"}]}"#,
+            "unordered_arrays[0].path",
+            "must start with '/'",
+        ),
+        (
+            r#"{"unordered_arrays":[{"key":"/id"}]}"#,
+            "unordered_arrays[0]",
+            "missing field `path`",
+        ),
+        (
+            r#"{"unordered_arrays":[{"path":"/a","by":"/id"}]}"#,
+            "unordered_arrays[0].by",
+            "unknown field `by`",
+        ),
+        (
+            r#"{"unordered_arrays":[3]}"#,
+            "unordered_arrays[0]",
+            "a JSON Pointer string or an object",
+        ),
+        (r#"{"unordered_arrays":"/a"}"#, "unordered_arrays", "a sequence"),
+        (
+            r#"{"number_tolerance":{}}"#,
+            "number_tolerance",
+            "set \"absolute\" and/or \"relative\"",
+        ),
+        (
+            r#"{"number_tolerance":{"absolute":-1}}"#,
+            "number_tolerance.absolute",
+            "not a finite number >= 0",
+        ),
+        (
+            r#"{"number_tolerance":{"relative":-0.5}}"#,
+            "number_tolerance.relative",
+            "not a finite number >= 0",
+        ),
+        (
+            r#"{"number_tolerance":{"abs":1}}"#,
+            "number_tolerance.abs",
+            "unknown field `abs`",
+        ),
+        (
+            r#"{"number_tolerance":0.1}"#,
+            "number_tolerance",
+            "an object with \"absolute\" and/or \"relative\"",
+        ),
+        (
+            r#"{"null_equals_missing":"yes"}"#,
+            "null_equals_missing",
+            "expected a boolean",
+        ),
+        (
+            r#"{"status":"family"}"#,
+            "status",
+            "unknown variant `family`, expected `exact` or `class`",
+        ),
+        (
+            r#"{"status_equivalent":[[200]]}"#,
+            "status_equivalent[0]",
+            "at least two status codes",
+        ),
+        (
+            r#"{"status_equivalent":[[200,99]]}"#,
+            "status_equivalent[0][1]",
+            "99 is not a status code (100-599)",
+        ),
+        (
+            r#"{"status_equivalent":[[200,201.5]]}"#,
+            "status_equivalent[0][1]",
+            "is not a status code",
+        ),
+        (
+            r#"{"status_equivalent":[[200,200]]}"#,
+            "status_equivalent[0][1]",
+            "appears twice",
+        ),
+        (
+            r#"{"status_equivalent":[[200,201],[404,201]]}"#,
+            "status_equivalent[1][1]",
+            "201 is already in status_equivalent[0]",
+        ),
+        (
+            r#"{"status_equivalent":[["200","201"]]}"#,
+            "status_equivalent[0][0]",
+            "invalid type",
+        ),
+        (r#"{"masks":["guid"]}"#, "masks[0]", "\"guid\" is not a built-in mask"),
+        (
+            r#"{"masks":["uuid",{"pattern":"(a|b)"}]}"#,
+            "masks[1].pattern",
+            "groups, alternation",
+        ),
+        (
+            r#"{"masks":[{"pattern":"a","name":"a b"}]}"#,
+            "masks[0].name",
+            "[A-Za-z0-9_-]+",
+        ),
+        (r#"{"masks":[{"name":"x"}]}"#, "masks[0]", "missing field `pattern`"),
+        (
+            r#"{"masks":[{"pattern":"a","regex":"b"}]}"#,
+            "masks[0].regex",
+            "unknown field `regex`",
+        ),
+        (r#"{"masks":[true]}"#, "masks[0]", "a built-in mask name or an object"),
+        (
+            r#"{"unordred_arrays":[]}"#,
+            "unordred_arrays",
+            "unknown field `unordred_arrays`",
+        ),
+    ] {
+        let err = compare_err(compare);
+        assert_eq!(err.path, format!("operations[1].compare.{path}"), "{compare}: {err}");
+        assert!(err.message.contains(message), "{compare}: {err}");
+        // The same in `defaults`, reported there.
+        let err = parse_err(&config(&format!(r#""defaults":{{"compare":{compare}}}"#)));
+        assert_eq!(err.path, format!("defaults.compare.{path}"), "{compare}: {err}");
+    }
+}
+
+#[test]
+fn the_number_of_masks_is_bounded() {
+    let many = vec![r#""uuid""#; 33].join(",");
+    let err = compare_err(&format!(r#"{{"masks":[{many}]}}"#));
+    assert_eq!(err.path, "operations[1].compare.masks");
+    assert!(err.message.contains("at most 32"), "{err}");
+}
+
+#[test]
+fn an_unknown_compare_field_error_lists_the_new_ones() {
+    let err = compare_err(r#"{"statuses":"class"}"#);
+    for field in [
+        "unordered_arrays",
+        "number_tolerance",
+        "null_equals_missing",
+        "status",
+        "status_equivalent",
+        "masks",
+    ] {
+        assert!(err.message.contains(field), "{err}");
+    }
 }

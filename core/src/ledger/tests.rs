@@ -275,6 +275,7 @@ fn the_operation_s_rules_are_applied() {
     let rules = CompareRules {
         ignore_headers: vec![HeaderPattern::parse("content-type").unwrap()],
         ignore_json_paths: vec![crate::compare::json::PointerPattern::parse("/ts").unwrap()],
+        ..CompareRules::default()
     };
     let mut left = ok(200, r#"{"ts":1,"a":1}"#);
     left.headers = vec![("content-type".into(), b"application/json".to_vec())];
@@ -371,4 +372,29 @@ fn a_settled_exchange_judges_like_its_parts() {
     assert!(ledger.shadow_reply(id, shadow(200, r#"{"x":[1,2]}"#)).is_none());
     let settled = ledger.serving_reply(id, serving(200, r#"{"x":[1,2]}"#)).unwrap();
     assert_eq!(judge(&settled.tag, &settled.serving, &settled.shadow), Outcome::Matched);
+}
+
+#[test]
+fn a_body_decoding_beyond_the_limit_fails_as_too_large() {
+    let big = vec![b'a'; 64 << 10];
+    let mut bomb = ok(200, "");
+    bomb.headers = vec![("content-encoding".into(), b"deflate".to_vec())];
+    bomb.body = miniz_oxide::deflate::compress_to_vec_zlib(&big, 6);
+    let rules = CompareRules {
+        max_decoded_bytes: 4096,
+        ..CompareRules::default()
+    };
+    let outcome = judge(
+        &rules,
+        &ServingReply::Complete(ok(200, "a")),
+        &ShadowReply::Complete(bomb.clone()),
+    );
+    assert_eq!(outcome, Outcome::Failed(Failure::BodyTooLarge));
+    // Within the limit it is compared (and differs).
+    let outcome = judge(
+        &CompareRules::default(),
+        &ServingReply::Complete(ok(200, "a")),
+        &ShadowReply::Complete(bomb),
+    );
+    assert!(matches!(outcome, Outcome::Unmatched(_)), "{outcome:?}");
 }
