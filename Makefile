@@ -19,7 +19,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench
+.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak
 
 all: build
 
@@ -91,3 +91,60 @@ $(OHA):
 bench: $(STAMPS)/targets $(STAMPS)/venv $(OHA)
 	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
 	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' $(PY) bench/run.py $(BENCH_ARGS)
+
+# Soak: parallel-run in shadow mode at a fixed 2000 req/s for SOAK_SECONDS,
+# Envoy's RSS sampled every 10 s, a new plugin configuration pushed through
+# ECDS every 30 s; stops by itself. Writes bench/SOAK.md (slope of the RSS,
+# per-operation accounting after the drain); exit 1 if the books do not
+# balance. See bench/README.md.
+SOAK_SECONDS ?= 300
+
+soak: $(STAMPS)/targets $(STAMPS)/venv $(OHA)
+	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
+	SOAK_COMMAND='make soak SOAK_SECONDS=$(SOAK_SECONDS)$(if $(SOAK_ARGS), SOAK_ARGS="$(SOAK_ARGS)")' \
+		$(PY) bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+# ---------------------------------------------------------------- comparator benchmark
+
+# compare() per body size (1 KiB, 64 KiB, 1 MiB) and case (equal, reordered
+# keys, different), natively and built for wasm32-wasip1 under Node's WASI
+# (V8, like Envoy's runtime); writes bench/COMPARE.md. About 2 minutes with
+# the builds; `make bench-compare BENCH_COMPARE_ARGS=--quick` for a smoke run.
+BENCH_COMPARE_OUT := target/bench-compare
+
+bench-compare: $(STAMPS)/targets
+	@mkdir -p $(BENCH_COMPARE_OUT)
+	$(CARGO) bench -p parallel-run-core --bench compare -- $(BENCH_COMPARE_ARGS) > $(BENCH_COMPARE_OUT)/native.tsv
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(abspath bench/wasm-run.mjs)" \
+		$(CARGO) bench -p parallel-run-core --bench compare --target wasm32-wasip1 -- $(BENCH_COMPARE_ARGS) \
+		> $(BENCH_COMPARE_OUT)/wasm.tsv
+	node bench/compare-report.mjs $(BENCH_COMPARE_OUT)/native.tsv $(BENCH_COMPARE_OUT)/wasm.tsv bench/COMPARE.md \
+		'make bench-compare$(if $(BENCH_COMPARE_ARGS), BENCH_COMPARE_ARGS="$(BENCH_COMPARE_ARGS)")'
+
+# ---------------------------------------------------------------- fuzzing
+
+# Each cargo-fuzz target (fuzz/fuzz_targets/) for FUZZ_SECONDS, with
+# AddressSanitizer, from the seeds in fuzz/corpus/ plus what earlier runs
+# added to fuzz/work/ (not tracked). cargo-fuzz passes nightly-only flags
+# (-Zsanitizer): RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. A
+# crash stops the run; the input is in fuzz/artifacts/TARGET/, the log in
+# fuzz/work/TARGET.log. See fuzz/README.md.
+CARGO_FUZZ_VERSION := 0.13.1
+CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := compare config
+
+$(CARGO_FUZZ):
+	$(CARGO) install --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS)
+
+fuzz: $(CARGO_FUZZ)
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$target; log=fuzz/work/$$target.log; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s (log: $$log)"; \
+		if ! PATH="$(abspath $(TOOLS)/bin):$$PATH" RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target \
+			fuzz/work/$$target fuzz/corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-dict=fuzz/json.dict -print_final_stats=1 > $$log 2>&1; then \
+			tail -n 80 $$log; echo "fuzz: $$target failed, see $$log and fuzz/artifacts/$$target/"; exit 1; \
+		fi; \
+		grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)' $$log; \
+	done

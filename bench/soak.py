@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""Soak: parallel-run in shadow mode under a steady load for minutes, with live
+configuration pushes, watching Envoy's resident memory. Run it with
+`make soak` (SOAK_SECONDS=300 by default; see bench/README.md).
+
+    make soak                          # 5 minutes of load -> bench/SOAK.md
+    make soak SOAK_SECONDS=60          # a short one (write it elsewhere: SOAK_ARGS=--output=/tmp/s.md)
+
+Everything on 127.0.0.1:
+  - a backend Envoy (bench/backend-envoy.yaml, direct_response) with two
+    listeners, legacy and candidate, serving POST /soak/same (both answer the
+    same 2 KiB JSON) and POST /soak/diff (the candidate's JSON differs in one
+    value: every comparison there is unmatched);
+  - the proxy Envoy with parallel-run delivered by ECDS (envoy/envoy-ecds.yaml
+    via the e2e harness), two operations `same` and `diff`, both mode shadow;
+  - oha at a fixed rate (default 2000 req/s, --latency-correction), 2 KiB
+    JSON request bodies, the path drawn per request (3 of 4 /soak/same).
+
+Every --sample-every seconds: VmRSS and its parts, the filter's counters.
+Every --push-every seconds: a new plugin configuration through ECDS
+(harness push_config + wait_config_applied), alternating two revisions.
+At the end (load stopped, in-flight comparisons drained): the RSS series, the
+slope over the second half (linear fit, MiB/min), and per operation the check
+shadowed == matched + unmatched + failed + abandoned. Exit status 1 when the
+books do not balance, a push was refused, or the client saw errors.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import run as bench  # bench/run.py: backend Envoy, oha, bodies, machine description
+import harness
+from harness import Envoy
+
+from memory import sample as memory_sample
+
+REPO = bench.REPO
+BENCH = bench.BENCH
+PR_WASM = REPO / "target/wasm32-wasip1/release/parallel_run.wasm"
+BODY_SIZE = 2048
+OPS = ("same", "diff")
+log = bench.log
+
+
+# ---------------------------------------------------------------- set-up
+
+
+class SoakBackend(bench.BackendEnvoy):
+    """run.py's backend plus /soak/same (identical on both sides) and /soak/diff (the candidate differs)."""
+
+    def __init__(self, tmp, concurrency):
+        super().__init__(tmp, concurrency)
+        boot = json.loads(self.bootstrap_file.read_text())
+        legacy_body = bench.json_body(BODY_SIZE, "resp")
+        # Same size, one value changed: a body difference for the comparison.
+        candidate_body = legacy_body.replace(b'"id":0,', b'"id":9,', 1)
+        assert candidate_body != legacy_body and len(candidate_body) == len(legacy_body)
+        files = {"same": self.tmp / "soak-same.json", "legacy-diff": self.tmp / "soak-diff-legacy.json",
+                 "candidate-diff": self.tmp / "soak-diff-candidate.json"}
+        files["same"].write_bytes(legacy_body)
+        files["legacy-diff"].write_bytes(legacy_body)
+        files["candidate-diff"].write_bytes(candidate_body)
+        for listener in boot["static_resources"]["listeners"]:
+            hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+            routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+            template = routes[0]
+            for op in OPS:
+                route = json.loads(json.dumps(template))
+                route["match"] = {"path": f"/soak/{op}"}
+                key = "same" if op == "same" else f"{listener['name']}-diff"
+                route["direct_response"]["body"] = {"filename": str(files[key])}
+                routes.append(route)
+        self.bootstrap_file.write_text(json.dumps(boot, indent=2))
+
+
+def plugin_config(revision, timeout_ms):
+    return {
+        "revision": revision,
+        "route_header": "x-parallel-run-cluster",
+        "legacy": {"cluster": "legacy"},
+        "candidate": {"cluster": "candidate"},
+        "defaults": {"mode": "shadow", "shadow_percent": 100, "shadow_timeout_ms": timeout_ms,
+                     "max_body_bytes": 1 << 20, "min_samples": 100},
+        # POST is not shadowed unless the operation says it is safe to.
+        "operations": [{"id": op, "method": "POST", "path": f"/soak/{op}", "shadow_unsafe": True} for op in OPS],
+    }
+
+
+REVISIONS = (("soak-a", 3000), ("soak-b", 2500))
+
+
+def counters(envoy):
+    stats = envoy.stats(filter=r"^wasmcustom\.parallel_run\.operation\.")
+    out = {}
+    for op in OPS:
+        prefix = f"wasmcustom.parallel_run.operation.{op}."
+        out[op] = {c: stats.get(prefix + c, 0) for c in bench.COUNTERS}
+    return out
+
+
+def drain(envoy, timeout):
+    start = time.monotonic()
+    last = None
+    while True:
+        now = counters(envoy)
+        if now == last and all(c["shadowed"] == bench.settled(c) for c in now.values()):
+            return now, time.monotonic() - start, True
+        if time.monotonic() - start > timeout:
+            return now, time.monotonic() - start, False
+        last = now
+        time.sleep(0.2)
+
+
+def start_oha(url_regex, body_file, seconds, rate, connections, out_file):
+    cmd = [str(bench.OHA), "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(connections),
+           "-q", str(rate), "--latency-correction", "-w", "-t", "20s", "-m", "POST", "-T", "application/json",
+           "-D", str(body_file), "--rand-regex-url", url_regex]
+    return subprocess.Popen(cmd, stdout=open(out_file, "wb"), stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def fit_slope(points):
+    """Least-squares slope of (x, y) points; None with fewer than 2."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else None
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(meta, args, samples, pushes, final, drain_s, drained, load, problems, elapsed):
+    lines = []
+    add = lines.append
+    m = meta["machine"]
+    add("# parallel-run soak: memory under steady shadow load with live reconfiguration")
+    add("")
+    add(f"- Date: {meta['date']}")
+    add(f"- Command: `{meta['command']}` (took {elapsed / 60:.1f} min)")
+    add(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['kernel']}; load generator, proxy and"
+        " backend share the cores.")
+    add(f"- Envoy {m['envoy']}; {m['oha']}; filter `{meta['wasm']}` ({meta['wasm_bytes']:,} bytes, built {meta['wasm_mtime']})")
+    add(f"- Proxy: envoy/envoy-ecds.yaml via the e2e harness, `--concurrency {args.concurrency}`, parallel-run by ECDS;"
+        f" operations `same` and `diff`, mode shadow, `shadow_unsafe: true`, shadow_percent 100.")
+    add(f"- Backend: one Envoy, direct_response; `/soak/same` identical on both sides, `/soak/diff` the candidate's"
+        f" JSON differs in one value (every comparison unmatched).")
+    add(f"- Load: oha, fixed {args.rate} req/s with `--latency-correction` for {args.seconds} s, {args.connections}"
+        f" connections, POST with a {BODY_SIZE:,}-byte JSON body, {BODY_SIZE:,}-byte JSON replies; path drawn per"
+        f" request from `{args.url_regex_path}` (3 of 4 `same`).")
+    add(f"- Memory sampled every {args.sample_every} s; a new plugin configuration pushed through ECDS every"
+        f" {args.push_every} s, alternating revisions {', '.join(r for r, _ in REVISIONS)} (they differ in"
+        f" `shadow_timeout_ms`), push via {meta['push_via']}.")
+    add("")
+
+    add("## Result")
+    add("")
+    loaded = [s for s in samples if s["phase"] == "load"]
+    rss0 = samples[0]["rss_kib"]
+    half = [s for s in loaded if s["t"] >= args.seconds / 2]
+    slope = fit_slope([(s["t"] / 60, s["rss_kib"] / 1024) for s in half])
+    slope_all = fit_slope([(s["t"] / 60, s["rss_kib"] / 1024) for s in loaded])
+    slope_alloc = fit_slope([(s["t"] / 60, s["tcmalloc_allocated_kib"] / 1024) for s in half])
+    books = {op: final[op]["shadowed"] == bench.settled(final[op]) for op in OPS}
+    requests = sum(final[op]["requests"] for op in OPS)
+    answered = load.get("ok", 0) + load.get("non2xx", 0)
+    ok_pushes = sum(1 for p in pushes if p["ok"])
+    add(f"- RSS: {rss0 / 1024:.1f} MiB idle before the load, {loaded[0]['rss_kib'] / 1024:.1f} MiB at the first"
+        f" sample under load, {loaded[-1]['rss_kib'] / 1024:.1f} MiB at the last, max"
+        f" {max(s['rss_kib'] for s in samples) / 1024:.1f} MiB, {samples[-1]['rss_kib'] / 1024:.1f} MiB after the drain.")
+    add(f"- **Slope over the second half** ({len(half)} samples, t >= {args.seconds / 2:.0f} s, linear least squares):"
+        f" **{slope:+.3f} MiB/min** of RSS" if slope is not None else "- Slope: not enough samples")
+    if slope_all is not None:
+        add(f"  (whole load period: {slope_all:+.3f} MiB/min; tcmalloc bytes in use, second half:"
+            f" {slope_alloc:+.3f} MiB/min).")
+    steps = []
+    for a, b in zip(loaded, loaded[1:]):
+        delta = b["rss_kib"] - a["rss_kib"]
+        if abs(delta) >= 512:
+            why = [f"push {p['revision']}" for p in pushes if a["t"] < p["t"] <= b["t"]]
+            if b["vms_created"] > a["vms_created"]:
+                why.append(f"wasm VMs created {a['vms_created']} -> {b['vms_created']}")
+            steps.append(f"t={a['t']:.0f}-{b['t']:.0f} s {delta / 1024:+.1f} MiB ({', '.join(why) or 'no push'})")
+    add("- Steps of 0.5 MiB or more between two samples under load: " + ("; ".join(steps) if steps else "none") + ".")
+    add(f"- Config pushes: {len(pushes)}, accepted and applied {ok_pushes};"
+        f" ECDS counters at the end: {json.dumps(meta.get('ecds_end', {}))}.")
+    add(f"- Load: {answered:,} answers ({load.get('rps', 0):,.0f} req/s 2xx), non-2xx {load.get('non2xx', 0)},"
+        f" errors {load.get('errors', 0)}; latency p50 {load.get('p50_ms', 0):.2f} ms, p99 {load.get('p99_ms', 0):.2f} ms,"
+        f" max {load.get('max_ms', 0):.1f} ms (coordinated-omission corrected).")
+    add(f"- Filter requests counted {requests:,} = answers {answered:,}: {'yes' if requests == answered else '**NO**'}.")
+    add(f"- Wasm VMs: {samples[-1]['vms_active']} live at the end, {samples[-1]['vms_created']} created in all"
+        f" ({samples[0]['vms_created']} at start).")
+    add("")
+    add("## Accounting after the drain (per operation)")
+    add("")
+    add(f"Read once the comparisons in flight were settled and the counters stood still ({drain_s:.1f} s"
+        f"{'' if drained else ', **timed out**'}).")
+    add("")
+    add("| operation | requests | shadowed | matched | unmatched | failed | abandoned | skipped | shadowed = matched + unmatched + failed + abandoned |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for op in OPS:
+        c = final[op]
+        skipped = sum(c[k] for k in bench.SKIPPED)
+        add(f"| {op} | {c['requests']:,} | {c['shadowed']:,} | {c['matched']:,} | {c['unmatched']:,} | {c['failed']:,}"
+            f" | {c['abandoned']:,} | {skipped:,} | {'yes' if books[op] else '**NO**'} |")
+    add("")
+    add("Expected: `same` all matched, `diff` all unmatched (unmatched_body); nothing failed, abandoned or skipped.")
+    d = final["diff"]
+    add(f"`diff` unmatched by cause: status {d['unmatched_status']:,}, headers {d['unmatched_headers']:,},"
+        f" body {d['unmatched_body']:,}.")
+    add("")
+    add("## RSS series")
+    add("")
+    add("| t (s) | phase | RSS MiB | vs first load sample | tcmalloc in use MiB | tcmalloc held MiB | anon outside tcmalloc MiB | req/s in interval | revision | VMs live/created |")
+    add("|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
+    first = loaded[0]["rss_kib"] if loaded else rss0
+    prev = None
+    for s in samples:
+        rate = ""
+        if prev is not None and s["t"] > prev["t"] and s["phase"] == "load":
+            rate = f"{(s['requests'] - prev['requests']) / (s['t'] - prev['t']):,.0f}"
+        add(f"| {s['t']:.0f} | {s['phase']} | {s['rss_kib'] / 1024:.1f} | {(s['rss_kib'] - first) / 1024:+.1f}"
+            f" | {s['tcmalloc_allocated_kib'] / 1024:.1f} | {s['tcmalloc_physical_kib'] / 1024:.1f}"
+            f" | {s['anon_outside_tcmalloc_kib'] / 1024:.1f} | {rate} | {s['revision']} | {s['vms_active']}/{s['vms_created']} |")
+        prev = s
+    add("")
+    add("## Config pushes")
+    add("")
+    add(", ".join(f"t={p['t']:.0f}s {p['revision']} {'ok' if p['ok'] else '**refused**'} ({p['took_s']:.2f} s)"
+                  for p in pushes) or "none")
+    add("")
+    add("## Problems")
+    add("")
+    if problems:
+        add("```")
+        add("\n".join(line[:300] for line in problems[:30]))
+        add("```")
+    else:
+        add("No warning, error, critical or panic line in the proxy log (apart from Envoy's stock"
+            " \"no configured limit ... downstream connections\" and \"caught ENVOY_SIGTERM\").")
+    if load.get("error_kinds"):
+        add("")
+        add(f"Client errors: {json.dumps(load['error_kinds'])}")
+    add("")
+    add("## Reading this")
+    add("")
+    add("- A leak shows as a steady climb: the slope over the second half (after warm-up, pools and caches have"
+        " filled) is the figure; sampling noise here is a few hundred KiB, so anything well under 0.1 MiB/min over"
+        " minutes is flat. tcmalloc *in use* is what Envoy and V8 have allocated right now; *held* adds what tcmalloc"
+        " keeps for reuse; *anon outside tcmalloc* is V8's own page allocator (wasm linear memories, compiled code,"
+        " the JS heap) plus thread stacks: a leak in the filter's wasm memory would grow that column.")
+    add("- Each push makes Envoy build a new filter configuration: a new plugin (root context) in each existing wasm"
+        " VM, since the VM configuration (code, vm_id) is unchanged; the old one is torn down when its last stream ends."
+        " Comparisons in flight at that moment end as abandoned if the old root goes before their replies arrive;"
+        " the accounting must still balance.")
+    add("- A push may make Envoy create a wasm VM (`VMs created` moves, `live` does not: it is gone again). Its"
+        " memory stays with V8 and tcmalloc for reuse: a one-off step is that; a step at every push would be a leak.")
+    add("- bench/MEMORY.md explains the fixed part of the memory (the ~35 MiB above plain Envoy are there from the start).")
+    return "\n".join(lines) + "\n", slope, books
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS") or 300),
+                   help="seconds of load (default $SOAK_SECONDS or 300)")
+    p.add_argument("--rate", type=int, default=2000, help="fixed request rate (default 2000)")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--sample-every", type=float, default=10)
+    p.add_argument("--push-every", type=float, default=30)
+    p.add_argument("--concurrency", type=int, default=1, help="proxy --concurrency (default 1)")
+    p.add_argument("--drain-timeout", type=float, default=15)
+    p.add_argument("--output", default=str(BENCH / "SOAK.md"))
+    p.add_argument("--keep-tmp", action="store_true")
+    p.add_argument("--from-json", help="only rewrite the report from a soak.json of an earlier run (bench/out/soak.json)")
+    args = p.parse_args()
+    args.url_regex_path = "/soak/(same|same|same|diff)"
+    return args
+
+
+def rewrite_report(args):
+    data = json.loads(Path(args.from_json).read_text())
+    saved = argparse.Namespace(**{**vars(args), **data["args"], "output": args.output})
+    text, _, _ = report(data["meta"], saved, data["samples"], data["pushes"], data["final"], data.get("drain_s", 0.0),
+                        data.get("drained", True), data["load"], data.get("problems", []), data.get("elapsed_s", 0.0))
+    Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+def main():
+    args = parse_args()
+    if args.from_json:
+        return rewrite_report(args)
+    if not bench.OHA.exists():
+        sys.exit(f"load generator not found at {bench.OHA}: run `make soak` (it installs oha) or set OHA=")
+    if not PR_WASM.exists():
+        sys.exit(f"{PR_WASM} missing: run `make soak` (it builds the filter)")
+    tmp = Path(tempfile.mkdtemp(prefix="parallel-run-soak-"))
+    wasm = tmp / "parallel_run.wasm"
+    shutil.copy(PR_WASM, wasm)  # a rebuild during the soak must not change what runs
+    harness.WASM_PATH = wasm
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": os.environ.get("SOAK_COMMAND") or "python bench/soak.py " + " ".join(sys.argv[1:]),
+        "machine": bench.machine(),
+        "wasm": str(PR_WASM.relative_to(REPO)),
+        "wasm_bytes": wasm.stat().st_size,
+        "wasm_mtime": datetime.datetime.fromtimestamp(PR_WASM.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "push_via": f"`{harness.CTL_PATH.relative_to(REPO)} apply`" if harness.CTL_PATH.exists()
+                    else "the harness's Python fallback (atomic rename of the ECDS file)",
+    }
+    body_file = tmp / "request.json"
+    body_file.write_bytes(bench.json_body(BODY_SIZE, "req"))
+    backend = SoakBackend(tmp, 1)
+    envoy = None
+    oha = None
+    samples, pushes = [], []
+    status = 1
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        backend.start()
+        revision, timeout_ms = REVISIONS[0]
+        envoy = Envoy(tmp, dict(backend.ports), config=plugin_config(revision, timeout_ms), ecds=True,
+                      concurrency=args.concurrency, log_level="warning")
+        log(f"backend pid {backend.proc.pid}, proxy pid {envoy.proc.pid} (ECDS, revision {revision})")
+        current = {"revision": revision}
+
+        def take(t, phase):
+            s = memory_sample(envoy)
+            c = counters(envoy)
+            s.update(t=t, phase=phase, revision=current["revision"], requests=sum(c[op]["requests"] for op in OPS),
+                     counters=c)
+            samples.append(s)
+            log(f"t={t:5.0f}s {phase:5} RSS {s['rss_kib'] / 1024:6.1f} MiB  tcmalloc in use"
+                f" {s['tcmalloc_allocated_kib'] / 1024:5.1f} held {s['tcmalloc_physical_kib'] / 1024:5.1f}"
+                f"  anon outside {s['anon_outside_tcmalloc_kib'] / 1024:5.1f}  requests {s['requests']:,}"
+                f"  matched {sum(c[op]['matched'] for op in OPS):,} unmatched {sum(c[op]['unmatched'] for op in OPS):,}")
+            return s
+
+        take(0.0, "idle")
+        oha_out = tmp / "oha.json"
+        url = f"http://{harness.HOST}:{envoy.port}{args.url_regex_path}"
+        oha = start_oha(url, body_file, args.seconds, args.rate, args.connections, oha_out)
+        t0 = time.monotonic()
+        next_sample, next_push, n_push = args.sample_every, args.push_every, 0
+        while oha.poll() is None:
+            now = time.monotonic() - t0
+            if now >= next_push and now < args.seconds - 1:
+                n_push += 1
+                revision, timeout_ms = REVISIONS[n_push % 2]
+                before = envoy.ecds_counts()
+                started = time.monotonic()
+                res = envoy.push_config(plugin_config(revision, timeout_ms))
+                ok = res.returncode == 0
+                if ok:
+                    try:
+                        envoy.wait_config_applied(before)
+                        current["revision"] = revision
+                    except AssertionError as err:
+                        ok = False
+                        log(f"push refused: {str(err)[:500]}")
+                else:
+                    log(f"push failed ({res.returncode}): {res.stderr[-500:]}")
+                pushes.append({"t": now, "revision": revision, "ok": ok, "took_s": time.monotonic() - started})
+                log(f"t={now:5.0f}s push {revision}: {'applied' if ok else 'REFUSED'}")
+                next_push += args.push_every
+            if now >= next_sample:
+                take(now, "load")
+                next_sample += args.sample_every
+            time.sleep(0.1)
+            if now > args.seconds + 90:
+                raise RuntimeError("oha did not stop")
+        _, err = oha.communicate()
+        if oha.returncode != 0:
+            raise RuntimeError(f"oha failed ({oha.returncode}): {err.decode(errors='replace')[-2000:]}")
+        data = json.loads(oha_out.read_text())
+        codes = {str(k): v for k, v in (data.get("statusCodeDistribution") or {}).items()}
+        ok_count = sum(v for k, v in codes.items() if k.startswith("2"))
+        pct = data.get("latencyPercentiles") or {}
+        elapsed_load = data["summary"].get("total") or args.seconds
+        load = {"ok": ok_count, "non2xx": sum(codes.values()) - ok_count,
+                "errors": sum((data.get("errorDistribution") or {}).values()),
+                "error_kinds": data.get("errorDistribution") or {},
+                "rps": ok_count / elapsed_load, "p50_ms": (pct.get("p50") or 0) * 1000,
+                "p99_ms": (pct.get("p99") or 0) * 1000, "max_ms": (data["summary"].get("slowest") or 0) * 1000}
+        final, drain_s, drained = drain(envoy, args.drain_timeout)
+        take(time.monotonic() - t0, "drain")
+        meta["ecds_end"] = envoy.ecds_counts()
+        problems = bench.log_problems(envoy)
+        bench.OUT.mkdir(exist_ok=True)
+        if problems:
+            shutil.copy(envoy.log_file, bench.OUT / "soak-proxy.log")
+        text, slope, books = report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
+                                    time.monotonic() - bench.STARTED)
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        (bench.OUT / "soak.json").write_text(json.dumps({"meta": meta, "args": vars(args), "samples": samples,
+                                                         "pushes": pushes, "final": final, "load": load,
+                                                         "drain_s": drain_s, "drained": drained, "problems": problems,
+                                                         "elapsed_s": time.monotonic() - bench.STARTED}, indent=1))
+        print()
+        print(text)
+        log(f"wrote {os.path.relpath(args.output, REPO)}")
+        answered = load["ok"] + load["non2xx"]
+        good = (all(books.values()) and drained and all(p["ok"] for p in pushes) and load["errors"] == 0
+                and load["non2xx"] == 0 and sum(final[op]["requests"] for op in OPS) == answered)
+        status = 0 if good else 1
+    except KeyboardInterrupt as err:
+        log(f"interrupted ({err})")
+    finally:
+        if oha and oha.poll() is None:
+            oha.terminate()
+            oha.wait()
+        if envoy:
+            envoy.stop()
+        backend.stop()
+        if args.keep_tmp:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
