@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime};
 use parallel_run_core::compare::Diff;
 use parallel_run_core::counters::Counter;
 use parallel_run_core::ledger::{judge, Failure, Outcome, Settled};
+use parallel_run_core::noise::{fields as noise_fields, only_noise};
 use proxy_wasm::hostcalls;
 
-use crate::worker::Tag;
+use crate::worker::{Kind, Tag};
+use crate::{diff_paths, noise};
 
 /// Judges an exchange with both sides in and counts its one outcome.
 pub fn record(settled: Settled<Tag>) {
@@ -17,6 +19,38 @@ pub fn record(settled: Settled<Tag>) {
         return;
     };
     let outcome = judge(&operation.compare, &serving, &shadow);
+    if tag.kind == Kind::Noise {
+        // Two answers of the serving backend: what differs is noise. A
+        // failed repeat teaches nothing and is not an outcome of the run.
+        match &outcome {
+            Outcome::Matched => noise::record_self(&operation.id, &[]),
+            Outcome::Unmatched(diff) => noise::record_self(&operation.id, &noise_fields(diff).0),
+            Outcome::Failed(_) | Outcome::Abandoned => return,
+        }
+        tag.runtime.metrics.count(tag.operation, Counter::NoiseSamples);
+        return;
+    }
+    let outcome = match outcome {
+        Outcome::Unmatched(diff) => {
+            let (fields, _) = noise_fields(&diff);
+            if operation.noise_per_million > 0 {
+                noise::record_candidate(&operation.id, &fields);
+            }
+            let learned = |f: &dyn Fn(&[String]) -> bool| operation.learn_noise && noise::with_noise(&operation.id, f);
+            if learned(&|noise| only_noise(&diff, noise)) {
+                Outcome::Matched
+            } else {
+                // The to-do list names real differences, not learned noise.
+                let real: Vec<String> = fields
+                    .into_iter()
+                    .filter(|f| !learned(&|noise| noise.contains(f)))
+                    .collect();
+                diff_paths::count(&tag, &operation.id, operation.max_diff_paths, &real);
+                Outcome::Unmatched(diff)
+            }
+        }
+        outcome => outcome,
+    };
     count_outcome(&tag, &outcome);
     if let Outcome::Unmatched(diff) = &outcome {
         log_unmatched(&operation.id, &tag.request_id, diff);
@@ -90,7 +124,10 @@ fn log_unmatched(operation: &str, request_id: &str, diff: &Diff) {
         axes.push("body");
     }
     let (paths, more) = match &diff.body {
-        Some(body) => (body.json_paths.join(","), body.more),
+        Some(body) => (
+            first(&body.json_paths),
+            body.more + body.json_paths.len().saturating_sub(LOGGED_NAMES),
+        ),
         None => (String::new(), 0),
     };
     let more = if more > 0 {
@@ -106,6 +143,18 @@ fn log_unmatched(operation: &str, request_id: &str, diff: &Diff) {
     log::info!(
         "parallel-run: unmatched operation={operation} request_id={request_id} axes={} headers=[{}] json_paths=[{paths}]{more}{suppressed}",
         axes.join(","),
-        diff.headers.join(","),
+        first(&diff.headers),
     );
+}
+
+/// Names per axis in a log line: a few, to act on.
+const LOGGED_NAMES: usize = 5;
+
+fn first(names: &[String]) -> String {
+    names
+        .iter()
+        .take(LOGGED_NAMES)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -14,7 +14,9 @@
 //!   ledger of open exchanges and the outbox of shadow calls to make.
 
 mod accounting;
+mod diff_paths;
 mod metrics;
+mod noise;
 mod root;
 mod stream;
 mod wake;

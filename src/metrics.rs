@@ -17,16 +17,20 @@ thread_local! {
 }
 
 fn counter_id(name: &str) -> Option<u32> {
+    metric_id(MetricType::Counter, name)
+}
+
+fn metric_id(kind: MetricType, name: &str) -> Option<u32> {
     if let Some(id) = DEFINED.with(|defined| defined.borrow().get(name).copied()) {
         return Some(id);
     }
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    match hostcalls::define_metric(kind, name) {
         Ok(id) => {
             DEFINED.with(|defined| defined.borrow_mut().insert(name.to_string(), id));
             Some(id)
         }
         Err(status) => {
-            log::warn!("parallel-run: cannot define counter {name}: {status:?}");
+            log::warn!("parallel-run: cannot define metric {name}: {status:?}");
             None
         }
     }
@@ -71,5 +75,17 @@ impl Metrics {
 
     pub fn count_unknown(&self) {
         increment(self.unknown_requests);
+    }
+}
+
+/// A counter known only at run time, such as one per differing path.
+pub fn increment_named(name: &str) {
+    increment(counter_id(name));
+}
+
+/// A gauge known only at run time. Counter and gauge names never coincide.
+pub fn set_gauge(name: &str, value: u64) {
+    if let Some(id) = metric_id(MetricType::Gauge, name) {
+        let _ = hostcalls::record_metric(id, value);
     }
 }

@@ -16,9 +16,10 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use crate::accounting;
 use crate::metrics::Metrics;
+use crate::noise;
 use crate::stream::Stream;
 use crate::wake;
-use crate::worker::{self, Outgoing, Runtime, Tag};
+use crate::worker::{self, Kind, Outgoing, Runtime, Tag};
 
 /// Drains the outbox when a wake-up was lost, and bounds how long a retired
 /// root waits for its last shadow responses.
@@ -58,7 +59,9 @@ impl Root {
         } = outgoing;
         let counted = worker::with(|w| {
             let tag = w.ledger.tag(exchange)?;
-            tag.runtime.metrics.count(tag.operation, Counter::Shadowed);
+            if tag.kind == Kind::Shadow {
+                tag.runtime.metrics.count(tag.operation, Counter::Shadowed);
+            }
             Some(())
         });
         if counted.is_none() {
@@ -146,7 +149,9 @@ impl Root {
     fn abandon_calls(&mut self) {
         for (_, call) in self.calls.drain() {
             if let Some(tag) = worker::with(|w| w.ledger.abandon(call.exchange)) {
-                tag.runtime.metrics.count(tag.operation, Counter::Abandoned);
+                if tag.kind == Kind::Shadow {
+                    tag.runtime.metrics.count(tag.operation, Counter::Abandoned);
+                }
             }
         }
     }
@@ -246,7 +251,12 @@ impl RootContext for Root {
                 self.finish_retiring();
             }
             Some(ticks) => *ticks -= 1,
-            None => self.run_pending_work(),
+            None => {
+                self.run_pending_work();
+                if let Some(runtime) = &self.runtime {
+                    noise::sync(&runtime.plan);
+                }
+            }
         }
     }
 

@@ -4,15 +4,16 @@
 use std::rc::Rc;
 
 use parallel_run_core::counters::Counter;
-use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
+use parallel_run_core::http::{is_unsafe_method, Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::ledger::{ExchangeId, ServingReply};
 use parallel_run_core::plan::Side;
+use parallel_run_core::sampling::sampled;
 use parallel_run_core::shadow::{self, Decision, RequestFacts};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::worker::{self, Outgoing, Runtime, Tag};
+use crate::worker::{self, Kind, Outgoing, Runtime, Tag};
 
 pub struct Stream {
     runtime: Rc<Runtime>,
@@ -22,9 +23,13 @@ pub struct Stream {
 /// A shadowed request, from the stream's side.
 struct Exchange {
     id: ExchangeId,
+    /// The same request sent again to the serving backend, for noise
+    /// learning; it shares the request body and the serving response.
+    noise: Option<ExchangeId>,
     max_body_bytes: usize,
     /// The shadow call, until the request body is complete.
     request: Option<Outgoing>,
+    noise_request: Option<Outgoing>,
     /// The serving response, until it is complete.
     response: Option<Response>,
     response_too_large: bool,
@@ -107,22 +112,34 @@ impl Stream {
             Decision::Shadow => {}
         }
 
-        let tag = Tag {
-            runtime: Rc::clone(runtime),
-            operation: index,
-            request_id: String::from_utf8_lossy(request_id.unwrap_or_default()).into_owned(),
+        let request_id = String::from_utf8_lossy(request_id.unwrap_or_default()).into_owned();
+        let open = |kind, backend: &parallel_run_core::Backend| {
+            let tag = Tag {
+                runtime: Rc::clone(runtime),
+                operation: index,
+                request_id: request_id.clone(),
+                kind,
+            };
+            let exchange = worker::with(|w| w.ledger.open(tag));
+            Outgoing {
+                exchange,
+                cluster: backend.cluster.clone(),
+                headers: shadow::shadow_headers(&headers, &runtime.plan.route_header, backend, &operation.id),
+                body: Vec::new(),
+                timeout_ms: operation.shadow_timeout_ms,
+            }
         };
-        let headers = shadow::shadow_headers(&headers, &runtime.plan.route_header, target, &operation.id);
-        let id = worker::with(|w| w.ledger.open(tag));
-        let outgoing = Outgoing {
-            exchange: id,
-            cluster: target.cluster.clone(),
-            headers,
-            body: Vec::new(),
-            timeout_ms: operation.shadow_timeout_ms,
-        };
+        let outgoing = open(Kind::Shadow, target);
+        let id = outgoing.exchange;
+        // Asking the serving backend twice is only harmless for safe methods.
+        let noise = (operation.noise_per_million > 0
+            && !is_unsafe_method(method)
+            && sampled(&[facts.sample_key, b"#noise"].concat(), operation.noise_per_million))
+        .then(|| open(Kind::Noise, operation.serving().0));
         self.exchange = Some(Exchange {
             id,
+            noise: noise.as_ref().map(|n| n.exchange),
+            noise_request: noise,
             max_body_bytes: operation.max_body_bytes,
             request: Some(outgoing),
             response: None,
@@ -135,11 +152,17 @@ impl Stream {
 
     /// The request is complete: hand the shadow call to the root.
     fn send_shadow(&mut self) {
-        let Some(outgoing) = self.exchange.as_mut().and_then(|e| e.request.take()) else {
+        let Some(exchange) = self.exchange.as_mut() else { return };
+        let Some(outgoing) = exchange.request.take() else {
             return;
         };
+        let noise = exchange.noise_request.take().map(|mut noise| {
+            noise.body.clone_from(&outgoing.body);
+            noise
+        });
         worker::with(|w| {
             w.outbox.push(outgoing);
+            w.outbox.extend(noise);
             w.wake_root();
         });
     }
@@ -148,7 +171,7 @@ impl Stream {
     /// any shadow call was made, and counted as skipped.
     fn skip_too_large(&mut self) {
         let Some(exchange) = self.exchange.take() else { return };
-        if let Some(tag) = worker::with(|w| w.ledger.withdraw(exchange.id)) {
+        if let Some(tag) = withdraw(&exchange) {
             tag.runtime.metrics.count(tag.operation, Counter::SkippedBodyTooLarge);
         }
     }
@@ -158,8 +181,15 @@ impl Stream {
     fn serving_done(&mut self, reply: ServingReply) {
         let Some(exchange) = self.exchange.take() else { return };
         worker::with(|w| {
+            if let Some(noise) = exchange.noise {
+                if let Some(settled) = w.ledger.serving_reply(noise, reply.clone()) {
+                    w.settled.push(settled);
+                }
+            }
             if let Some(settled) = w.ledger.serving_reply(exchange.id, reply) {
                 w.settled.push(settled);
+            }
+            if !w.settled.is_empty() {
                 w.wake_root();
             }
         });
@@ -284,9 +314,9 @@ impl Stream {
     fn abandon_unfinished(&mut self) {
         let Some(exchange) = self.exchange.as_ref() else { return };
         if exchange.request.is_some() {
-            let id = exchange.id;
-            self.exchange = None;
-            worker::with(|w| w.ledger.withdraw(id));
+            if let Some(exchange) = self.exchange.take() {
+                withdraw(&exchange);
+            }
             return;
         }
         self.serving_done(ServingReply::Incomplete);
@@ -299,6 +329,16 @@ impl Drop for Stream {
         // without one, so no exchange is left open forever.
         self.abandon_unfinished();
     }
+}
+
+/// Drops an exchange whose request never went out; returns the shadow tag.
+fn withdraw(exchange: &Exchange) -> Option<Tag> {
+    worker::with(|w| {
+        if let Some(noise) = exchange.noise {
+            w.ledger.withdraw(noise);
+        }
+        w.ledger.withdraw(exchange.id)
+    })
 }
 
 fn request_header(name: &str) -> Option<Vec<u8>> {

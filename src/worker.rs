@@ -27,6 +27,17 @@ pub struct Tag {
     pub runtime: Rc<Runtime>,
     pub operation: usize,
     pub request_id: String,
+    pub kind: Kind,
+}
+
+/// What the second response of an exchange is compared for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The other backend's answer: the parallel run itself, counted.
+    Shadow,
+    /// The serving backend's second answer to the same request: what
+    /// differs is noise (learned, not counted as an outcome).
+    Noise,
 }
 
 /// A shadow call waiting for the root to make it.

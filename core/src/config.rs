@@ -23,11 +23,13 @@ pub const DEFAULT_SHADOW_TIMEOUT_MS: u64 = 3000;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 pub const DEFAULT_TARGET_MATCH_RATE: f64 = 0.99;
 pub const DEFAULT_MIN_SAMPLES: u64 = 100;
+pub const DEFAULT_MAX_DIFF_PATHS: usize = 20;
 
 /// Above this, one shadowed request could hold tens of MiB per side in the VM.
 const MAX_BODY_BYTES_LIMIT: u64 = 64 << 20;
 const MAX_SHADOW_TIMEOUT_MS: u64 = 600_000;
 const MAX_INFLIGHT_LIMIT: u32 = 100_000;
+const MAX_DIFF_PATHS_LIMIT: u64 = 500;
 /// Each mask is a pass over both bodies.
 const MAX_MASKS: usize = 32;
 
@@ -99,6 +101,10 @@ struct RawSettings {
     #[serde(default, deserialize_with = "whole_number")]
     min_samples: Option<u64>,
     shadow_unsafe: Option<bool>,
+    noise_percent: Option<f64>,
+    learn_noise: Option<bool>,
+    #[serde(default, deserialize_with = "whole_number")]
+    max_diff_paths: Option<u64>,
     compare: Option<RawCompare>,
 }
 
@@ -125,6 +131,10 @@ struct RawOperation {
     #[serde(default, deserialize_with = "whole_number")]
     min_samples: Option<u64>,
     shadow_unsafe: Option<bool>,
+    noise_percent: Option<f64>,
+    learn_noise: Option<bool>,
+    #[serde(default, deserialize_with = "whole_number")]
+    max_diff_paths: Option<u64>,
     compare: Option<RawCompare>,
 }
 
@@ -217,6 +227,9 @@ impl RawOperation {
             target_match_rate: self.target_match_rate.or(defaults.target_match_rate),
             min_samples: self.min_samples.or(defaults.min_samples),
             shadow_unsafe: self.shadow_unsafe.or(defaults.shadow_unsafe),
+            noise_percent: self.noise_percent.or(defaults.noise_percent),
+            learn_noise: self.learn_noise.or(defaults.learn_noise),
+            max_diff_paths: self.max_diff_paths.or(defaults.max_diff_paths),
             compare: Some(merge_compare(self.compare.as_ref(), defaults.compare.as_ref())),
         }
     }
@@ -411,11 +424,40 @@ fn compile_operation(
         target_match_rate: settings.target_match_rate.unwrap_or(DEFAULT_TARGET_MATCH_RATE),
         min_samples: settings.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES),
         shadow_unsafe: settings.shadow_unsafe.unwrap_or(false),
+        noise_per_million: percent_to_per_million(settings.noise_percent.unwrap_or(0.0)),
+        learn_noise: settings.learn_noise.unwrap_or(false),
+        max_diff_paths: settings
+            .max_diff_paths
+            .map_or(DEFAULT_MAX_DIFF_PATHS, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         compare,
     })
 }
 
 fn check_settings(settings: &RawSettings, at: &str) -> Result<(), ConfigError> {
+    if let Some(percent) = settings.noise_percent {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(ConfigError::new(
+                format!("{at}.noise_percent"),
+                format!("{percent} is not between 0 and 100"),
+            ));
+        }
+    }
+    // Only checked where the two meet: an operation may switch learning on
+    // under defaults that sample.
+    if settings.learn_noise == Some(true) && settings.noise_percent.unwrap_or(0.0) == 0.0 && at != "defaults" {
+        return Err(ConfigError::new(
+            format!("{at}.learn_noise"),
+            "needs noise_percent above 0: noise is learned from the requests sent twice to the serving backend",
+        ));
+    }
+    if let Some(limit) = settings.max_diff_paths {
+        if limit > MAX_DIFF_PATHS_LIMIT {
+            return Err(ConfigError::new(
+                format!("{at}.max_diff_paths"),
+                format!("{limit} is above the limit of {MAX_DIFF_PATHS_LIMIT} (each path is a stats counter)"),
+            ));
+        }
+    }
     if let Some(percent) = settings.shadow_percent {
         if !(0.0..=100.0).contains(&percent) {
             return Err(ConfigError::new(

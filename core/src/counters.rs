@@ -27,10 +27,12 @@ pub enum Counter {
     SkippedSampledOut,
     SkippedBodyTooLarge,
     SkippedOverload,
+    NoiseSamples,
+    DiffPathsOverflow,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 19] = [
+    pub const ALL: [Counter; 21] = [
         Counter::Requests,
         Counter::ServedLegacy,
         Counter::ServedCandidate,
@@ -50,6 +52,8 @@ impl Counter {
         Counter::SkippedSampledOut,
         Counter::SkippedBodyTooLarge,
         Counter::SkippedOverload,
+        Counter::NoiseSamples,
+        Counter::DiffPathsOverflow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,8 @@ impl Counter {
             Counter::SkippedSampledOut => "skipped_sampled_out",
             Counter::SkippedBodyTooLarge => "skipped_body_too_large",
             Counter::SkippedOverload => "skipped_overload",
+            Counter::NoiseSamples => "noise_samples",
+            Counter::DiffPathsOverflow => "unmatched_path_overflow",
         }
     }
 
@@ -87,6 +93,27 @@ pub const PREFIX: &str = "parallel_run";
 /// `parallel_run.operation.<id>.<counter>`.
 pub fn operation_counter(operation_id: &str, counter: Counter) -> String {
     format!("{PREFIX}.operation.{operation_id}.{}", counter.name())
+}
+
+/// `parallel_run.operation.<id>.unmatched_path.<field>`: unmatched
+/// comparisons in which `<field>` differed (a generalised JSON path,
+/// `header:<name>`, `status` or `(body)`). The shipped `stats_tags` turn
+/// `<field>` into a `diff_path` label; dots would end it early, so they are
+/// written as `_`.
+pub fn diff_path_counter(operation_id: &str, field: &str) -> String {
+    format!(
+        "{PREFIX}.operation.{operation_id}.unmatched_path.{}",
+        field.replace('.', "_")
+    )
+}
+
+/// `parallel_run.operation.<id>.noise_path.<field>`: a gauge, 1 while
+/// `<field>` is learned noise for the operation.
+pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
+    format!(
+        "{PREFIX}.operation.{operation_id}.noise_path.{}",
+        field.replace('.', "_")
+    )
 }
 
 /// Requests that matched no operation (served by the default legacy backend).

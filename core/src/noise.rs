@@ -18,6 +18,51 @@
 
 use std::collections::BTreeMap;
 
+use crate::compare::{Diff, MAX_REPORTED};
+
+/// The field name of a status difference.
+pub const STATUS_FIELD: &str = "status";
+/// The field name of a body difference that is not JSON, or not readable.
+pub const BODY_FIELD: &str = "(body)";
+/// The JSON path of a difference at the document's root.
+const ROOT_FIELD: &str = "(root)";
+
+/// The fields a diff names, generalised (`status`, `header:<name>`, JSON
+/// paths with indices as `*`, `(body)`), and whether the list is complete:
+/// a diff keeps at most [`MAX_REPORTED`] names per axis.
+pub fn fields(diff: &Diff) -> (Vec<String>, bool) {
+    let mut fields = Vec::new();
+    let mut complete = diff.headers.len() < MAX_REPORTED;
+    if diff.status {
+        fields.push(STATUS_FIELD.to_string());
+    }
+    fields.extend(diff.headers.iter().map(|name| format!("header:{name}")));
+    if let Some(body) = &diff.body {
+        if body.json_paths.is_empty() || body.problem.is_some() {
+            fields.push(BODY_FIELD.to_string());
+        }
+        for path in &body.json_paths {
+            let field = generalize(path);
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+        complete &= body.more == 0;
+    }
+    (fields, complete)
+}
+
+/// Whether a diff is nothing but noise. Whole-body differences never are:
+/// a body that always differs is a case for masks, not for silence.
+pub fn only_noise(diff: &Diff, noise: &[String]) -> bool {
+    let (fields, complete) = fields(diff);
+    complete
+        && !fields.is_empty()
+        && fields
+            .iter()
+            .all(|field| field != BODY_FIELD && field != ROOT_FIELD && noise.iter().any(|n| n == field))
+}
+
 /// Fewer same-backend pairs than this decide nothing.
 pub const MIN_SELF_SAMPLES: u64 = 10;
 /// Fields tracked per operation: beyond it new fields are not learned.
@@ -180,6 +225,51 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    use crate::compare::BodyDiff;
+
+    fn diff(status: bool, headers: &[&str], paths: &[&str], more: usize) -> Diff {
+        Diff {
+            status,
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            body: (!paths.is_empty() || more > 0).then(|| BodyDiff {
+                json_paths: paths.iter().map(|p| p.to_string()).collect(),
+                more,
+                problem: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_diff_names_its_fields_generalised() {
+        let (fields, complete) = fields(&diff(true, &["etag"], &["/items/3/at", "/items/4/at", "/id"], 0));
+        assert_eq!(fields, ["status", "header:etag", "/items/*/at", "/id"]);
+        assert!(complete);
+        assert!(!super::fields(&diff(false, &[], &["/a"], 2)).1);
+        let text = Diff {
+            body: Some(BodyDiff::default()),
+            ..Diff::default()
+        };
+        assert_eq!(super::fields(&text).0, [BODY_FIELD]);
+    }
+
+    #[test]
+    fn only_noise_needs_every_field_known_as_noise() {
+        let noise = vec!["/items/*/at".to_string(), "header:date2".to_string()];
+        assert!(only_noise(&diff(false, &["date2"], &["/items/0/at"], 0), &noise));
+        assert!(!only_noise(
+            &diff(false, &["date2"], &["/items/0/at", "/id"], 0),
+            &noise
+        ));
+        assert!(
+            !only_noise(&diff(false, &[], &["/items/0/at"], 1), &noise),
+            "incomplete"
+        );
+        assert!(!only_noise(&diff(true, &[], &["/items/0/at"], 0), &noise));
+        assert!(!only_noise(&Diff::default(), &noise), "a match is not noise");
+        let whole = vec![BODY_FIELD.to_string(), ROOT_FIELD.to_string()];
+        assert!(!only_noise(&diff(false, &[], &["(root)"], 0), &whole));
+    }
 
     #[test]
     fn array_indices_generalise() {

@@ -60,6 +60,13 @@ pub struct Operation {
     pub target_match_rate: f64,
     pub min_samples: u64,
     pub shadow_unsafe: bool,
+    /// Share of safe shadowed requests also sent a second time to the
+    /// serving backend, to learn what differs between two of its answers.
+    pub noise_per_million: u32,
+    /// Leave out of the comparison what was learned to be noise.
+    pub learn_noise: bool,
+    /// Distinct differing paths counted per operation; more go to overflow.
+    pub max_diff_paths: usize,
     pub compare: CompareRules,
 }
 

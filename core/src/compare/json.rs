@@ -311,11 +311,26 @@ impl<'v> Walker<'_, 'v> {
 
     /// Elements paired by equality: sort both sides by canonical form and
     /// merge, O(n log n). Elements left over on both sides are paired in
-    /// that order and compared in depth, so that a number within tolerance
-    /// still matches and a difference is reported below `/*`.
+    /// that order (numbers in numeric order) and compared in depth, so that
+    /// a number within tolerance still matches and a difference is reported
+    /// below `/*`.
+    ///
+    /// Under a number tolerance, pairing equal elements first can take an
+    /// element's only partner within the tolerance (`[1, 1.05]` against
+    /// `[1.05, 1.1]`, within 0.06): when the sides have as many elements,
+    /// pairing them all in sorted order is tried first, and is the answer
+    /// if every pair matches. For plain numbers, it matches whenever some
+    /// pairing does: the numbers within the tolerance of `x` form an
+    /// interval whose ends grow with `x`.
     fn multiset(&mut self, l: &'v [Value], r: &'v [Value]) {
         let left = self.sorted(l, Some);
         let right = self.sorted(r, Some);
+        if self.rules.number_tolerance.is_some()
+            && l.len() == r.len()
+            && self.all_pairs_match(left.iter().map(|(_, v)| *v).zip(right.iter().map(|(_, v)| *v)))
+        {
+            return;
+        }
         let (mut only_left, mut only_right) = (Vec::new(), Vec::new());
         merge(&left, &right, |pair| match pair {
             Merged::Both(_, _) => {}
@@ -330,6 +345,24 @@ impl<'v> Walker<'_, 'v> {
         if l.len() != r.len() {
             self.record_length();
         }
+    }
+
+    /// Whether every pair matches; stops at the first that does not, and
+    /// records nothing.
+    fn all_pairs_match(&mut self, pairs: impl Iterator<Item = (&'v Value, &'v Value)>) -> bool {
+        let found = std::mem::take(&mut self.found);
+        let mut all = true;
+        for (lv, rv) in pairs {
+            let mark = self.enter(Seg::Element);
+            self.walk(lv, rv);
+            self.leave(mark);
+            if !self.found.json_paths.is_empty() || self.found.more > 0 {
+                all = false;
+                break;
+            }
+        }
+        self.found = found;
+        all
     }
 
     /// Elements paired by the value at `key`; an element whose key is on
@@ -432,7 +465,8 @@ fn merge<'v>(left: &[(Vec<u8>, &'v Value)], right: &[(Vec<u8>, &'v Value)], mut 
 
 /// A byte string equal for two values exactly when they are equal under
 /// the rules (without number tolerance): object keys sorted, numbers as
-/// their exact value, unordered arrays' elements sorted, null members left
+/// their exact value (in a form that sorts in numeric order, see
+/// [`push_number`]), unordered arrays' elements sorted, null members left
 /// out under `null_equals_missing`. `location` is the value's location,
 /// `*` inside unordered arrays.
 fn canonical<'v>(rules: &CompareRules, value: &'v Value, location: &mut Vec<Seg<'v>>, out: &mut Vec<u8>) {
@@ -446,11 +480,7 @@ fn canonical<'v>(rules: &CompareRules, value: &'v Value, location: &mut Vec<Seg<
         Value::Bool(false) => out.push(b'f'),
         Value::Number(n) => {
             out.push(b'#');
-            match exact(n) {
-                Exact::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-                Exact::Float(f) => out.extend_from_slice(format!("{f:e}").as_bytes()),
-            }
-            out.push(b';');
+            push_number(exact(n), out);
         }
         Value::String(s) => push_quoted(s, out),
         Value::Array(items) => {
@@ -513,6 +543,32 @@ fn canonical<'v>(rules: &CompareRules, value: &'v Value, location: &mut Vec<Seg<
             out.push(b'}');
         }
     }
+}
+
+/// A number's exact value in 24 bytes whose byte order is numeric order, so
+/// that elements of unordered arrays left over after pairing by equality
+/// meet their nearest counterpart (`2` next to `2.01`, not `10` next to it):
+/// the value as an f64, its bits made to sort as unsigned big-endian bytes;
+/// then, for the integers one f64 stands for (beyond 2^53), the integer
+/// itself, sign bit flipped, big-endian. An integral f64 below 2^127 is an
+/// [`Exact::Int`] and an integer is never a non-integral f64, so an
+/// [`Exact::Float`] shares its f64 with no integer: its second part is
+/// zeros. Fixed length: no form is a prefix of another.
+fn push_number(value: Exact, out: &mut Vec<u8>) {
+    let (float, tie) = match value {
+        Exact::Int(i) => (i as f64, (i as u128) ^ (1 << 127)),
+        Exact::Float(f) => (f, 0),
+    };
+    let bits = float.to_bits();
+    let sortable = if bits >> 63 == 1 { !bits } else { bits | 1 << 63 };
+    out.extend_from_slice(&sortable.to_be_bytes());
+    out.extend_from_slice(&tie.to_be_bytes());
+}
+
+/// [`canonical`] at the root, for the tests.
+#[cfg(test)]
+pub(super) fn canonical_for_tests(rules: &CompareRules, value: &Value, out: &mut Vec<u8>) {
+    canonical(rules, value, &mut Vec::new(), out);
 }
 
 fn push_quoted(s: &str, out: &mut Vec<u8>) {

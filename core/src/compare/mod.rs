@@ -8,6 +8,7 @@
 //! removed first, unordered arrays compare as multisets, numbers within a
 //! tolerance).
 
+mod bytes;
 pub mod encoding;
 mod headers;
 pub mod json;
@@ -25,9 +26,10 @@ use crate::http::Response;
 use encoding::{DecodeError, Encoding};
 use json::PointerPattern;
 
-/// How many differing header names or JSON paths a diff keeps for the log:
-/// enough to act on, bounded so a wholly different body stays cheap.
-pub const MAX_REPORTED: usize = 5;
+/// How many differing header names or JSON paths a diff keeps: enough for
+/// noise learning and the per-path counters to see every field of a typical
+/// difference, bounded so a wholly different body stays cheap.
+pub const MAX_REPORTED: usize = 16;
 
 /// An operation's tuning rules.
 #[derive(Debug, Clone)]
@@ -162,7 +164,7 @@ fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -
         (&left_encoding, &right_encoding),
         (Encoding::Known(_), Encoding::Known(_))
     );
-    if serving.body == shadow.body && left_encoding == right_encoding {
+    if left_encoding == right_encoding && bytes::equal(&serving.body, &shadow.body) {
         return (None, decodable);
     }
     let (left, right) = match (&left_encoding, &right_encoding) {
@@ -186,7 +188,7 @@ fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -
     };
     let left = mask::apply_all(&rules.masks, left);
     let right = mask::apply_all(&rules.masks, right);
-    if left == right {
+    if bytes::equal(&left, &right) {
         return (None, decodable);
     }
     let json = json::looks_like_json(serving.header("content-type"), &left)

@@ -206,12 +206,14 @@ fn repeated_headers_keep_their_order() {
 
 #[test]
 fn header_differences_are_sorted_and_bounded() {
-    let names = ["h-g", "h-a", "h-f", "h-b", "h-e", "h-c", "h-d"];
-    let left: Vec<(&str, &str)> = names.iter().map(|n| (*n, "1")).collect();
-    let right: Vec<(&str, &str)> = names.iter().map(|n| (*n, "2")).collect();
+    // Two more than reported, in reverse order.
+    let names: Vec<String> = (0..MAX_REPORTED + 2).rev().map(|i| format!("h-{i:02}")).collect();
+    let left: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let right: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "2")).collect();
     let diff = compare(&no_rules(), &response(200, &left, ""), &response(200, &right, ""));
     assert_eq!(diff.headers.len(), MAX_REPORTED);
-    assert_eq!(diff.headers, ["h-a", "h-b", "h-c", "h-d", "h-e"]);
+    let expected: Vec<String> = (0..MAX_REPORTED).map(|i| format!("h-{i:02}")).collect();
+    assert_eq!(diff.headers, expected);
 }
 
 #[test]
@@ -297,13 +299,17 @@ fn a_root_difference_is_reported_as_root() {
 
 #[test]
 fn at_most_max_reported_paths_and_a_count_of_the_rest() {
-    let left = r#"{"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"same":0}"#;
-    let right = r#"{"a":2,"b":2,"c":2,"d":2,"e":2,"f":2,"g":2,"same":0}"#;
-    let diff = compare(&no_rules(), &json(left), &json(right));
+    let keys: Vec<String> = (0..MAX_REPORTED + 2).map(|i| format!("k{i:02}")).collect();
+    let doc = |v: u8| {
+        let fields: Vec<String> = keys.iter().map(|k| format!(r#""{k}":{v}"#)).collect();
+        format!(r#"{{{},"same":0}}"#, fields.join(","))
+    };
+    let diff = compare(&no_rules(), &json(&doc(1)), &json(&doc(2)));
     let body = diff.body.unwrap();
     assert_eq!(body.json_paths.len(), MAX_REPORTED);
     assert_eq!(body.more, 2);
-    assert_eq!(body.json_paths, ["/a", "/b", "/c", "/d", "/e"]);
+    let expected: Vec<String> = keys.iter().take(MAX_REPORTED).map(|k| format!("/{k}")).collect();
+    assert_eq!(body.json_paths, expected);
 }
 
 #[test]
@@ -706,6 +712,116 @@ fn tolerance_applies_inside_unordered_arrays() {
     });
     assert!(body_paths(&rules, r#"{"p":[2.001,1.0]}"#, r#"{"p":[1.005,2.0]}"#).is_empty());
     assert_eq!(body_paths(&rules, r#"{"p":[2.1,1.0]}"#, r#"{"p":[1.0,2.0]}"#), ["/p/*"]);
+}
+
+fn unordered_within(absolute: Option<f64>, relative: Option<f64>) -> CompareRules {
+    let mut rules = unordered(&[("", None)]);
+    rules.number_tolerance = Some(NumberTolerance { absolute, relative });
+    rules
+}
+
+#[test]
+fn unordered_leftovers_pair_in_numeric_order() {
+    let rules = unordered_within(Some(0.1), None);
+    // `10` sorts before `2` as text; numerically, 2 meets 2.01.
+    for (left, right) in [
+        ("[2,10]", "[2.01,9.99]"),
+        ("[10,2]", "[9.99,2.01]"),
+        ("[-10,-2,0,2,10]", "[9.95,-2.05,1.95,0.05,-9.95]"),
+        ("[1e3,20,3]", "[3.05,1000.05,19.95]"),
+        ("[100,9,80]", "[80.01,8.99,99.99]"),
+    ] {
+        assert!(body_paths(&rules, left, right).is_empty(), "{left} / {right}");
+    }
+    // Pairing in numeric order does not loosen the tolerance.
+    assert_eq!(body_paths(&rules, "[2,10]", "[2.2,9.99]"), ["/*"]);
+    assert_eq!(body_paths(&rules, "[2,10]", "[2.01,9.99,5]"), ["/*", "/length"]);
+    // Relative tolerance too, with negative numbers.
+    let rules = unordered_within(None, Some(0.01));
+    assert!(body_paths(&rules, "[-300,2,1000]", "[1005,-298,2.01]").is_empty());
+    assert_eq!(body_paths(&rules, "[-300,2,1000]", "[1005,-290,2.01]"), ["/*"]);
+}
+
+#[test]
+fn unordered_objects_with_numbers_pair_within_the_tolerance() {
+    let rules = unordered_within(Some(0.1), None);
+    assert!(body_paths(&rules, r#"[{"p":2},{"p":10}]"#, r#"[{"p":9.99},{"p":2.01}]"#).is_empty());
+    // The first differing member decides the order; the others still compare.
+    assert!(body_paths(
+        &rules,
+        r#"[{"id":"a","p":2,"q":[1,20]},{"id":"b","p":10,"q":[3]}]"#,
+        r#"[{"q":[3.01],"id":"b","p":9.99},{"q":[1,19.95],"p":2.01,"id":"a"}]"#
+    )
+    .is_empty());
+    // Nested objects, numbers first in key order.
+    assert!(body_paths(
+        &rules,
+        r#"[{"a":{"n":100},"z":"x"},{"a":{"n":9},"z":"y"}]"#,
+        r#"[{"a":{"n":8.95},"z":"y"},{"a":{"n":100.05},"z":"x"}]"#
+    )
+    .is_empty());
+    // A real difference is still reported inside the element.
+    assert_eq!(
+        body_paths(&rules, r#"[{"p":2},{"p":10}]"#, r#"[{"p":9.99},{"p":2.5}]"#),
+        ["/*/p"]
+    );
+}
+
+#[test]
+fn unordered_numbers_pair_within_the_tolerance_before_by_equality() {
+    // Pairing 1.05 with 1.05 first would leave 1 against 1.1; 1 with 1.05
+    // and 1.05 with 1.1 are both within 0.06.
+    let rules = unordered_within(Some(0.06), None);
+    assert!(body_paths(&rules, "[1,1.05]", "[1.1,1.05]").is_empty());
+    assert_eq!(body_paths(&rules, "[1,1.05]", "[1.2,1.05]"), ["/*"]);
+    // Without a tolerance, a leftover is a difference, reported once.
+    assert_eq!(body_paths(&unordered(&[("", None)]), "[1,2,3]", "[3,2,4]"), ["/*"]);
+}
+
+#[test]
+fn numbers_sort_in_numeric_order_in_canonical_form() {
+    // Through the keyed pairing, which sorts by the canonical form of the
+    // key: integers beyond 2^53 (one f64 for several) stay distinct and
+    // ordered, 1 and 1.0 are one key, -0 is 0.
+    let rules = unordered(&[("", Some("/id"))]);
+    assert!(body_paths(
+        &rules,
+        r#"[{"id":9007199254740993,"v":1},{"id":9007199254740992,"v":2},{"id":-0.0,"v":3},{"id":1,"v":4}]"#,
+        r#"[{"id":1.0,"v":4},{"id":0,"v":3},{"id":9007199254740992,"v":2},{"id":9007199254740993,"v":1}]"#
+    )
+    .is_empty());
+    let numbers = [
+        "-1e300",
+        "-170141183460469231731687303715884105729",
+        "-9007199254740993",
+        "-9007199254740992",
+        "-2.5",
+        "-1",
+        "-0.5",
+        "0",
+        "1e-300",
+        "0.5",
+        "1",
+        "2",
+        "10",
+        "9007199254740992",
+        "9007199254740993",
+        "18446744073709551615",
+        "1.7e38",
+        "1e300",
+    ];
+    let forms: Vec<Vec<u8>> = numbers
+        .iter()
+        .map(|n| {
+            let value: serde_json::Value = serde_json::from_str(n).unwrap();
+            let mut form = Vec::new();
+            json::canonical_for_tests(&no_rules(), &value, &mut form);
+            form
+        })
+        .collect();
+    for (i, pair) in forms.windows(2).enumerate() {
+        assert!(pair[0] < pair[1], "{} < {}", numbers[i], numbers[i + 1]);
+    }
 }
 
 #[test]

@@ -815,3 +815,44 @@ fn an_unknown_compare_field_error_lists_the_new_ones() {
         assert!(err.message.contains(field), "{err}");
     }
 }
+
+#[test]
+fn noise_learning_and_diff_path_settings() {
+    let plan = Plan::parse(
+        br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"defaults":{"noise_percent":5,"max_diff_paths":3},
+            "operations":[{"id":"a","method":"GET","path":"/a","learn_noise":true},
+                          {"id":"b","method":"GET","path":"/b","noise_percent":0}]}"#,
+    )
+    .unwrap();
+    let (a, b) = (&plan.operations[0], &plan.operations[1]);
+    assert_eq!(
+        (a.noise_per_million, a.learn_noise, a.max_diff_paths),
+        (50_000, true, 3)
+    );
+    assert_eq!((b.noise_per_million, b.learn_noise, b.max_diff_paths), (0, false, 3));
+    let default = Plan::parse(br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"operations":[{"id":"a","method":"GET","path":"/a"}]}"#).unwrap();
+    assert_eq!(
+        default.operations[0].max_diff_paths,
+        crate::config::DEFAULT_MAX_DIFF_PATHS
+    );
+}
+
+#[test]
+fn noise_learning_errors_name_the_field() {
+    for (operation, at, needle) in [
+        (r#""learn_noise":true"#, "operations[0].learn_noise", "noise_percent"),
+        (
+            r#""noise_percent":101"#,
+            "operations[0].noise_percent",
+            "between 0 and 100",
+        ),
+        (r#""max_diff_paths":501"#, "operations[0].max_diff_paths", "limit"),
+    ] {
+        let json = format!(
+            r#"{{"legacy":{{"cluster":"l"}},"candidate":{{"cluster":"c"}},"operations":[{{"id":"a","method":"GET","path":"/a",{operation}}}]}}"#
+        );
+        let err = Plan::parse(json.as_bytes()).unwrap_err();
+        assert_eq!(err.path, at, "{err}");
+        assert!(err.message.contains(needle), "{err}");
+    }
+}
