@@ -100,7 +100,8 @@ impl<'a> Status<'a> {
         let configured: BTreeSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
         let not_configured: BTreeSet<String> = stats
             .keys()
-            .filter_map(|name| name.strip_prefix(&operation_prefix)?.rsplit_once('.'))
+            // Ids hold no dots; what follows the first one may (unmatched_path.<field>).
+            .filter_map(|name| name.strip_prefix(&operation_prefix)?.split_once('.'))
             .map(|(id, _)| id)
             .filter(|id| !configured.contains(id))
             .map(String::from)

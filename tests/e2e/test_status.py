@@ -69,7 +69,9 @@ def counters(proxy):
     result = {}
     for op in (o["id"] for o in CONFIG["operations"]):
         prefix = STAT_PREFIX + op + "."
-        result[op] = {name[len(prefix):]: value for name, value in stats.items() if name.startswith(prefix)}
+        # Fixed counters only: the per-field ones (unmatched_path.<field>) hold a dot.
+        result[op] = {name[len(prefix):]: value for name, value in stats.items()
+                      if name.startswith(prefix) and "." not in name[len(prefix):]}
     return result
 
 
