@@ -45,10 +45,10 @@ impl Stream {
 
     /// Picks the serving backend and overwrites the route header with it, so
     /// that a client can never choose a backend itself.
-    fn route(&mut self, method: &str, path: &str) -> Option<usize> {
+    fn route(&mut self, head: &Head, method: &str, path: &str) -> Option<usize> {
         let plan = &self.runtime.plan;
-        let operation_id = plan.operation_header.as_deref().and_then(request_header);
-        let index = plan.classify(method, path, operation_id.as_deref());
+        let operation_id = plan.operation_header.as_deref().and_then(|name| head.get(name));
+        let index = plan.classify(method, path, operation_id);
         let operation = index.and_then(|i| plan.operation(i));
         let serving = match operation {
             Some(operation) => operation.serving(),
@@ -58,7 +58,9 @@ impl Stream {
         set_request_header(&plan.route_header, &backend.cluster);
         // Only the filter marks shadow copies: a client's marker could make
         // a service treat a real request as a shadow and skip its effects.
-        remove_request_header(SHADOW_MARKER_HEADER);
+        if head.get(SHADOW_MARKER_HEADER).is_some() {
+            remove_request_header(SHADOW_MARKER_HEADER);
+        }
         if let Some(authority) = &backend.authority {
             set_request_header(":authority", authority);
         }
@@ -83,19 +85,17 @@ impl Stream {
 
     /// Decides whether this request is shadowed and, if so, opens its
     /// exchange and starts the shadow copy.
-    fn start_shadow(&mut self, index: usize, method: &str, path: &str, end_of_stream: bool) {
+    fn start_shadow(&mut self, head: &Head, index: usize, method: &str, path: &str, end_of_stream: bool) {
         let runtime = &self.runtime;
         let Some(operation) = runtime.plan.operation(index) else {
             return;
         };
         let Some(target) = operation.shadow() else { return };
-        // One hostcall for all headers: the decision needs two of them and
-        // the shadow copy all of them.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
-        let request_id = header("x-request-id");
-        let content_length =
-            header("content-length").and_then(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse().ok()));
+        let request_id = head.get("x-request-id");
+        let content_length = head
+            .get("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse().ok()));
+        let headers = &head.headers;
         let facts = RequestFacts {
             method,
             sample_key: request_id.unwrap_or(path.as_bytes()),
@@ -124,7 +124,7 @@ impl Stream {
             Outgoing {
                 exchange,
                 cluster: backend.cluster.clone(),
-                headers: shadow::shadow_headers(&headers, &runtime.plan.route_header, backend, &operation.id),
+                headers: shadow::shadow_headers(headers, &runtime.plan.route_header, backend, &operation.id),
                 body: Vec::new(),
                 timeout_ms: operation.shadow_timeout_ms,
             }
@@ -209,12 +209,16 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let method = request_header(":method").unwrap_or_default();
-        let path = request_header(":path").unwrap_or_default();
-        let method = std::str::from_utf8(&method).unwrap_or_default();
-        let path = std::str::from_utf8(&path).unwrap_or_default();
-        if let Some(index) = self.route(method, path) {
-            self.start_shadow(index, method, path, end_of_stream);
+        // One hostcall for every header: each single lookup is a round trip
+        // between the VM and Envoy, and routing, sampling and the shadow copy
+        // together need several of them.
+        let head = Head {
+            headers: hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default(),
+        };
+        let method = std::str::from_utf8(head.get(":method").unwrap_or_default()).unwrap_or_default();
+        let path = std::str::from_utf8(head.get(":path").unwrap_or_default()).unwrap_or_default();
+        if let Some(index) = self.route(&head, method, path) {
+            self.start_shadow(&head, index, method, path, end_of_stream);
         }
         Action::Continue
     }
@@ -341,10 +345,15 @@ fn withdraw(exchange: &Exchange) -> Option<Tag> {
     })
 }
 
-fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+/// The request headers as they arrived (names lower-case).
+struct Head {
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
 }
 
 fn remove_request_header(name: &str) {
