@@ -31,6 +31,13 @@ pub fn record(settled: Settled<Tag>) {
         return;
     }
     let outcome = match outcome {
+        Outcome::Matched => {
+            // The candidate rate counts every comparison, equal ones too.
+            if operation.noise_per_million > 0 {
+                noise::record_candidate(&operation.id, &[]);
+            }
+            Outcome::Matched
+        }
         Outcome::Unmatched(diff) => {
             let (fields, _) = noise_fields(&diff);
             if operation.noise_per_million > 0 {

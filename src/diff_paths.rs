@@ -9,9 +9,10 @@ use std::cell::RefCell;
 
 use hashbrown::{HashMap, HashSet};
 use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::Plan;
 use proxy_wasm::hostcalls;
 
-use crate::metrics;
+use crate::{metrics, shared_data};
 use crate::worker::Tag;
 
 thread_local! {
@@ -21,6 +22,13 @@ thread_local! {
 
 fn shared_key(operation_id: &str) -> String {
     format!("parallel_run.diff_paths.{operation_id}")
+}
+
+/// Creates the shared list of every operation, empty.
+pub fn prepare(plan: &Plan) {
+    for operation in &plan.operations {
+        shared_data::create(&shared_key(&operation.id), b"");
+    }
 }
 
 /// Counts one unmatched comparison's differing fields.
@@ -46,7 +54,7 @@ fn admitted(operation_id: &str, field: &str, limit: usize) -> bool {
             return false;
         };
         let text = value.and_then(|v| String::from_utf8(v).ok()).unwrap_or_default();
-        let fields: Vec<&str> = text.lines().collect();
+        let fields: Vec<&str> = text.lines().filter(|line| !line.is_empty()).collect();
         remember(operation_id, &fields);
         if fields.contains(&field) {
             return true;
@@ -57,9 +65,6 @@ fn admitted(operation_id: &str, field: &str, limit: usize) -> bool {
         let mut updated = text.clone();
         updated.push_str(field);
         updated.push('\n');
-        // The first write of the key has no CAS token and could race with
-        // another worker's; a field lost that way is found missing and
-        // added again on its next occurrence.
         if hostcalls::set_shared_data(&key, Some(updated.as_bytes()), cas).is_ok() {
             remember(operation_id, &[field]);
             return true;

@@ -17,6 +17,7 @@ mod accounting;
 mod diff_paths;
 mod metrics;
 mod noise;
+mod shared_data;
 mod root;
 mod stream;
 mod wake;

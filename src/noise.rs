@@ -14,7 +14,7 @@ use parallel_run_core::noise::NoiseBook;
 use parallel_run_core::{counters, Plan};
 use proxy_wasm::hostcalls;
 
-use crate::metrics;
+use crate::{metrics, shared_data};
 
 thread_local! {
     /// Per operation id: this worker's counts since the last sync.
@@ -25,6 +25,13 @@ thread_local! {
 
 fn shared_key(operation_id: &str) -> String {
     format!("parallel_run.noise.{operation_id}")
+}
+
+/// Creates the shared counts of every operation that learns.
+pub fn prepare(plan: &Plan) {
+    for operation in plan.operations.iter().filter(|op| op.noise_per_million > 0) {
+        shared_data::create(&shared_key(&operation.id), NoiseBook::default().encode().as_bytes());
+    }
 }
 
 fn pending(operation_id: &str, f: impl FnOnce(&mut NoiseBook)) {

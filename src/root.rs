@@ -16,7 +16,7 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use crate::accounting;
 use crate::metrics::Metrics;
-use crate::noise;
+use crate::{diff_paths, noise};
 use crate::stream::Stream;
 use crate::wake;
 use crate::worker::{self, Kind, Outgoing, Runtime, Tag};
@@ -233,6 +233,8 @@ impl RootContext for Root {
                 .join(",")
         );
         let metrics = Metrics::define(&plan);
+        noise::prepare(&plan);
+        diff_paths::prepare(&plan);
         self.runtime = Some(Rc::new(Runtime { plan, metrics }));
         wake::listen();
         let _ = hostcalls::set_tick_period(TICK);
