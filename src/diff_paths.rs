@@ -12,8 +12,8 @@ use parallel_run_core::counters::{self, Counter};
 use parallel_run_core::Plan;
 use proxy_wasm::hostcalls;
 
-use crate::{metrics, shared_data};
 use crate::worker::Tag;
+use crate::{metrics, shared_data};
 
 thread_local! {
     /// Per operation id: the fields this worker knows to have a counter.

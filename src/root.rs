@@ -16,10 +16,10 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use crate::accounting;
 use crate::metrics::Metrics;
-use crate::{diff_paths, noise};
 use crate::stream::Stream;
 use crate::wake;
 use crate::worker::{self, Kind, Outgoing, Runtime, Tag};
+use crate::{diff_paths, noise};
 
 /// Drains the outbox when a wake-up was lost, and bounds how long a retired
 /// root waits for its last shadow responses.
