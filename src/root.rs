@@ -48,7 +48,8 @@ pub struct Root {
 }
 
 impl Root {
-    fn dispatch(&mut self, outgoing: Outgoing) {
+    /// Makes one shadow call; `now` is read once per batch of calls.
+    fn dispatch(&mut self, outgoing: Outgoing, now: Option<SystemTime>) {
         let Outgoing {
             exchange,
             cluster,
@@ -70,9 +71,7 @@ impl Root {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let body = (!body.is_empty()).then_some(body.as_slice());
         let timeout = Duration::from_millis(timeout_ms);
-        let deadline = hostcalls::get_current_time()
-            .ok()
-            .and_then(|now| now.checked_add(timeout.saturating_sub(DEADLINE_SLACK.min(timeout / 10))));
+        let deadline = now.and_then(|now| now.checked_add(timeout.saturating_sub(DEADLINE_SLACK.min(timeout / 10))));
         match self.dispatch_http_call(&cluster, headers, body, Vec::new(), timeout) {
             Ok(token) => {
                 self.calls.insert(token, Call { exchange, deadline });
@@ -96,8 +95,11 @@ impl Root {
     /// Everything the streams left for the root since it last ran.
     fn run_pending_work(&mut self) {
         let (outbox, settled): (Vec<Outgoing>, Vec<Settled<Tag>>) = worker::with(|w| w.take_work());
+        let now = (!outbox.is_empty())
+            .then(hostcalls::get_current_time)
+            .and_then(Result::ok);
         for outgoing in outbox {
-            self.dispatch(outgoing);
+            self.dispatch(outgoing, now);
         }
         for exchange in settled {
             accounting::record(exchange);
