@@ -659,6 +659,61 @@ class Envoy:
         return wait_until(processed, timeout, 0.05, "Envoy to read the ECDS file (update_attempt)")
 
 
+# ---------------------------------------------------------------------------
+# The filter's per-operation counters
+
+OPERATION_STATS = "wasmcustom.parallel_run.operation."
+
+# Every fixed per-operation counter (core/src/counters.rs), so that "exactly
+# these moved" can be asserted: a counter not named in an expectation is 0.
+OPERATION_COUNTERS = (
+    "requests", "served_legacy", "served_candidate", "shadowed",
+    "matched", "unmatched", "unmatched_status", "unmatched_headers", "unmatched_body",
+    "failed", "failed_timeout", "failed_error", "failed_5xx", "failed_body_too_large",
+    "abandoned",
+    "skipped_unsafe_method", "skipped_sampled_out", "skipped_body_too_large", "skipped_overload",
+    "noise_samples", "unmatched_path_overflow",
+)
+
+
+def operation_counters(proxy, op):
+    """Every fixed counter of operation `op` as {name: value} (0 when absent)."""
+    prefix = OPERATION_STATS + op + "."
+    stats = proxy.stats(filter="^" + _regex_escape(prefix))
+    return {name: stats.get(prefix + name, 0) for name in OPERATION_COUNTERS}
+
+
+def balanced(c):
+    """The accounting invariant: every shadowed request has one outcome."""
+    return c["shadowed"] == c["matched"] + c["unmatched"] + c["failed"] + c["abandoned"]
+
+
+def nonzero(c):
+    return {k: v for k, v in c.items() if v}
+
+
+def assert_counters(c, **expected):
+    """Every counter equals `expected[name]`, or 0 when not named."""
+    want = {name: expected.pop(name, 0) for name in OPERATION_COUNTERS}
+    assert not expected, f"unknown counters in expectation: {expected}"
+    assert nonzero(c) == nonzero(want), f"counters differ:\n observed {nonzero(c)}\n expected {nonzero(want)}"
+
+
+def settle(proxy, shadowed, op, timeout=10.0):
+    """Poll until `op` has `shadowed` shadowed requests and every one of them
+    has an outcome; return the counters. Fails with the last counters seen."""
+    last = {}
+
+    def done():
+        last.update(operation_counters(proxy, op))
+        return dict(last) if last["shadowed"] == shadowed and balanced(last) else None
+
+    try:
+        return wait_until(done, timeout=timeout, interval=0.05, message=f"{op}: shadowed={shadowed} and balanced")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\ncounters: {nonzero(last)}") from None
+
+
 def _regex_escape(text):
     """Escape for Envoy's RE2 stats filter (Python's re.escape output is RE2-compatible)."""
     return re.escape(text)

@@ -12,20 +12,12 @@ must agree with the counters.
 
 import json
 import random
-import re
 import threading
 import time
 
-from harness import Client, Response, wait_until
+from harness import Client, Response, balanced, nonzero, wait_until
+from harness import operation_counters as counters
 
-STAT_PREFIX = "wasmcustom.parallel_run.operation."
-COUNTERS = (
-    "requests", "served_legacy", "served_candidate", "shadowed",
-    "matched", "unmatched", "unmatched_status", "unmatched_headers", "unmatched_body",
-    "failed", "failed_timeout", "failed_error", "failed_5xx", "failed_body_too_large",
-    "abandoned",
-    "skipped_unsafe_method", "skipped_sampled_out", "skipped_body_too_large", "skipped_overload",
-)
 SKIPS = ("skipped_unsafe_method", "skipped_sampled_out", "skipped_body_too_large", "skipped_overload")
 
 THREADS = 4
@@ -34,20 +26,6 @@ TRAFFIC_DEADLINE_S = 30
 DRAIN_TIMEOUT_S = 10
 # operation id -> path prefix the clients use
 OPERATIONS = {"getItem": "/items/", "getOrder": "/orders/"}
-
-
-def counters(proxy, op):
-    prefix = STAT_PREFIX + op + "."
-    stats = proxy.stats(filter="^" + re.escape(prefix))
-    return {name: stats.get(prefix + name, 0) for name in COUNTERS}
-
-
-def nonzero(c):
-    return {k: v for k, v in c.items() if v}
-
-
-def balanced(c):
-    return c["shadowed"] == c["matched"] + c["unmatched"] + c["failed"] + c["abandoned"]
 
 
 def plugin_config(revision, ignore_json_paths):

@@ -11,7 +11,6 @@ exact value of every outcome and skip counter.
 import hashlib
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -19,21 +18,11 @@ from http.client import HTTPConnection
 
 import pytest
 
-from harness import HEADER_GUARD, HOST, Client, Response, free_port, http, json_response, wait_until
+import harness
+from harness import (HEADER_GUARD, HOST, Client, Response, assert_counters, free_port, http,
+                     json_response, nonzero, operation_counters, wait_until)
 
 OP = "getItem"
-STAT_PREFIX = "wasmcustom.parallel_run.operation."
-
-# Every per-operation counter (core/src/counters.rs), so that "exactly these
-# moved" can be asserted: a counter not named in an expectation must be 0.
-COUNTERS = (
-    "requests", "served_legacy", "served_candidate", "shadowed",
-    "matched", "unmatched", "unmatched_status", "unmatched_headers", "unmatched_body",
-    "failed", "failed_timeout", "failed_error", "failed_5xx", "failed_body_too_large",
-    "abandoned",
-    "skipped_unsafe_method", "skipped_sampled_out", "skipped_body_too_large", "skipped_overload",
-)
-
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -60,40 +49,11 @@ def operation(id=OP, method="GET", path="/items/{id}", mode="shadow", **settings
 
 
 def counters(proxy, op=OP):
-    """All per-operation counters of `op` as {name: value} (0 when absent)."""
-    prefix = STAT_PREFIX + op + "."
-    stats = proxy.stats(filter="^" + re.escape(prefix))
-    return {name: stats.get(prefix + name, 0) for name in COUNTERS}
-
-
-def balanced(c):
-    return c["shadowed"] == c["matched"] + c["unmatched"] + c["failed"] + c["abandoned"]
+    return operation_counters(proxy, op)
 
 
 def settle(proxy, shadowed, op=OP, timeout=10.0):
-    """Poll until `op` has `shadowed` shadowed requests and every one of them
-    has an outcome; return the counters. Fails with the last counters seen."""
-    last = {}
-
-    def done():
-        last.update(counters(proxy, op))
-        return dict(last) if last["shadowed"] == shadowed and balanced(last) else None
-
-    try:
-        return wait_until(done, timeout=timeout, interval=0.05, message=f"{op}: shadowed={shadowed} and balanced")
-    except AssertionError as err:
-        raise AssertionError(f"{err}\ncounters: {nonzero(last)}") from None
-
-
-def nonzero(c):
-    return {k: v for k, v in c.items() if v}
-
-
-def assert_counters(c, **expected):
-    """Every counter equals `expected[name]`, or 0 when not named."""
-    want = {name: expected.pop(name, 0) for name in COUNTERS}
-    assert not expected, f"unknown counters in expectation: {expected}"
-    assert nonzero(c) == nonzero(want), f"counters differ:\n observed {nonzero(c)}\n expected {nonzero(want)}"
+    return harness.settle(proxy, shadowed, op, timeout)
 
 
 def get(proxy, path, request_id, headers=None):

@@ -22,20 +22,11 @@ import threading
 import time
 import uuid
 
-from harness import Client, Response, http, json_response, wait_until
+from harness import (OPERATION_STATS, Client, Response, assert_counters, balanced, http, json_response, nonzero,
+                     settle, wait_until)
+from harness import operation_counters as counters
 
-STAT_PREFIX = "wasmcustom.parallel_run.operation."
-
-# Every per-operation counter (core/src/counters.rs), so that "exactly these
-# moved" can be asserted: a counter not named in an expectation must be 0.
-COUNTERS = (
-    "requests", "served_legacy", "served_candidate", "shadowed",
-    "matched", "unmatched", "unmatched_status", "unmatched_headers", "unmatched_body",
-    "failed", "failed_timeout", "failed_error", "failed_5xx", "failed_body_too_large",
-    "abandoned",
-    "skipped_unsafe_method", "skipped_sampled_out", "skipped_body_too_large", "skipped_overload",
-    "noise_samples", "unmatched_path_overflow",
-)
+STAT_PREFIX = OPERATION_STATS
 
 # Every worker reads the shared noise verdict on its next tick (src/root.rs:
 # one second); waiting this long after the verdict was announced lets all of
@@ -70,13 +61,6 @@ def _stats(proxy, prefix):
     return proxy.stats(filter="^" + re.escape(prefix))
 
 
-def counters(proxy, op):
-    """All per-operation counters of `op` as {name: value} (0 when absent)."""
-    prefix = STAT_PREFIX + op + "."
-    stats = _stats(proxy, prefix)
-    return {name: stats.get(prefix + name, 0) for name in COUNTERS}
-
-
 def diff_paths(proxy, op):
     """The `unmatched_path.<field>` counters of `op` as {field: value}."""
     prefix = STAT_PREFIX + op + ".unmatched_path."
@@ -87,29 +71,6 @@ def noise_gauges(proxy, op):
     """The `noise_path.<field>` gauges of `op` as {field: value}."""
     prefix = STAT_PREFIX + op + ".noise_path."
     return {name[len(prefix):]: value for name, value in _stats(proxy, prefix).items()}
-
-
-def balanced(c):
-    return c["shadowed"] == c["matched"] + c["unmatched"] + c["failed"] + c["abandoned"]
-
-
-def nonzero(c):
-    return {k: v for k, v in c.items() if v}
-
-
-def settle(proxy, shadowed, op, timeout=10.0):
-    """Poll until `op` has `shadowed` shadowed requests and every one of them
-    has an outcome; return the counters. Fails with the last counters seen."""
-    last = {}
-
-    def done():
-        last.update(counters(proxy, op))
-        return dict(last) if last["shadowed"] == shadowed and balanced(last) else None
-
-    try:
-        return wait_until(done, timeout=timeout, interval=0.05, message=f"{op}: shadowed={shadowed} and balanced")
-    except AssertionError as err:
-        raise AssertionError(f"{err}\ncounters: {nonzero(last)}") from None
 
 
 def wait_counter(proxy, op, name, value, timeout=10.0):
@@ -124,13 +85,6 @@ def wait_counter(proxy, op, name, value, timeout=10.0):
         return wait_until(done, timeout=timeout, interval=0.05, message=f"{op}.{name} == {value}")
     except AssertionError as err:
         raise AssertionError(f"{err}\ncounters: {nonzero(last)}") from None
-
-
-def assert_counters(c, **expected):
-    """Every counter equals `expected[name]`, or 0 when not named."""
-    want = {name: expected.pop(name, 0) for name in COUNTERS}
-    assert not expected, f"unknown counters in expectation: {expected}"
-    assert nonzero(c) == nonzero(want), f"counters differ:\n observed {nonzero(c)}\n expected {nonzero(want)}"
 
 
 def noise_lines(proxy, op):
