@@ -383,6 +383,17 @@ def unmatched_lines(envoy, limit=5):
     return lines, picked
 
 
+def differing_fields(envoy):
+    """{operation: [(count, field), ...]} from the per-field counters, most first."""
+    prefix = "wasmcustom.parallel_run.operation."
+    stats = envoy.stats(filter=r"^wasmcustom\.parallel_run\.operation\.[^.]+\.unmatched_path\.")
+    fields = {}
+    for name, value in stats.items():
+        op, field = name[len(prefix):].split(".unmatched_path.", 1)
+        fields.setdefault(op, []).append((value, field))
+    return {op: sorted(found, reverse=True) for op, found in fields.items()}
+
+
 # ---------------------------------------------------------------- the story
 
 
@@ -422,6 +433,13 @@ def story(tmp, checks):
         for line in lines:
             print("    " + line)
         checks.expect(lines, "shadow: the Envoy log has 'parallel-run: unmatched' lines")
+        top = differing_fields(envoy)
+        print("  what differs most, per operation (counters unmatched_path.<field>, label diff_path): the to-do list")
+        for op in OPERATIONS:
+            if top.get(op):
+                print(f"    {op:12} " + ", ".join(f"{field} {count}" for count, field in top[op][:3]))
+        checks.expect(top.get("getReturn") and top["getReturn"][0][1] == "/status",
+                      "shadow: getReturn's most frequent difference is /status (the candidate's status bug)")
         checks.report("shadow")
 
         heading("2. Cutover: getReturn switched to the candidate by a live config push (legacy now gets the shadow copy)")
