@@ -42,8 +42,10 @@ status    Reads the live counters from Envoy's admin endpoint URL (default
           verdict: READY (rate >= target over at least min_samples
           comparisons), below target, collecting N/min_samples, MOSTLY FAILING
           (more failed shadows than comparisons), or not shadowed (mode legacy
-          or candidate). Counters are since Envoy started. --json prints the
-          same as JSON.
+          or candidate). Then, per operation, the three fields that differ
+          most (unmatched_path counters) and the learned noise fields
+          (noise_path gauges). Counters are since Envoy started. --json
+          prints the same as JSON, with every differing field.
 
 Exit status: 0 success, 1 invalid configuration, I/O error or Envoy
 unreachable, 2 usage error.

@@ -63,7 +63,43 @@ struct Row<'a> {
     /// configuration it runs is not the one read (e.g. Envoy refused it).
     in_envoy: bool,
     verdict: Verdict,
+    /// `unmatched_path.<field>` counters above 0, by count (highest first),
+    /// then field.
+    differs_most: Vec<(String, u64)>,
+    /// Fields whose `noise_path.<field>` gauge is set: learned noise now.
+    noise: Vec<String>,
 }
+
+/// The per-field stats of one operation, from all stats by name: the
+/// non-zero `unmatched_path.<field>` counters, most first, and the fields
+/// whose `noise_path.<field>` gauge is not 0. `operation_prefix` is
+/// `wasmcustom.parallel_run.operation.<id>.`; ids hold no dot, and the filter
+/// writes a field's dots as `_`, so what follows `unmatched_path.` is the
+/// whole field.
+fn per_field(operation_prefix: &str, stats: &BTreeMap<String, u64>) -> (Vec<(String, u64)>, Vec<String>) {
+    let mut differs = Vec::new();
+    let mut noise = Vec::new();
+    let own = stats
+        .range::<str, _>((std::ops::Bound::Included(operation_prefix), std::ops::Bound::Unbounded))
+        .map_while(|(name, &value)| Some((name.strip_prefix(operation_prefix)?, value)));
+    for (rest, value) in own {
+        if value == 0 {
+            continue;
+        }
+        if let Some(field) = rest.strip_prefix(DIFF_PATH) {
+            differs.push((field.to_string(), value));
+        } else if let Some(field) = rest.strip_prefix(NOISE_PATH) {
+            noise.push(field.to_string());
+        }
+    }
+    differs.sort_by(|(a_field, a), (b_field, b)| b.cmp(a).then_with(|| a_field.cmp(b_field)));
+    (differs, noise)
+}
+
+/// How many fields the `differs most in` line names.
+const TOP_FIELDS: usize = 3;
+const DIFF_PATH: &str = "unmatched_path.";
+const NOISE_PATH: &str = "noise_path.";
 
 struct Status<'a> {
     rows: Vec<Row<'a>>,
@@ -75,6 +111,7 @@ struct Status<'a> {
 impl<'a> Status<'a> {
     fn new(plan: &'a Plan, stats: &BTreeMap<String, u64>) -> Status<'a> {
         let stat = |name: String| stats.get(&format!("{STATS_PREFIX}{name}")).copied();
+        let operation_prefix = format!("{STATS_PREFIX}{}.operation.", counters::PREFIX);
         let rows = plan
             .operations
             .iter()
@@ -88,15 +125,17 @@ impl<'a> Status<'a> {
                     }
                 }
                 let verdict = readiness::assess_operation(&counts, operation);
+                let (differs_most, noise) = per_field(&format!("{operation_prefix}{}.", operation.id), stats);
                 Row {
                     operation,
                     counts,
                     in_envoy,
                     verdict,
+                    differs_most,
+                    noise,
                 }
             })
             .collect();
-        let operation_prefix = format!("{STATS_PREFIX}{}.operation.", counters::PREFIX);
         let configured: BTreeSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
         let not_configured: BTreeSet<String> = stats
             .keys()
@@ -158,6 +197,9 @@ impl<'a> Status<'a> {
         }));
         // Id, mode and verdict left-aligned; the numbers right-aligned.
         lines.extend(align(&table, |column| !matches!(column, 0 | 1 | 12)));
+        for row in &self.rows {
+            lines.extend(field_lines(row));
+        }
         let missing: Vec<&str> = self
             .rows
             .iter()
@@ -212,6 +254,12 @@ impl<'a> Status<'a> {
                     "summary": row.verdict.to_string(),
                     "in_envoy": row.in_envoy,
                     "counters": all,
+                    "differs_most": row
+                        .differs_most
+                        .iter()
+                        .map(|(field, count)| json!({"field": field, "count": count}))
+                        .collect::<Vec<Value>>(),
+                    "noise": row.noise,
                 })
             })
             .collect();
@@ -224,6 +272,32 @@ impl<'a> Status<'a> {
             "not_configured": self.not_configured,
         })
     }
+}
+
+/// What differs most in an operation, and its learned noise: a line each,
+/// when there is any.
+fn field_lines(row: &Row) -> Vec<String> {
+    let id = &row.operation.id;
+    let mut lines = Vec::new();
+    let overflow = row.counts.get(Counter::DiffPathsOverflow);
+    if !row.differs_most.is_empty() || overflow > 0 {
+        let top: Vec<String> = row
+            .differs_most
+            .iter()
+            .take(TOP_FIELDS)
+            .map(|(field, count)| format!("{field} {count}"))
+            .collect();
+        let mut text = top.join(", ");
+        if overflow > 0 {
+            let space = if text.is_empty() { "" } else { " " };
+            text.push_str(&format!("{space}(+{overflow} in fields beyond max_diff_paths)"));
+        }
+        lines.push(format!("{id} differs most in: {text}"));
+    }
+    if !row.noise.is_empty() {
+        lines.push(format!("{id} noise: {}", row.noise.join(", ")));
+    }
+    lines
 }
 
 /// A target as a percentage with as few decimals (one to four) as show it
@@ -336,6 +410,114 @@ mod tests {
         assert_eq!(get["counters"]["skipped_overload"], 0);
         assert_eq!(document["operations"][1]["match_rate"], Value::Null);
         assert_eq!(document["operations"][1]["in_envoy"], false);
+    }
+
+    #[test]
+    fn per_field_counters_and_noise_gauges_are_split_from_their_operation() {
+        let stats = stats(&[
+            ("getReturn", "unmatched", 30),
+            ("getReturn", "unmatched_path.status", 25),
+            ("getReturn", "unmatched_path.header:etag", 7),
+            ("getReturn", "unmatched_path./items/*/price", 3),
+            ("getReturn", "unmatched_path./a_b", 3),
+            ("getReturn", "unmatched_path.(body)", 1),
+            ("getReturn", "unmatched_path./zero", 0),
+            ("getReturn", "unmatched_path_overflow", 4),
+            ("getReturn", "noise_path./updated_at", 1),
+            ("getReturn", "noise_path.header:date2", 1),
+            ("getReturn", "noise_path./was_noise", 0),
+            // Another operation whose id starts with the same letters.
+            ("getReturnV2", "unmatched_path./other", 9),
+            ("getReturnV2", "noise_path./other", 1),
+        ]);
+        let (differs, noise) = per_field("wasmcustom.parallel_run.operation.getReturn.", &stats);
+        assert_eq!(
+            differs,
+            [
+                ("status".to_string(), 25),
+                ("header:etag".to_string(), 7),
+                ("/a_b".to_string(), 3),
+                ("/items/*/price".to_string(), 3),
+                ("(body)".to_string(), 1),
+            ]
+        );
+        assert_eq!(noise, ["/updated_at", "header:date2"]);
+        assert_eq!(
+            per_field("wasmcustom.parallel_run.operation.listReturns.", &stats),
+            (vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn what_differs_most_and_the_noise_follow_the_table() {
+        let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
+        let stats = stats(&[
+            ("getReturn", "shadowed", 40),
+            ("getReturn", "matched", 10),
+            ("getReturn", "unmatched", 30),
+            ("getReturn", "unmatched_path.status", 25),
+            ("getReturn", "unmatched_path.header:etag", 7),
+            ("getReturn", "unmatched_path./items/*/price", 3),
+            ("getReturn", "unmatched_path./items/*/name", 1),
+            ("getReturn", "unmatched_path_overflow", 4),
+            ("getReturn", "noise_path./updated_at", 1),
+            ("getReturn", "noise_path.header:date2", 1),
+            ("getReturn", "noise_path./was_noise", 0),
+            ("listReturns", "shadowed", 2),
+            ("listReturns", "unmatched", 2),
+            ("listReturns", "unmatched_path./id", 2),
+            ("createReturn", "requests", 1),
+            ("createReturn", "noise_path./now", 1),
+        ]);
+        let admin = Admin::parse("127.0.0.1:9901").unwrap();
+        let status = Status::new(&plan, &stats);
+        let lines = status.lines(&admin, Path::new("c.json"), &plan);
+        let after_table: Vec<&str> = lines.iter().skip(5).map(String::as_str).collect();
+        assert_eq!(
+            after_table,
+            [
+                "getReturn differs most in: status 25, header:etag 7, /items/*/price 3 (+4 in fields beyond max_diff_paths)",
+                "getReturn noise: /updated_at, header:date2",
+                "listReturns differs most in: /id 2",
+                "createReturn noise: /now",
+                "requests matching no operation: 4",
+            ]
+        );
+
+        let document = status.to_json(&admin, Path::new("c.json"), &plan);
+        let get = &document["operations"][0];
+        assert_eq!(
+            get["differs_most"],
+            json!([
+                {"field": "status", "count": 25},
+                {"field": "header:etag", "count": 7},
+                {"field": "/items/*/price", "count": 3},
+                {"field": "/items/*/name", "count": 1},
+            ])
+        );
+        assert_eq!(get["noise"], json!(["/updated_at", "header:date2"]));
+        assert_eq!(get["counters"]["unmatched_path_overflow"], 4);
+        assert_eq!(
+            document["operations"][1]["differs_most"],
+            json!([{"field": "/id", "count": 2}])
+        );
+        assert_eq!(document["operations"][1]["noise"], json!([]));
+        // Per-field stats are not operations: nothing unconfigured here.
+        assert_eq!(document["not_configured"], json!([]));
+    }
+
+    #[test]
+    fn overflow_alone_is_shown() {
+        let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
+        let stats = stats(&[
+            ("getReturn", "unmatched", 3),
+            ("getReturn", "unmatched_path_overflow", 3),
+        ]);
+        let row = Status::new(&plan, &stats).rows.into_iter().next().unwrap();
+        assert_eq!(
+            field_lines(&row),
+            ["getReturn differs most in: (+3 in fields beyond max_diff_paths)"]
+        );
     }
 
     #[test]

@@ -75,6 +75,12 @@ def counters(proxy):
     return result
 
 
+def diff_paths(proxy, op):
+    """The non-zero `unmatched_path.<field>` counters of `op` as {field: value}."""
+    prefix = STAT_PREFIX + op + ".unmatched_path."
+    return {name[len(prefix):]: value for name, value in proxy.stats(filter="^" + re.escape(prefix)).items() if value}
+
+
 def drained(proxy):
     now = counters(proxy)
     for op, shadowed in SHADOWED.items():
@@ -158,6 +164,14 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
     assert ops["getUser"]["summary"].startswith("MOSTLY FAILING (8 failed, 2 compared)")
     assert ops["createItem"]["summary"] == "not shadowed"
 
+    # What differs most: the admin's per-field counters, most first.
+    for op_id, op in ops.items():
+        admin_paths = diff_paths(proxy, op_id)
+        assert {d["field"]: d["count"] for d in op["differs_most"]} == admin_paths, op_id
+        assert [d["count"] for d in op["differs_most"]] == sorted(admin_paths.values(), reverse=True), op_id
+        assert op["noise"] == [], op_id  # noise_percent is 0: nothing learned
+    assert ops["getOrder"]["differs_most"] == [{"field": "/v", "count": 10}]  # n % 4 == 0 answers v 2
+
     # -- for people: the same numbers, one line per operation
     result = run_ctl("status", "--admin", proxy.admin_url(), "--ecds", str(proxy.ecds_file))
     assert result.returncode == 0, result.stderr
@@ -175,6 +189,7 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
         assert row["RATE"] == (percent(op["match_rate"]) if op["match_rate"] is not None else "-"), row
         assert row["TARGET"] == percent(op["target_match_rate"]), row
         assert row["VERDICT"] == op["summary"], row
+    assert "getOrder differs most in: /v 10" in lines, result.stdout
     assert lines[-1] == f"requests matching no operation: {UNKNOWN}"
     assert not any(line.startswith("note:") for line in lines), result.stdout
 
