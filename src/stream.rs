@@ -113,7 +113,7 @@ impl Stream {
         }
 
         let request_id = String::from_utf8_lossy(request_id.unwrap_or_default()).into_owned();
-        let open = |kind, backend: &parallel_run_core::Backend| {
+        let open_exchange = |kind, backend: &parallel_run_core::Backend| {
             let tag = Tag {
                 runtime: Rc::clone(runtime),
                 operation: index,
@@ -129,13 +129,13 @@ impl Stream {
                 timeout_ms: operation.shadow_timeout_ms,
             }
         };
-        let outgoing = open(Kind::Shadow, target);
+        let outgoing = open_exchange(Kind::Shadow, target);
         let id = outgoing.exchange;
         // Asking the serving backend twice is only harmless for safe methods.
         let noise = (operation.noise_per_million > 0
             && !is_unsafe_method(method)
             && sampled(&[facts.sample_key, b"#noise"].concat(), operation.noise_per_million))
-        .then(|| open(Kind::Noise, operation.serving().0));
+        .then(|| open_exchange(Kind::Noise, operation.serving().0));
         self.exchange = Some(Exchange {
             id,
             noise: noise.as_ref().map(|n| n.exchange),
