@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 import yaml  # noqa: E402  (PyYAML comes with the project venv)
 
-from harness import HOST, Envoy, envoy_binary, free_port, http, wait_until  # noqa: E402
+from harness import HOST, Envoy, envoy_binary, free_port, http, stop_process, wait_until  # noqa: E402
 
 OHA = Path(os.environ.get("OHA") or REPO / ".tools" / "bin" / "oha")
 BACKEND_TEMPLATE = BENCH / "backend-envoy.yaml"
@@ -197,13 +197,7 @@ class BackendEnvoy:
         return {s["name"]: s["value"] for s in json.loads(body)["stats"] if isinstance(s.get("value"), int)}
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if getattr(self, "_log", None):
             self._log.close()
             self._log = None

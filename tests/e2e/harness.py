@@ -529,13 +529,7 @@ class Envoy:
 
     def stop(self):
         """Stop Envoy (SIGTERM, then SIGKILL) and wait for it. Safe to call twice."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self._log:
             self._log.close()
             self._log = None
@@ -712,6 +706,18 @@ def settle(proxy, shadowed, op, timeout=10.0):
         return wait_until(done, timeout=timeout, interval=0.05, message=f"{op}: shadowed={shadowed} and balanced")
     except AssertionError as err:
         raise AssertionError(f"{err}\ncounters: {nonzero(last)}") from None
+
+
+def stop_process(proc, grace_s=10):
+    """SIGTERM, then SIGKILL after `grace_s`, and wait. Does nothing to a
+    process that is not running (or to None)."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _regex_escape(text):
