@@ -119,6 +119,31 @@ pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
 /// Requests that matched no operation (served by the default legacy backend).
 pub const UNKNOWN_OPERATION_REQUESTS: &str = "parallel_run.unknown_operation.requests";
 
+/// `parallel_run.operation.<id>.mode`: a gauge, the operation's mode in the
+/// configuration Envoy runs ([`crate::Mode::code`]), so that an operator
+/// sees what is live, not what a file says.
+pub fn mode_gauge(operation_id: &str) -> String {
+    format!("{PREFIX}.operation.{operation_id}.mode")
+}
+
+/// A gauge whose value is [`revision_fingerprint`] of the revision the
+/// filter runs. Every VM of a proxy sets it when a configuration is
+/// accepted, so a refused push leaves the previous value.
+pub const REVISION_GAUGE: &str = "parallel_run.config.revision";
+
+/// A stable number for a revision label: FNV-1a over its bytes, cut to 52
+/// bits so that it survives Prometheus' float64 samples exactly. Never 0,
+/// which a gauge reads before anything set it.
+pub fn revision_fingerprint(revision: &str) -> u64 {
+    const MASK: u64 = (1 << 52) - 1;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in revision.as_bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash & MASK).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -144,5 +169,17 @@ mod tests {
             "parallel_run.operation.getReturn.requests"
         );
         assert!(Counter::ALL.iter().all(|c| !c.name().contains('.')));
+    }
+
+    #[test]
+    fn revision_fingerprints_are_stable_exact_in_a_float_and_never_zero() {
+        // The CLI and the PromQL rules compare this value; it must not move.
+        assert_eq!(revision_fingerprint("r1"), revision_fingerprint("r1"));
+        assert_ne!(revision_fingerprint("r1"), revision_fingerprint("r2"));
+        for revision in ["", "r1", "2026-12-01T21:00Z", "a much longer revision label"] {
+            let value = revision_fingerprint(revision);
+            assert!(value > 0 && value < (1 << 52), "{revision}: {value}");
+            assert_eq!(value as f64 as u64, value);
+        }
     }
 }

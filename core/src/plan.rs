@@ -29,6 +29,16 @@ impl Mode {
             Mode::Candidate => "candidate",
         }
     }
+
+    /// The value of the `mode` gauge: the phases in migration order.
+    pub fn code(self) -> u64 {
+        match self {
+            Mode::Legacy => 0,
+            Mode::Shadow => 1,
+            Mode::Cutover => 2,
+            Mode::Candidate => 3,
+        }
+    }
 }
 
 /// Which implementation a backend is, for the `served_*` counters.
