@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
-use parallel_run_core::counters::Counter;
+use parallel_run_core::counters::{self, Counter};
 use parallel_run_core::http::Response;
 use parallel_run_core::ledger::{ExchangeId, Settled, ShadowReply};
 use parallel_run_core::Plan;
@@ -235,6 +235,12 @@ impl RootContext for Root {
                 .join(",")
         );
         let metrics = Metrics::define(&plan);
+        // What Envoy runs, for `status` and alerts: set by every VM, the
+        // same values, only for a configuration that was accepted.
+        crate::metrics::set_gauge(counters::REVISION_GAUGE, counters::revision_fingerprint(&plan.revision));
+        for operation in &plan.operations {
+            crate::metrics::set_gauge(&counters::mode_gauge(&operation.id), operation.mode.code());
+        }
         noise::prepare(&plan);
         diff_paths::prepare(&plan);
         self.runtime = Some(Rc::new(Runtime { plan, metrics }));
