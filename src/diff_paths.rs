@@ -1,82 +1,75 @@
-//! "What differs most": per operation, a counter for each field that
-//! differed in unmatched comparisons, for the first `max_diff_paths`
-//! distinct fields; later ones go to an overflow counter.
+//! What differs most: per operation, a counter
+//! `unmatched_path.<diff path>` for each of the first `max_diff_paths`
+//! distinct diff paths seen in unmatched comparisons; later ones go to the
+//! `unmatched_path_overflow` counter.
 //!
-//! Which fields got a counter is kept in shared data, so that every worker
-//! counts the same ones and the bound holds for the whole proxy.
-
-use std::cell::RefCell;
+//! Which diff paths were admitted is kept in shared data (one line each),
+//! so that every VM counts the same ones and the bound holds for the whole
+//! proxy; each VM remembers what it saw admitted, so a known path costs no
+//! hostcall.
 
 use hashbrown::{HashMap, HashSet};
 use parallel_run_core::counters::{self, Counter};
 use parallel_run_core::Plan;
-use proxy_wasm::hostcalls;
 
-use crate::worker::Tag;
-use crate::{metrics, shared_data};
-
-thread_local! {
-    /// Per operation id: the fields this worker knows to have a counter.
-    static KNOWN: RefCell<HashMap<String, HashSet<String>>> = RefCell::new(HashMap::new());
-}
+use crate::host::Host;
+use crate::metrics::Metrics;
+use crate::vm::OperationRef;
 
 fn shared_key(operation_id: &str) -> String {
     format!("parallel_run.diff_paths.{operation_id}")
 }
 
-/// Creates the shared list of every operation, empty.
-pub fn prepare(plan: &Plan) {
-    for operation in &plan.operations {
-        shared_data::create(&shared_key(&operation.id), b"");
-    }
+#[derive(Default)]
+pub struct DiffPaths {
+    /// Per operation id: the diff paths this VM knows to be admitted.
+    admitted: HashMap<String, HashSet<String>>,
 }
 
-/// Counts one unmatched comparison's differing fields.
-pub fn count(tag: &Tag, operation_id: &str, limit: usize, fields: &[String]) {
-    for field in fields {
-        if admitted(operation_id, field, limit) {
-            metrics::increment_named(&counters::diff_path_counter(operation_id, field));
-        } else {
-            tag.runtime.metrics.count(tag.operation, Counter::DiffPathsOverflow);
+impl DiffPaths {
+    /// Creates every operation's shared list, empty.
+    pub fn prepare(host: &impl Host, plan: &Plan) {
+        for operation in &plan.operations {
+            let key = shared_key(&operation.id);
+            if let Some((None, None)) = host.shared_data(&key) {
+                let _ = host.set_shared_data(&key, b"", None);
+            }
         }
     }
-}
 
-fn admitted(operation_id: &str, field: &str, limit: usize) -> bool {
-    let known = KNOWN.with(|known| known.borrow().get(operation_id).is_some_and(|set| set.contains(field)));
-    if known {
-        return true;
+    /// Counts one unmatched comparison's diff paths.
+    pub fn count(&mut self, host: &impl Host, metrics: &mut Metrics, operation: &OperationRef, paths: &[String]) {
+        let Some(op) = operation.operation() else { return };
+        for path in paths {
+            if self.admit(host, &op.id, path, op.max_diff_paths) {
+                metrics.increment(host, &counters::diff_path_counter(&op.id, path));
+            } else {
+                operation.count(host, Counter::DiffPathsOverflow);
+            }
+        }
     }
-    let key = shared_key(operation_id);
-    // A few attempts: another worker may be adding a field at the same time.
-    for _ in 0..8 {
-        let Ok((value, cas)) = hostcalls::get_shared_data(&key) else {
-            return false;
-        };
-        let text = value.and_then(|v| String::from_utf8(v).ok()).unwrap_or_default();
-        let fields: Vec<&str> = text.lines().filter(|line| !line.is_empty()).collect();
-        remember(operation_id, &fields);
-        if fields.contains(&field) {
+
+    fn admit(&mut self, host: &impl Host, operation_id: &str, path: &str, limit: usize) -> bool {
+        let known = self.admitted.entry_ref(operation_id).or_default();
+        if known.contains(path) {
             return true;
         }
-        if fields.len() >= limit {
-            return false;
+        let admitted = host.update(&shared_key(operation_id), |value| {
+            let text = value.and_then(|v| std::str::from_utf8(v).ok()).unwrap_or_default();
+            let listed: Vec<&str> = text.lines().filter(|line| !line.is_empty()).collect();
+            known.extend(listed.iter().map(|p| p.to_string()));
+            if listed.contains(&path) {
+                return (None, true);
+            }
+            if listed.len() >= limit {
+                return (None, false);
+            }
+            (Some(format!("{text}{path}\n").into_bytes()), true)
+        });
+        let admitted = admitted.unwrap_or(false);
+        if admitted {
+            known.insert(path.to_string());
         }
-        let mut updated = text.clone();
-        updated.push_str(field);
-        updated.push('\n');
-        if hostcalls::set_shared_data(&key, Some(updated.as_bytes()), cas).is_ok() {
-            remember(operation_id, &[field]);
-            return true;
-        }
+        admitted
     }
-    false
-}
-
-fn remember(operation_id: &str, fields: &[&str]) {
-    KNOWN.with(|known| {
-        let mut known = known.borrow_mut();
-        let set = known.entry(operation_id.to_string()).or_default();
-        set.extend(fields.iter().map(|f| f.to_string()));
-    });
 }

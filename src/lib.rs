@@ -1,31 +1,49 @@
 //! parallel-run: the proxy-wasm glue.
 //!
-//! The decisions live in `parallel_run_core`; this crate only moves data
-//! between Envoy and the core. Every hostcall result is handled: a panic in
-//! the VM would turn into client errors.
+//! The decisions live in `parallel_run_core`; this crate reads from Envoy,
+//! asks the core, and writes back. Every hostcall goes through [`host`], so
+//! the glue is unit-tested against a fake host, and none of them may panic:
+//! a panic in the VM would turn into client errors.
 //!
-//! Who does what:
-//! - [`stream::Stream`] (one per request) routes the request, copies the
-//!   request and the serving response while they stream, and hands them on.
-//! - [`root::Root`] (one per worker and configuration) owns the plan, makes
-//!   the shadow calls and receives their responses, so a comparison
-//!   completes even when the client was answered long before.
-//! - [`worker::Worker`] (thread-local, one per VM) connects the two: the
-//!   ledger of open exchanges and the outbox of shadow calls to make.
+//! The data path, in the order a request walks it:
+//! - [`stream::Stream`] (one per request) routes the request, decides
+//!   whether it is shadowed, and copies the request and the serving
+//!   response into the request's exchange while they stream;
+//! - [`root::Root`] (one per VM and configuration) makes the exchange's
+//!   calls and receives their replies, so that a comparison completes even
+//!   when the client was answered long before;
+//! - [`record`] judges the settled exchange (in the core) and counts it.
+//!
+//! [`vm::Vm`] is what the streams and roots of one VM share: the open
+//! exchanges, the work waiting for the root, metric handles, noise counts,
+//! admitted diff paths.
 
-mod accounting;
 mod diff_paths;
+mod host;
 mod metrics;
 mod noise;
+mod record;
 mod root;
-mod shared_data;
 mod stream;
+mod vm;
 mod wake;
-mod worker;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+thread_local! {
+    /// The one piece of per-VM state: a VM is one thread, and every root
+    /// context it creates shares it.
+    static VM: Rc<RefCell<vm::Vm>> = Rc::default();
+}
 
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::Root::default())
+        Box::new(root::Root::new(host::Proxy, VM.with(Rc::clone)))
     });
 }}

@@ -1,91 +1,83 @@
-//! Counter handles, defined once per VM and name.
+//! Metric handles: defined once per VM and name, and the per-operation
+//! counters of one configuration.
 //!
 //! Envoy allocates a new handle on every `define_metric` call, so defining
 //! the counters again on each configuration push would grow the VM's
-//! tables forever; the cache survives pushes (the VM does).
-
-use std::cell::RefCell;
+//! tables forever: the name → handle cache lives in the VM, which survives
+//! pushes.
 
 use hashbrown::HashMap;
 use parallel_run_core::counters::{self, Counter};
 use parallel_run_core::Plan;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
-thread_local! {
-    static DEFINED: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
-}
+use crate::host::{Host, MetricKind};
 
-fn counter_id(name: &str) -> Option<u32> {
-    metric_id(MetricType::Counter, name)
-}
-
-fn metric_id(kind: MetricType, name: &str) -> Option<u32> {
-    if let Some(id) = DEFINED.with(|defined| defined.borrow().get(name).copied()) {
-        return Some(id);
-    }
-    match hostcalls::define_metric(kind, name) {
-        Ok(id) => {
-            DEFINED.with(|defined| defined.borrow_mut().insert(name.to_string(), id));
-            Some(id)
-        }
-        Err(status) => {
-            log::warn!("parallel-run: cannot define metric {name}: {status:?}");
-            None
-        }
-    }
-}
-
-fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        // A failed increment loses one count; failing the request for it
-        // would be worse.
-        let _ = hostcalls::increment_metric(id, 1);
-    }
-}
-
-/// The counters of one plan's operations.
+/// Every metric this VM defined, by name.
+#[derive(Default)]
 pub struct Metrics {
-    operations: Vec<[Option<u32>; Counter::ALL.len()]>,
-    unknown_requests: Option<u32>,
+    defined: HashMap<String, u32>,
 }
 
 impl Metrics {
-    pub fn define(plan: &Plan) -> Metrics {
-        let operations = plan
-            .operations
-            .iter()
-            .map(|op| Counter::ALL.map(|counter| counter_id(&counters::operation_counter(&op.id, counter))))
-            .collect();
-        Metrics {
-            operations,
-            unknown_requests: counter_id(counters::UNKNOWN_OPERATION_REQUESTS),
+    fn id(&mut self, host: &impl Host, kind: MetricKind, name: &str) -> Option<u32> {
+        if let Some(&id) = self.defined.get(name) {
+            return Some(id);
+        }
+        let id = host.define_metric(kind, name)?;
+        self.defined.insert(name.to_string(), id);
+        Some(id)
+    }
+
+    /// A counter known only at run time, such as one per diff path.
+    pub fn increment(&mut self, host: &impl Host, name: &str) {
+        if let Some(id) = self.id(host, MetricKind::Counter, name) {
+            host.increment_metric(id);
         }
     }
 
-    pub fn count(&self, operation: usize, counter: Counter) {
-        increment(
-            self.operations
-                .get(operation)
-                .and_then(|ids| ids.get(counter.index()))
-                .copied()
-                .flatten(),
-        );
-    }
-
-    pub fn count_unknown(&self) {
-        increment(self.unknown_requests);
+    /// A gauge; counter and gauge names never coincide.
+    pub fn set_gauge(&mut self, host: &impl Host, name: &str, value: u64) {
+        if let Some(id) = self.id(host, MetricKind::Gauge, name) {
+            host.record_metric(id, value);
+        }
     }
 }
 
-/// A counter known only at run time, such as one per differing path.
-pub fn increment_named(name: &str) {
-    increment(counter_id(name));
+/// The counter handles of one plan's operations, by operation index.
+pub struct OperationCounters {
+    operations: Vec<[Option<u32>; Counter::ALL.len()]>,
+    unknown_operation: Option<u32>,
 }
 
-/// A gauge known only at run time. Counter and gauge names never coincide.
-pub fn set_gauge(name: &str, value: u64) {
-    if let Some(id) = metric_id(MetricType::Gauge, name) {
-        let _ = hostcalls::record_metric(id, value);
+impl OperationCounters {
+    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationCounters {
+        let mut counter = |name: &str| metrics.id(host, MetricKind::Counter, name);
+        let operations = plan
+            .operations
+            .iter()
+            .map(|op| Counter::ALL.map(|c| counter(&counters::operation_counter(&op.id, c))))
+            .collect();
+        OperationCounters {
+            operations,
+            unknown_operation: counter(counters::UNKNOWN_OPERATION_REQUESTS),
+        }
+    }
+
+    pub fn count(&self, host: &impl Host, operation: usize, counter: Counter) {
+        let id = self
+            .operations
+            .get(operation)
+            .and_then(|ids| ids.get(counter.index()))
+            .copied()
+            .flatten();
+        if let Some(id) = id {
+            host.increment_metric(id);
+        }
+    }
+
+    pub fn count_unknown(&self, host: &impl Host) {
+        if let Some(id) = self.unknown_operation {
+            host.increment_metric(id);
+        }
     }
 }

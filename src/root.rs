@@ -1,185 +1,214 @@
-//! The root context: one per worker VM and configuration. It owns the plan,
-//! makes the shadow calls and receives their responses, so that a comparison
-//! completes however long after the client was answered.
+//! The root context, one per VM and configuration: it compiles the plan,
+//! makes the calls the streams left in the VM and receives their replies,
+//! so that a comparison completes however long after the client was
+//! answered, and hands settled exchanges to `record`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
 use parallel_run_core::counters::{self, Counter};
-use parallel_run_core::http::Response;
-use parallel_run_core::ledger::{ExchangeId, Settled, ShadowReply};
-use parallel_run_core::Plan;
-use proxy_wasm::hostcalls;
+use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
+use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+use proxy_wasm::types::ContextType;
 
-use crate::accounting;
-use crate::metrics::Metrics;
+use crate::diff_paths::DiffPaths;
+use crate::host::Host;
+use crate::metrics::OperationCounters;
+use crate::noise::Noise;
+use crate::record::record;
 use crate::stream::Stream;
-use crate::wake;
-use crate::worker::{self, Kind, Outgoing, Runtime, Tag};
-use crate::{diff_paths, noise};
+use crate::vm::{Plugin, Vm};
 
-/// Drains the outbox when a wake-up was lost, and bounds how long a retired
-/// root waits for its last shadow responses.
+/// Drains the outbox when a wake-up was lost, merges the noise counts, and
+/// bounds how long a retired root waits for its last replies.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Envoy's clock as the VM reads it lags its timers by a few milliseconds
-/// (measured: a reset from the timeout arrived 2 ms "before" the deadline).
-const DEADLINE_SLACK: Duration = Duration::from_millis(20);
-
-struct Call {
+/// A call this root made and waits for.
+struct OpenCall {
     exchange: ExchangeId,
-    /// When Envoy gives up on the call. Past the response headers, Envoy
-    /// cannot send its own 504 and resets the call instead: a reply without
-    /// headers at this point is a timeout, not a connection failure.
+    leg: Leg,
+    /// From here on a reply without headers is a timeout.
     deadline: Option<SystemTime>,
 }
 
-#[derive(Default)]
-pub struct Root {
-    runtime: Option<Rc<Runtime>>,
-    /// Shadow calls this root made, by callout token.
-    calls: HashMap<u32, Call>,
+pub struct Root<H: Host> {
+    host: H,
+    vm: Rc<RefCell<Vm>>,
+    plugin: Option<Rc<Plugin>>,
+    /// By callout token.
+    calls: HashMap<u32, OpenCall>,
     /// Replaced by a newer configuration: finishing the calls already made,
-    /// then done. Holds the tick count left before giving up on them.
+    /// then done. Holds the ticks left before giving up on them.
     retiring: Option<u64>,
 }
 
-impl Root {
-    /// Makes one shadow call; `now` is read once per batch of calls.
-    fn dispatch(&mut self, outgoing: Outgoing, now: Option<SystemTime>) {
-        let Outgoing {
-            exchange,
-            cluster,
-            headers,
-            body,
-            timeout_ms,
-            ..
-        } = outgoing;
-        let counted = worker::with(|w| {
-            let tag = w.ledger.tag(exchange)?;
-            if tag.kind == Kind::Shadow {
-                tag.runtime.metrics.count(tag.operation, Counter::Shadowed);
-            }
-            Some(())
-        });
-        if counted.is_none() {
-            return; // abandoned while it waited in the outbox
-        }
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let body = (!body.is_empty()).then_some(body.as_slice());
-        let timeout = Duration::from_millis(timeout_ms);
-        let deadline = now.and_then(|now| now.checked_add(timeout.saturating_sub(DEADLINE_SLACK.min(timeout / 10))));
-        match self.dispatch_http_call(&cluster, headers, body, Vec::new(), timeout) {
-            Ok(token) => {
-                self.calls.insert(token, Call { exchange, deadline });
-                worker::with(|w| w.ledger.dispatched(exchange));
-            }
-            Err(status) => {
-                // Envoy refuses a call to a cluster it does not know: a
-                // configuration error the operator must see as failures.
-                log::warn!("parallel-run: shadow call to cluster {cluster} refused: {status:?}");
-                self.settle(exchange, ShadowReply::Error);
-            }
+impl<H: Host + Clone> Root<H> {
+    pub fn new(host: H, vm: Rc<RefCell<Vm>>) -> Root<H> {
+        Root {
+            host,
+            vm,
+            plugin: None,
+            calls: HashMap::new(),
+            retiring: None,
         }
     }
 
-    fn settle(&mut self, exchange: ExchangeId, reply: ShadowReply) {
-        if let Some(settled) = worker::with(|w| w.ledger.shadow_reply(exchange, reply)) {
-            accounting::record(settled);
+    /// A stream for a new request, once a configuration was accepted.
+    pub fn stream(&self) -> Option<Stream<H>> {
+        let plugin = Rc::clone(self.plugin.as_ref()?);
+        Some(Stream::new(self.host.clone(), Rc::clone(&self.vm), plugin))
+    }
+
+    /// Compiles the plugin configuration; a refusal keeps the previous one.
+    fn configure(&mut self) -> bool {
+        let plan = match Plan::parse(&self.host.plugin_configuration()) {
+            Ok(plan) => plan,
+            Err(err) => {
+                self.host.log(
+                    log::Level::Error,
+                    &format!("parallel-run: configuration refused: {err}"),
+                );
+                return false;
+            }
+        };
+        self.host.log(
+            log::Level::Info,
+            &format!(
+                "parallel-run: configuration applied: revision={:?} operations=[{}]",
+                plan.revision,
+                plan.operations
+                    .iter()
+                    .map(|op| format!("{}={}", op.id, op.mode.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+        let mut vm = self.vm.borrow_mut();
+        let host = &self.host;
+        let counters = OperationCounters::define(host, &mut vm.metrics, &plan);
+        // What Envoy runs, for `status` and alerts: set by every VM, the
+        // same values, only for a configuration that was accepted.
+        vm.metrics.set_gauge(
+            host,
+            counters::REVISION_GAUGE,
+            counters::revision_fingerprint(&plan.revision),
+        );
+        for operation in &plan.operations {
+            vm.metrics
+                .set_gauge(host, &counters::mode_gauge(&operation.id), operation.mode.code());
         }
+        Noise::prepare(host, &plan);
+        DiffPaths::prepare(host, &plan);
+        vm.wake.listen(host);
+        self.plugin = Some(Rc::new(Plugin { plan, counters }));
+        host.set_tick_period(TICK);
+        true
     }
 
     /// Everything the streams left for the root since it last ran.
     fn run_pending_work(&mut self) {
-        let (outbox, settled): (Vec<Outgoing>, Vec<Settled<Tag>>) = worker::with(|w| w.take_work());
-        let now = (!outbox.is_empty())
-            .then(hostcalls::get_current_time)
-            .and_then(Result::ok);
-        for outgoing in outbox {
-            self.dispatch(outgoing, now);
+        let (outbox, settled) = self.vm.borrow_mut().take_work();
+        // The clock is read once per batch of calls.
+        let now = (!outbox.is_empty()).then(|| self.host.now()).flatten();
+        for exchange in outbox {
+            self.dispatch(exchange, now);
         }
+        let mut vm = self.vm.borrow_mut();
         for exchange in settled {
-            accounting::record(exchange);
+            record(&self.host, &mut vm, exchange);
         }
     }
 
-    fn shadow_reply(call: &Call, num_headers: usize, body_size: usize, max_body_bytes: usize) -> ShadowReply {
-        // A connection failure or reset calls back with no headers at all.
-        if num_headers == 0 {
-            let now = hostcalls::get_current_time().ok();
-            return match (now, call.deadline) {
-                (Some(now), Some(deadline)) if now >= deadline => ShadowReply::Timeout,
-                _ => ShadowReply::Error,
+    /// Makes an exchange's calls: the shadow call, and the noise repeat
+    /// when it has one.
+    fn dispatch(&mut self, exchange: ExchangeId, now: Option<SystemTime>) {
+        let outgoing = {
+            let mut vm = self.vm.borrow_mut();
+            // None: withdrawn or cancelled while it waited in the outbox.
+            let Some(outgoing) = vm.exchanges.take_outgoing(exchange) else {
+                return;
             };
-        }
-        let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let status: u16 = headers
-            .iter()
-            .find(|(name, _)| name == ":status")
-            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok())
-            .unwrap_or(0);
-        if body_size > max_body_bytes {
-            return ShadowReply::TooLarge;
-        }
-        let body = match body_size {
-            0 => Vec::new(),
-            size => match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size) {
-                Ok(body) => body.unwrap_or_default(),
-                Err(_) => return ShadowReply::Error,
-            },
+            if let Some(operation) = vm.exchanges.operation(exchange) {
+                operation.count(&self.host, Counter::Shadowed);
+            }
+            outgoing
         };
-        // Envoy answers for the backend when it cannot reach it; those local
-        // replies say nothing about the backend's behaviour.
-        if status == 504 && body == b"upstream request timeout" {
-            return ShadowReply::Timeout;
-        }
-        if status == 503 && (body.starts_with(b"upstream connect error") || body.starts_with(b"no healthy upstream")) {
-            return ShadowReply::Error;
-        }
-        ShadowReply::Complete(Response {
-            status,
-            headers: headers.into_iter().filter(|(name, _)| !name.starts_with(':')).collect(),
-            body,
-        })
-    }
-
-    /// Every call this root still has open ends as abandoned: its responses
-    /// will never arrive.
-    fn abandon_calls(&mut self) {
-        for (_, call) in self.calls.drain() {
-            if let Some(tag) = worker::with(|w| w.ledger.abandon(call.exchange)) {
-                if tag.kind == Kind::Shadow {
-                    tag.runtime.metrics.count(tag.operation, Counter::Abandoned);
+        let body = (!outgoing.body.is_empty()).then_some(outgoing.body.as_slice());
+        let legs = [
+            (Leg::Shadow, Some(&outgoing.shadow)),
+            (Leg::Repeat, outgoing.repeat.as_ref()),
+        ];
+        for (leg, call) in legs {
+            let Some(call) = call else { continue };
+            let headers: Vec<(&str, &str)> = call.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let timeout = Duration::from_millis(call.timeout_ms);
+            // No VM borrow is held here: the host may answer a call at once.
+            match self.host.dispatch(&call.cluster, &headers, body, timeout) {
+                Some(token) => {
+                    let deadline = now.and_then(|now| reply::deadline(now, timeout));
+                    self.calls.insert(
+                        token,
+                        OpenCall {
+                            exchange,
+                            leg,
+                            deadline,
+                        },
+                    );
                 }
+                // Envoy refuses a call to a cluster it does not know: a
+                // configuration error the operator must see as failures.
+                None => self.settle(exchange, leg, CallReply::Error),
             }
         }
+    }
+
+    fn settle(&mut self, exchange: ExchangeId, leg: Leg, reply: CallReply) {
+        let mut vm = self.vm.borrow_mut();
+        for settled in vm.exchanges.reply(exchange, leg, reply) {
+            record(&self.host, &mut vm, settled);
+        }
+    }
+
+    /// What a call's reply came to. The body is read only when it fits.
+    fn read_reply(&self, call: &OpenCall, num_headers: usize, body_size: usize, max_body_bytes: usize) -> CallReply {
+        // A connection failure or reset calls back with no headers at all.
+        if num_headers == 0 {
+            return reply::without_headers(self.host.now(), call.deadline);
+        }
+        let headers = self.host.call_response_headers();
+        let body = match body_size {
+            0 => Some(Vec::new()),
+            size if size > max_body_bytes => None,
+            size => match self.host.call_response_body(size) {
+                Some(body) => Some(body),
+                None => return CallReply::Error,
+            },
+        };
+        reply::classify(headers, body)
     }
 
     fn finish_retiring(&mut self) {
         if self.retiring.is_some() && self.calls.is_empty() {
             self.retiring = None;
-            let _ = hostcalls::done();
+            self.host.done();
         }
     }
 }
 
-impl Context for Root {
+impl<H: Host + Clone> Context for Root<H> {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let Some(call) = self.calls.remove(&token) else {
             return;
         };
-        let exchange = call.exchange;
-        let max_body_bytes = worker::with(|w| {
-            let tag = w.ledger.tag(exchange)?;
-            Some(tag.runtime.plan.operation(tag.operation)?.max_body_bytes)
-        });
-        // The exchange may be gone (abandoned); the reply is then only read
-        // to be dropped.
-        let reply = Self::shadow_reply(&call, num_headers, body_size, max_body_bytes.unwrap_or(0));
-        self.settle(exchange, reply);
+        let max_body_bytes = self.vm.borrow().exchanges.max_body_bytes(call.exchange);
+        // An exchange that is gone (cancelled) has nothing to read for.
+        if let Some(max_body_bytes) = max_body_bytes {
+            let reply = self.read_reply(&call, num_headers, body_size, max_body_bytes);
+            self.settle(call.exchange, call.leg, reply);
+        }
         self.finish_retiring();
     }
 
@@ -191,88 +220,71 @@ impl Context for Root {
             return true;
         }
         let longest_ms = self
-            .runtime
+            .plugin
             .as_ref()
-            .and_then(|r| r.plan.operations.iter().map(|op| op.shadow_timeout_ms).max())
+            .and_then(|p| p.plan.operations.iter().map(|op| op.shadow_timeout_ms).max())
             .unwrap_or(0);
         self.retiring = Some(longest_ms / 1000 + 2);
-        log::info!(
-            "parallel-run: configuration replaced; finishing {} shadow calls in flight",
-            self.calls.len()
+        self.host.log(
+            log::Level::Info,
+            &format!(
+                "parallel-run: configuration replaced; finishing {} shadow calls in flight",
+                self.calls.len()
+            ),
         );
         false
     }
 }
 
-impl Drop for Root {
-    fn drop(&mut self) {
-        // Whatever is still open can no longer be answered to this root.
-        self.abandon_calls();
+impl<H: Host> Root<H> {
+    /// Every call this root still has open ends its exchange as abandoned:
+    /// the replies will never arrive.
+    fn cancel_calls(&mut self) {
+        let Ok(mut vm) = self.vm.try_borrow_mut() else { return };
+        for (_, call) in self.calls.drain() {
+            for settled in vm.exchanges.cancel(call.exchange) {
+                record(&self.host, &mut vm, settled);
+            }
+        }
     }
 }
 
-impl RootContext for Root {
+impl<H: Host> Drop for Root<H> {
+    fn drop(&mut self) {
+        // Whatever is still open can no longer be answered to this root.
+        self.cancel_calls();
+    }
+}
+
+impl<H: Host + Clone + 'static> RootContext for Root<H> {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(config)) => config,
-            Ok(None) | Err(_) => Vec::new(),
-        };
-        let plan = match Plan::parse(&config) {
-            Ok(plan) => plan,
-            Err(err) => {
-                // Refusing makes Envoy keep the previous configuration.
-                log::error!("parallel-run: configuration refused: {err}");
-                return false;
-            }
-        };
-        log::info!(
-            "parallel-run: configuration applied: revision={:?} operations=[{}]",
-            plan.revision,
-            plan.operations
-                .iter()
-                .map(|op| format!("{}={}", op.id, op.mode.as_str()))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let metrics = Metrics::define(&plan);
-        // What Envoy runs, for `status` and alerts: set by every VM, the
-        // same values, only for a configuration that was accepted.
-        crate::metrics::set_gauge(counters::REVISION_GAUGE, counters::revision_fingerprint(&plan.revision));
-        for operation in &plan.operations {
-            crate::metrics::set_gauge(&counters::mode_gauge(&operation.id), operation.mode.code());
-        }
-        noise::prepare(&plan);
-        diff_paths::prepare(&plan);
-        self.runtime = Some(Rc::new(Runtime { plan, metrics }));
-        wake::listen();
-        let _ = hostcalls::set_tick_period(TICK);
-        true
+        self.configure()
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
-        wake::take(queue_id);
+        self.vm.borrow_mut().wake.taken(&self.host, queue_id);
         self.run_pending_work();
     }
 
     fn on_tick(&mut self) {
         match self.retiring.as_mut() {
             Some(0) => {
-                self.abandon_calls();
+                self.cancel_calls();
                 self.finish_retiring();
             }
             Some(ticks) => *ticks -= 1,
             None => {
                 self.run_pending_work();
-                if let Some(runtime) = &self.runtime {
-                    noise::sync(&runtime.plan);
+                if let Some(plugin) = &self.plugin {
+                    let vm = &mut *self.vm.borrow_mut();
+                    vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
                 }
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let runtime = self.runtime.as_ref()?;
-        Some(Box::new(Stream::new(Rc::clone(runtime))))
+        Some(Box::new(self.stream()?))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -4,84 +4,55 @@
 //! Per operation: `parallel_run.operation.<id>.<counter>`; the shipped
 //! bootstrap's `stats_tags` turn `<id>` into an `operation_id` label.
 
-/// Every per-operation counter, in a stable order (the filter indexes its
-/// metric handles by it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counter {
-    Requests,
-    ServedLegacy,
-    ServedCandidate,
-    Shadowed,
-    Matched,
-    Unmatched,
-    UnmatchedStatus,
-    UnmatchedHeaders,
-    UnmatchedBody,
-    Failed,
-    FailedTimeout,
-    FailedError,
-    Failed5xx,
-    FailedBodyTooLarge,
-    Abandoned,
-    SkippedUnsafeMethod,
-    SkippedSampledOut,
-    SkippedBodyTooLarge,
-    SkippedOverload,
-    NoiseSamples,
-    DiffPathsOverflow,
+/// Declares the per-operation counters once: the enum, [`Counter::ALL`]
+/// in declaration order (the filter indexes its metric handles by it) and
+/// each counter's name. The e2e suite checks the harness's list and the
+/// README's metrics table against what the filter defines.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $counter:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[$doc])* $counter,)*
+        }
+
+        impl Counter {
+            pub const ALL: [Counter; [$($name),*].len()] = [$(Counter::$counter),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$counter => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    Requests => "requests",
+    ServedLegacy => "served_legacy",
+    ServedCandidate => "served_candidate",
+    Shadowed => "shadowed",
+    Matched => "matched",
+    Unmatched => "unmatched",
+    UnmatchedStatus => "unmatched_status",
+    UnmatchedHeaders => "unmatched_headers",
+    UnmatchedBody => "unmatched_body",
+    Failed => "failed",
+    FailedTimeout => "failed_timeout",
+    FailedError => "failed_error",
+    Failed5xx => "failed_5xx",
+    FailedBodyTooLarge => "failed_body_too_large",
+    Abandoned => "abandoned",
+    SkippedUnsafeMethod => "skipped_unsafe_method",
+    SkippedSampledOut => "skipped_sampled_out",
+    SkippedBodyTooLarge => "skipped_body_too_large",
+    SkippedOverload => "skipped_overload",
+    NoiseSamples => "noise_samples",
+    /// Diff paths past `max_diff_paths`, which got no counter of their own.
+    DiffPathsOverflow => "unmatched_path_overflow",
 }
 
 impl Counter {
-    pub const ALL: [Counter; 21] = [
-        Counter::Requests,
-        Counter::ServedLegacy,
-        Counter::ServedCandidate,
-        Counter::Shadowed,
-        Counter::Matched,
-        Counter::Unmatched,
-        Counter::UnmatchedStatus,
-        Counter::UnmatchedHeaders,
-        Counter::UnmatchedBody,
-        Counter::Failed,
-        Counter::FailedTimeout,
-        Counter::FailedError,
-        Counter::Failed5xx,
-        Counter::FailedBodyTooLarge,
-        Counter::Abandoned,
-        Counter::SkippedUnsafeMethod,
-        Counter::SkippedSampledOut,
-        Counter::SkippedBodyTooLarge,
-        Counter::SkippedOverload,
-        Counter::NoiseSamples,
-        Counter::DiffPathsOverflow,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Counter::Requests => "requests",
-            Counter::ServedLegacy => "served_legacy",
-            Counter::ServedCandidate => "served_candidate",
-            Counter::Shadowed => "shadowed",
-            Counter::Matched => "matched",
-            Counter::Unmatched => "unmatched",
-            Counter::UnmatchedStatus => "unmatched_status",
-            Counter::UnmatchedHeaders => "unmatched_headers",
-            Counter::UnmatchedBody => "unmatched_body",
-            Counter::Failed => "failed",
-            Counter::FailedTimeout => "failed_timeout",
-            Counter::FailedError => "failed_error",
-            Counter::Failed5xx => "failed_5xx",
-            Counter::FailedBodyTooLarge => "failed_body_too_large",
-            Counter::Abandoned => "abandoned",
-            Counter::SkippedUnsafeMethod => "skipped_unsafe_method",
-            Counter::SkippedSampledOut => "skipped_sampled_out",
-            Counter::SkippedBodyTooLarge => "skipped_body_too_large",
-            Counter::SkippedOverload => "skipped_overload",
-            Counter::NoiseSamples => "noise_samples",
-            Counter::DiffPathsOverflow => "unmatched_path_overflow",
-        }
-    }
-
     /// Position in [`Counter::ALL`].
     pub fn index(self) -> usize {
         self as usize

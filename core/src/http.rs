@@ -11,6 +11,21 @@ pub struct Response {
 }
 
 impl Response {
+    /// A response from the header list the host hands over: `:status`
+    /// parsed (0 when missing or not a number), pseudo-headers left out.
+    pub fn from_headers(headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Response {
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok())
+            .unwrap_or(0);
+        Response {
+            status,
+            headers: headers.into_iter().filter(|(name, _)| !name.starts_with(':')).collect(),
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -70,6 +85,21 @@ mod tests {
         for method in ["GET", "HEAD", "OPTIONS", "TRACE"] {
             assert!(!is_unsafe_method(method), "{method}");
         }
+    }
+
+    #[test]
+    fn from_headers_parses_the_status_and_drops_pseudo_headers() {
+        let headers = vec![
+            (":status".to_string(), b"201".to_vec()),
+            ("etag".to_string(), b"x".to_vec()),
+        ];
+        let response = Response::from_headers(headers, b"{}".to_vec());
+        assert_eq!(response.status, 201);
+        assert_eq!(response.headers, [("etag".to_string(), b"x".to_vec())]);
+        assert_eq!(
+            Response::from_headers(vec![(":status".into(), b"abc".to_vec())], Vec::new()).status,
+            0
+        );
     }
 
     #[test]

@@ -7,12 +7,16 @@
 pub mod compare;
 pub mod config;
 pub mod counters;
+pub mod diff_path;
+pub mod exchange;
 pub mod http;
-pub mod ledger;
+pub mod log_limit;
 pub mod matcher;
 pub mod noise;
+pub mod outcome;
 pub mod plan;
 pub mod readiness;
+pub mod reply;
 pub mod sampling;
 pub mod shadow;
 

@@ -18,49 +18,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::compare::{Diff, MAX_REPORTED};
-
-/// The field name of a status difference.
-pub const STATUS_FIELD: &str = "status";
-/// The field name of a body difference that is not JSON, or not readable.
-pub const BODY_FIELD: &str = "(body)";
-/// The JSON path of a difference at the document's root.
-const ROOT_FIELD: &str = "(root)";
-
-/// The fields a diff names, generalised (`status`, `header:<name>`, JSON
-/// paths with indices as `*`, `(body)`), and whether the list is complete:
-/// a diff keeps at most [`MAX_REPORTED`] names per axis.
-pub fn fields(diff: &Diff) -> (Vec<String>, bool) {
-    let mut fields = Vec::new();
-    let mut complete = diff.headers.len() < MAX_REPORTED;
-    if diff.status {
-        fields.push(STATUS_FIELD.to_string());
-    }
-    fields.extend(diff.headers.iter().map(|name| format!("header:{name}")));
-    if let Some(body) = &diff.body {
-        if body.json_paths.is_empty() || body.problem.is_some() {
-            fields.push(BODY_FIELD.to_string());
-        }
-        for path in &body.json_paths {
-            let field = generalize(path);
-            if !fields.contains(&field) {
-                fields.push(field);
-            }
-        }
-        complete &= body.more == 0;
-    }
-    (fields, complete)
-}
+use crate::compare::Diff;
+use crate::diff_path;
 
 /// Whether a diff is nothing but noise. Whole-body differences never are:
 /// a body that always differs is a case for masks, not for silence.
 pub fn only_noise(diff: &Diff, noise: &[String]) -> bool {
-    let (fields, complete) = fields(diff);
+    let (paths, complete) = diff_path::of(diff);
     complete
-        && !fields.is_empty()
-        && fields
+        && !paths.is_empty()
+        && paths
             .iter()
-            .all(|field| field != BODY_FIELD && field != ROOT_FIELD && noise.iter().any(|n| n == field))
+            .all(|path| path != diff_path::BODY && path != diff_path::ROOT && noise.iter().any(|n| n == path))
 }
 
 /// Fewer same-backend pairs than this decide nothing.
@@ -73,25 +42,6 @@ pub const MAX_FIELDS: usize = 64;
 /// "real difference" only costs a visible unmatched count, while a false
 /// "noise" would hide a bug.
 const TOLERANCE: f64 = 0.1;
-
-/// Turns a concrete JSON path into its group: array indices become `*`, so
-/// `/items/3/price` and `/items/7/price` are one field.
-pub fn generalize(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for token in path.split('/').skip(1) {
-        out.push('/');
-        if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) {
-            out.push('*');
-        } else {
-            out.push_str(token);
-        }
-    }
-    if out.is_empty() {
-        path.to_string()
-    } else {
-        out
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct FieldCounts {
@@ -241,19 +191,6 @@ mod tests {
     }
 
     #[test]
-    fn a_diff_names_its_fields_generalised() {
-        let (fields, complete) = fields(&diff(true, &["etag"], &["/items/3/at", "/items/4/at", "/id"], 0));
-        assert_eq!(fields, ["status", "header:etag", "/items/*/at", "/id"]);
-        assert!(complete);
-        assert!(!super::fields(&diff(false, &[], &["/a"], 2)).1);
-        let text = Diff {
-            body: Some(BodyDiff::default()),
-            ..Diff::default()
-        };
-        assert_eq!(super::fields(&text).0, [BODY_FIELD]);
-    }
-
-    #[test]
     fn only_noise_needs_every_field_known_as_noise() {
         let noise = vec!["/items/*/at".to_string(), "header:date2".to_string()];
         assert!(only_noise(&diff(false, &["date2"], &["/items/0/at"], 0), &noise));
@@ -267,17 +204,8 @@ mod tests {
         );
         assert!(!only_noise(&diff(true, &[], &["/items/0/at"], 0), &noise));
         assert!(!only_noise(&Diff::default(), &noise), "a match is not noise");
-        let whole = vec![BODY_FIELD.to_string(), ROOT_FIELD.to_string()];
+        let whole = vec![diff_path::BODY.to_string(), diff_path::ROOT.to_string()];
         assert!(!only_noise(&diff(false, &[], &["(root)"], 0), &whole));
-    }
-
-    #[test]
-    fn array_indices_generalise() {
-        assert_eq!(generalize("/items/3/price"), "/items/*/price");
-        assert_eq!(generalize("/items/12"), "/items/*");
-        assert_eq!(generalize("/a1/b"), "/a1/b");
-        assert_eq!(generalize("header:date"), "header:date");
-        assert_eq!(generalize("(root)"), "(root)");
     }
 
     fn book(self_pairs: &[&[&str]], candidate_pairs: &[&[&str]]) -> NoiseBook {

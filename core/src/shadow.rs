@@ -1,6 +1,8 @@
-//! Whether a request gets a shadow copy, and what the copy carries.
+//! Whether a request gets a shadow copy (and a noise repeat), and what the
+//! copies carry.
 
 use crate::counters::Counter;
+use crate::exchange::{CallSpec, Outgoing};
 use crate::http::{is_hop_by_hop_or_framing, is_unsafe_method, SHADOW_MARKER_HEADER};
 use crate::plan::{Backend, Operation};
 use crate::sampling::sampled;
@@ -18,8 +20,9 @@ pub struct RequestFacts<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Shadow to this backend.
-    Shadow,
+    /// Shadow to the operation's shadow backend; with `repeat`, also send
+    /// the request again to the serving backend, for noise learning.
+    Shadow { repeat: bool },
     /// Not shadowed; the counter says why.
     Skip(Counter),
     /// The operation's mode shadows nothing.
@@ -48,7 +51,33 @@ pub fn decide(operation: &Operation, request: RequestFacts<'_>, open: usize, max
     if open >= max_open {
         return Decision::Skip(Counter::SkippedOverload);
     }
-    Decision::Shadow
+    // Asking the serving backend twice is only harmless for safe methods.
+    // A sample of its own, salted, so it is not the same slice of traffic
+    // as the shadow sample.
+    let repeat = operation.noise_per_million > 0
+        && !is_unsafe_method(request.method)
+        && sampled(&[request.sample_key, b"#noise"].concat(), operation.noise_per_million);
+    Decision::Shadow { repeat }
+}
+
+/// The calls of a shadowed request, with an empty body to fill as the
+/// request streams.
+pub fn outgoing<V: AsRef<[u8]>>(
+    operation: &Operation,
+    request: &[(String, V)],
+    route_header: &str,
+    repeat: bool,
+) -> Option<Outgoing> {
+    let call = |backend: &Backend| CallSpec {
+        cluster: backend.cluster.clone(),
+        headers: shadow_headers(request, route_header, backend, &operation.id),
+        timeout_ms: operation.shadow_timeout_ms,
+    };
+    Some(Outgoing {
+        shadow: call(operation.shadow()?),
+        repeat: repeat.then(|| call(operation.serving().0)),
+        body: Vec::new(),
+    })
 }
 
 /// The headers of the shadow copy: the client's request minus hop-by-hop
@@ -115,7 +144,7 @@ mod tests {
         let plan = plan("");
         assert_eq!(
             decide(&plan.operations[0], facts("GET", b"id", None), 0, 8),
-            Decision::Shadow
+            Decision::Shadow { repeat: false }
         );
     }
 
@@ -129,7 +158,10 @@ mod tests {
         let get = facts("GET", b"id", None);
         assert_eq!(decide(&plan.operations[0], get, 0, 8), Decision::Off);
         assert_eq!(decide(&plan.operations[1], get, 0, 8), Decision::Off);
-        assert_eq!(decide(&plan.operations[2], get, 0, 8), Decision::Shadow);
+        assert_eq!(
+            decide(&plan.operations[2], get, 0, 8),
+            Decision::Shadow { repeat: false }
+        );
     }
 
     #[test]
@@ -144,7 +176,7 @@ mod tests {
             );
             assert_eq!(
                 decide(&plan_opt_in.operations[0], facts(method, b"id", None), 0, 8),
-                Decision::Shadow
+                Decision::Shadow { repeat: false }
             );
         }
     }
@@ -163,12 +195,50 @@ mod tests {
         );
         assert_eq!(
             decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8),
-            Decision::Shadow
+            Decision::Shadow { repeat: false }
         );
         assert_eq!(
             decide(&small.operations[0], facts("GET", b"id", None), 8, 8),
             Decision::Skip(Counter::SkippedOverload)
         );
+    }
+
+    #[test]
+    fn the_noise_repeat_is_a_sample_of_safe_shadowed_requests() {
+        let learning = plan(r#","noise_percent":30"#);
+        let operation = &learning.operations[0];
+        let repeats = (0..2_000)
+            .filter(|i| {
+                let key = format!("req-{i}");
+                decide(operation, facts("GET", key.as_bytes(), None), 0, 8) == Decision::Shadow { repeat: true }
+            })
+            .count();
+        // 30% of 2,000 = 600; the binomial sd is ~20.
+        assert!((480..=720).contains(&repeats), "{repeats}");
+        // Never for an unsafe method, even when it is shadowed.
+        let unsafe_too = plan(r#","noise_percent":100,"shadow_unsafe":true"#);
+        assert_eq!(
+            decide(&unsafe_too.operations[0], facts("POST", b"id", None), 0, 8),
+            Decision::Shadow { repeat: false }
+        );
+        let all = plan(r#","noise_percent":100"#);
+        assert_eq!(
+            decide(&all.operations[0], facts("GET", b"id", None), 0, 8),
+            Decision::Shadow { repeat: true }
+        );
+    }
+
+    #[test]
+    fn the_repeat_goes_to_the_serving_backend_with_the_same_request() {
+        let plan = plan("");
+        let request = vec![(":path".to_string(), b"/r/1".to_vec())];
+        let outgoing = outgoing(&plan.operations[0], &request, "x-route", true).unwrap();
+        assert_eq!(outgoing.shadow.cluster, "candidate");
+        let repeat = outgoing.repeat.unwrap();
+        assert_eq!(repeat.cluster, "legacy");
+        assert_eq!(repeat.timeout_ms, outgoing.shadow.timeout_ms);
+        assert!(repeat.headers.contains(&(":path".to_string(), "/r/1".to_string())));
+        assert!(outgoing.body.is_empty());
     }
 
     #[test]

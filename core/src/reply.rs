@@ -1,0 +1,109 @@
+//! What a callout's reply means: the shadow backend's answer, a timeout, or
+//! an error, from what the host hands the root context.
+
+use std::time::{Duration, SystemTime};
+
+use crate::exchange::CallReply;
+use crate::http::Response;
+
+/// Envoy's clock as the VM reads it lags its timers by a few milliseconds
+/// (measured: a reset from the timeout arrived 2 ms "before" the deadline).
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
+
+/// When a call dispatched at `now` with `timeout` counts as timed out.
+/// Past the response headers Envoy cannot send its own 504 and resets the
+/// call instead, so a reply without headers at this point is a timeout,
+/// not a connection failure. The slack is at most a tenth of the timeout.
+pub fn deadline(now: SystemTime, timeout: Duration) -> Option<SystemTime> {
+    now.checked_add(timeout.saturating_sub(DEADLINE_SLACK.min(timeout / 10)))
+}
+
+/// A reply that arrived without headers: a connection failure or reset, or
+/// a timeout when it came at or after the deadline.
+pub fn without_headers(now: Option<SystemTime>, deadline: Option<SystemTime>) -> CallReply {
+    match (now, deadline) {
+        (Some(now), Some(deadline)) if now >= deadline => CallReply::Timeout,
+        _ => CallReply::Error,
+    }
+}
+
+/// A reply with headers and its body (`None`: larger than the limit, not
+/// read). Envoy answers for the backend when it cannot reach it; those
+/// local replies say nothing about the backend's behaviour.
+pub fn classify(headers: Vec<(String, Vec<u8>)>, body: Option<Vec<u8>>) -> CallReply {
+    let response = Response::from_headers(headers, Vec::new());
+    let Some(body) = body else {
+        return CallReply::TooLarge;
+    };
+    if response.status == 504 && body == b"upstream request timeout" {
+        return CallReply::Timeout;
+    }
+    if response.status == 503
+        && (body.starts_with(b"upstream connect error") || body.starts_with(b"no healthy upstream"))
+    {
+        return CallReply::Error;
+    }
+    CallReply::Complete(Response { body, ..response })
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn headers(status: &str) -> Vec<(String, Vec<u8>)> {
+        vec![
+            (":status".into(), status.as_bytes().to_vec()),
+            ("content-type".into(), b"text/plain".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn a_headerless_reply_is_a_timeout_only_from_the_deadline_on() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let deadline = deadline(start, Duration::from_millis(500));
+        assert_eq!(deadline, Some(start + Duration::from_millis(480)));
+        assert_eq!(
+            without_headers(Some(start + Duration::from_millis(479)), deadline),
+            CallReply::Error
+        );
+        assert_eq!(
+            without_headers(Some(start + Duration::from_millis(480)), deadline),
+            CallReply::Timeout
+        );
+        assert_eq!(without_headers(None, deadline), CallReply::Error);
+        // A short timeout keeps 90% of itself.
+        assert_eq!(
+            super::deadline(start, Duration::from_millis(50)),
+            Some(start + Duration::from_millis(45))
+        );
+    }
+
+    #[test]
+    fn envoys_own_replies_are_not_the_backends() {
+        assert_eq!(
+            classify(headers("504"), Some(b"upstream request timeout".to_vec())),
+            CallReply::Timeout
+        );
+        assert_eq!(
+            classify(
+                headers("503"),
+                Some(b"upstream connect error or disconnect/reset".to_vec())
+            ),
+            CallReply::Error
+        );
+        assert_eq!(
+            classify(headers("503"), Some(b"no healthy upstream".to_vec())),
+            CallReply::Error
+        );
+        assert_eq!(classify(headers("200"), None), CallReply::TooLarge);
+        let CallReply::Complete(response) = classify(headers("503"), Some(b"down for maintenance".to_vec())) else {
+            panic!("a backend's own 503 is its answer");
+        };
+        assert_eq!(response.status, 503);
+        assert_eq!(response.body, b"down for maintenance");
+        assert_eq!(response.headers, [("content-type".to_string(), b"text/plain".to_vec())]);
+    }
+}

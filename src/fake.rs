@@ -1,0 +1,263 @@
+//! A hand-written fake of the host, for the glue's unit tests: one proxy's
+//! worth of metrics, shared data and queues (shared by every VM built on
+//! it, like Envoy's), the current stream's headers and body chunk, the calls
+//! made, the log, and a clock the test moves.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use crate::host::{Headers, Host, MetricKind, WriteError};
+
+/// A call the filter made.
+#[derive(Debug, Clone)]
+pub struct SentCall {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+impl SentCall {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs once, just before the next write to its key: another VM writing
+/// first, so that the write's compare-and-swap token is stale.
+type Interference = Box<dyn FnMut(&mut BTreeMap<String, (Vec<u8>, u32)>)>;
+
+#[derive(Default)]
+pub struct State {
+    pub config: Vec<u8>,
+    pub request_headers: Headers,
+    /// The chunk the next body callback reads.
+    pub request_chunk: Vec<u8>,
+    pub response_headers: Headers,
+    pub response_chunk: Vec<u8>,
+    pub route_cache_clears: u32,
+    pub calls: Vec<SentCall>,
+    /// Clusters the proxy knows; a call to another one is refused.
+    pub clusters: Vec<String>,
+    /// The reply the next `on_http_call_response` reads.
+    pub call_reply: (Headers, Vec<u8>),
+    pub now: Option<SystemTime>,
+    pub done: bool,
+    pub logs: Vec<(log::Level, String)>,
+    /// By metric id: kind, name, value.
+    pub metrics: Vec<(MetricKind, String, u64)>,
+    pub shared: BTreeMap<String, (Vec<u8>, u32)>,
+    pub interference: BTreeMap<String, Interference>,
+    /// By queue id: name and messages waiting.
+    pub queues: Vec<(String, Vec<Vec<u8>>)>,
+    next_token: u32,
+}
+
+/// Cheap to clone: every clone is the same proxy.
+#[derive(Clone, Default)]
+pub struct Fake(pub Rc<RefCell<State>>);
+
+impl Fake {
+    pub fn new(clusters: &[&str]) -> Fake {
+        let fake = Fake::default();
+        {
+            let mut state = fake.0.borrow_mut();
+            state.clusters = clusters.iter().map(|c| c.to_string()).collect();
+            state.now = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        }
+        fake
+    }
+
+    pub fn state(&self) -> std::cell::RefMut<'_, State> {
+        self.0.borrow_mut()
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        self.0
+            .borrow()
+            .metrics
+            .iter()
+            .filter(|(_, n, _)| n == name)
+            .map(|(_, _, v)| *v)
+            .sum()
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut state = self.state();
+        state.now = state.now.map(|now| now + by);
+    }
+
+    /// Messages waiting on every queue, taken: the wake-ups to deliver.
+    pub fn take_wakeups(&self) -> Vec<u32> {
+        let mut state = self.state();
+        let mut wakeups = Vec::new();
+        for (id, (_, messages)) in state.queues.iter_mut().enumerate() {
+            for _ in messages.drain(..) {
+                wakeups.extend(u32::try_from(id).ok());
+            }
+        }
+        wakeups
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.0.borrow().logs.iter().map(|(_, line)| line.clone()).collect()
+    }
+}
+
+impl Host for Fake {
+    fn request_headers(&self) -> Headers {
+        self.0.borrow().request_headers.clone()
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) {
+        let mut state = self.state();
+        state.request_headers.retain(|(n, _)| n != name);
+        state
+            .request_headers
+            .push((name.to_string(), value.as_bytes().to_vec()));
+    }
+
+    fn remove_request_header(&self, name: &str) {
+        self.state().request_headers.retain(|(n, _)| n != name);
+    }
+
+    fn clear_route_cache(&self) {
+        self.state().route_cache_clears += 1;
+    }
+
+    fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        let state = self.0.borrow();
+        Some(state.request_chunk.get(..size)?.to_vec())
+    }
+
+    fn response_headers(&self) -> Headers {
+        self.0.borrow().response_headers.clone()
+    }
+
+    fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        let state = self.0.borrow();
+        Some(state.response_chunk.get(..size)?.to_vec())
+    }
+
+    fn dispatch(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> Option<u32> {
+        let mut state = self.state();
+        if !state.clusters.iter().any(|c| c == cluster) {
+            return None;
+        }
+        state.next_token += 1;
+        let token = state.next_token;
+        state.calls.push(SentCall {
+            token,
+            cluster: cluster.to_string(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: body.unwrap_or_default().to_vec(),
+            timeout,
+        });
+        Some(token)
+    }
+
+    fn call_response_headers(&self) -> Headers {
+        self.0.borrow().call_reply.0.clone()
+    }
+
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        Some(self.0.borrow().call_reply.1.get(..size)?.to_vec())
+    }
+
+    fn plugin_configuration(&self) -> Vec<u8> {
+        self.0.borrow().config.clone()
+    }
+
+    fn set_tick_period(&self, _period: Duration) {}
+
+    fn done(&self) {
+        self.state().done = true;
+    }
+
+    fn now(&self) -> Option<SystemTime> {
+        self.0.borrow().now
+    }
+
+    fn log(&self, level: log::Level, message: &str) {
+        self.state().logs.push((level, message.to_string()));
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let mut state = self.state();
+        // Like Envoy: a new handle on every call (the glue must cache them),
+        // the same metric behind them all.
+        state.metrics.push((kind, name.to_string(), 0));
+        u32::try_from(state.metrics.len() - 1).ok()
+    }
+
+    fn increment_metric(&self, id: u32) {
+        if let Some(metric) = self.state().metrics.get_mut(id as usize) {
+            metric.2 += 1;
+        }
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let mut state = self.state();
+        let Some(name) = state.metrics.get(id as usize).map(|m| m.1.clone()) else {
+            return;
+        };
+        // A gauge has one value whichever handle set it.
+        for metric in state.metrics.iter_mut().filter(|m| m.1 == name) {
+            metric.2 = 0;
+        }
+        if let Some(metric) = state.metrics.get_mut(id as usize) {
+            metric.2 = value;
+        }
+    }
+
+    fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
+        Some(match self.0.borrow().shared.get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        let mut state = self.state();
+        if let Some(mut interfere) = state.interference.remove(key) {
+            interfere(&mut state.shared);
+        }
+        let current = state.shared.get(key).map(|(_, cas)| *cas);
+        if cas.is_some() && cas != current {
+            return Err(WriteError::CasMismatch);
+        }
+        let next = current.unwrap_or(0) + 1;
+        state.shared.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    fn register_queue(&self, name: &str) -> Option<u32> {
+        let mut state = self.state();
+        if let Some(id) = state.queues.iter().position(|(n, _)| n == name) {
+            return u32::try_from(id).ok();
+        }
+        state.queues.push((name.to_string(), Vec::new()));
+        u32::try_from(state.queues.len() - 1).ok()
+    }
+
+    fn enqueue(&self, queue: u32, message: &[u8]) -> bool {
+        match self.state().queues.get_mut(queue as usize) {
+            Some((_, messages)) => {
+                messages.push(message.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn dequeue(&self, queue: u32) {
+        if let Some((_, messages)) = self.state().queues.get_mut(queue as usize) {
+            if !messages.is_empty() {
+                messages.remove(0);
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The end of the data path: a settled exchange is judged by the core and
+//! its judgement carried out — counters, diff paths, noise counts, and the
+//! log line of an unmatched comparison.
+
+use std::time::{Duration, SystemTime};
+
+use parallel_run_core::exchange::Settled;
+use parallel_run_core::outcome::{self, Outcome};
+
+use crate::host::Host;
+use crate::vm::{OperationRef, Vm};
+
+/// At most this many unmatched lines per second and VM: a candidate that
+/// differs on every request must not flood the proxy's log.
+const LOG_LINES_PER_SECOND: u32 = 5;
+
+/// Judges a settled call and counts what it comes to: the exchange's one
+/// outcome for the shadow call, a noise sample for the repeat.
+pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
+    let operation = &settled.operation;
+    let Some(op) = operation.operation() else { return };
+    let judgement = outcome::judge(op, &settled, vm.noise.learned(&op.id));
+    for counter in judgement.counters() {
+        operation.count(host, counter);
+    }
+    if let Some(paths) = &judgement.repeat_diff {
+        vm.noise.record_repeat(&op.id, paths);
+    }
+    if let Some(paths) = &judgement.candidate_diff {
+        vm.noise.record_candidate(&op.id, paths);
+    }
+    vm.diff_paths
+        .count(host, &mut vm.metrics, operation, &judgement.diff_paths);
+    if let Some(Outcome::Unmatched(diff)) = &judgement.outcome {
+        let second = host
+            .now()
+            .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        if let Some(suppressed) = vm.log_limit.admit(second, LOG_LINES_PER_SECOND) {
+            host.log(
+                log::Level::Info,
+                &outcome::unmatched_line(&op.id, &settled.request_id, diff, suppressed),
+            );
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The glue's unit tests: real roots and streams, driven callback by
+//! callback the way Envoy calls them, against the fake host.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+
+use crate::fake::Fake;
+use crate::root::Root;
+use crate::stream::Stream;
+use crate::vm::Vm;
+
+const CONFIG: &str = r#"{
+  "revision": "r1",
+  "legacy": {"cluster": "legacy"},
+  "candidate": {"cluster": "candidate"},
+  "defaults": {"shadow_timeout_ms": 1000, "max_body_bytes": 64},
+  "operations": [
+    {"id": "getReturn", "method": "GET", "path": "/returns/{id}", "mode": "shadow"},
+    {"id": "createReturn", "method": "POST", "path": "/returns", "mode": "shadow", "shadow_unsafe": true},
+    {"id": "listReturns", "method": "GET", "path": "/returns", "mode": "cutover"}
+  ]
+}"#;
+
+/// One VM of a proxy: a root and its state, on a fake host.
+struct Vmx {
+    fake: Fake,
+    vm: Rc<RefCell<Vm>>,
+    root: Root<Fake>,
+}
+
+impl Vmx {
+    fn start(config: &str) -> Vmx {
+        Vmx::on(Fake::new(&["legacy", "candidate"]), config)
+    }
+
+    /// Another VM of the same proxy (shared data, metrics and queues).
+    fn on(fake: Fake, config: &str) -> Vmx {
+        fake.state().config = config.as_bytes().to_vec();
+        let vm = Rc::new(RefCell::new(Vm::default()));
+        let mut root = Root::new(fake.clone(), Rc::clone(&vm));
+        assert!(root.on_configure(config.len()), "{:?}", fake.logs());
+        Vmx { fake, vm, root }
+    }
+
+    /// A request's headers (and whole body, if any) arrive.
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Stream<Fake> {
+        let mut all = vec![
+            (":method".to_string(), method.as_bytes().to_vec()),
+            (":path".to_string(), path.as_bytes().to_vec()),
+            (":authority".to_string(), b"api.example".to_vec()),
+        ];
+        all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())));
+        self.fake.state().request_headers = all;
+        let mut stream = self.root.stream().expect("configured");
+        stream.on_http_request_headers(3 + headers.len(), body.is_none());
+        if let Some(body) = body {
+            self.fake.state().request_chunk = body.to_vec();
+            stream.on_http_request_body(body.len(), true);
+        }
+        stream
+    }
+
+    /// The serving backend's response streams back to the client.
+    fn respond(&self, stream: &mut Stream<Fake>, status: u16, body: &str) {
+        self.fake.state().response_headers = vec![
+            (":status".to_string(), status.to_string().into_bytes()),
+            ("content-type".to_string(), b"application/json".to_vec()),
+        ];
+        stream.on_http_response_headers(2, false);
+        self.fake.state().response_chunk = body.as_bytes().to_vec();
+        stream.on_http_response_body(body.len(), true);
+    }
+
+    /// Delivers the wake-ups the streams sent: the root makes its calls.
+    fn wake(&mut self) {
+        for queue in self.fake.take_wakeups() {
+            self.root.on_queue_ready(queue);
+        }
+    }
+
+    fn reply(&mut self, token: u32, status: u16, body: &str) {
+        self.fake.state().call_reply = (
+            vec![
+                (":status".to_string(), status.to_string().into_bytes()),
+                ("content-type".to_string(), b"application/json".to_vec()),
+            ],
+            body.as_bytes().to_vec(),
+        );
+        self.root.on_http_call_response(token, 2, body.len(), 0);
+    }
+
+    fn tokens(&self) -> Vec<u32> {
+        self.fake.state().calls.iter().map(|c| c.token).collect()
+    }
+
+    fn counter(&self, operation: &str, name: &str) -> u64 {
+        self.fake.metric(&format!("parallel_run.operation.{operation}.{name}"))
+    }
+
+    /// Every outcome counter of an operation.
+    fn outcomes(&self, operation: &str) -> u64 {
+        ["matched", "unmatched", "failed", "abandoned"]
+            .iter()
+            .map(|name| self.counter(operation, name))
+            .sum()
+    }
+}
+
+fn header(fake: &Fake, name: &str) -> Option<String> {
+    let state = fake.state();
+    let value = state.request_headers.iter().find(|(n, _)| n == name)?;
+    Some(String::from_utf8_lossy(&value.1).into_owned())
+}
+
+// ------------------------------------------------------------------ the data path
+
+#[test]
+fn a_shadowed_request_is_called_compared_and_counted_once() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[("x-request-id", "r-1")], None);
+    proxy.respond(&mut stream, 200, r#"{"id":1}"#);
+    assert!(proxy.tokens().is_empty(), "the call waits for the root");
+    proxy.wake();
+    let call = proxy.fake.state().calls[0].clone();
+    assert_eq!(call.cluster, "candidate");
+    assert_eq!(call.header(":path"), Some("/returns/1"));
+    assert_eq!(call.header("x-parallel-run-shadow"), Some("getReturn"));
+    assert_eq!(call.timeout, Duration::from_millis(1000));
+    proxy.reply(call.token, 200, r#"{"id":1}"#);
+    assert_eq!(proxy.counter("getReturn", "shadowed"), 1);
+    assert_eq!(proxy.counter("getReturn", "matched"), 1);
+    assert_eq!(proxy.outcomes("getReturn"), 1);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 0);
+}
+
+#[test]
+fn an_unmatched_comparison_counts_its_diff_paths_and_logs_names_only() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[("x-request-id", "r-1")], None);
+    proxy.respond(&mut stream, 200, r#"{"iban":"DE01","items":[{"n":1}]}"#);
+    proxy.wake();
+    proxy.reply(proxy.tokens()[0], 200, r#"{"iban":"DE02","items":[{"n":2}]}"#);
+    assert_eq!(proxy.counter("getReturn", "unmatched"), 1);
+    assert_eq!(proxy.counter("getReturn", "unmatched_body"), 1);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./iban"), 1);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./items/*/n"), 1);
+    let logs = proxy.fake.logs().join("\n");
+    assert!(logs.contains("unmatched operation=getReturn request_id=r-1"), "{logs}");
+    assert!(!logs.contains("DE0"), "values never reach the log: {logs}");
+}
+
+#[test]
+fn a_client_that_leaves_before_the_shadow_answers_ends_in_exactly_one_outcome() {
+    // Answered in full, then gone: the comparison still completes.
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    stream.on_log();
+    drop(stream);
+    proxy.wake();
+    let token = proxy.tokens()[0];
+    proxy.reply(token, 200, "{}");
+    proxy.reply(token, 200, "{}"); // a duplicate finds nothing
+    assert_eq!(proxy.counter("getReturn", "matched"), 1);
+    assert_eq!(proxy.outcomes("getReturn"), 1);
+
+    // Gone in the middle of the response: abandoned, once.
+    let mut stream = proxy.request("GET", "/returns/2", &[], None);
+    proxy.fake.state().response_headers = vec![(":status".into(), b"200".to_vec())];
+    stream.on_http_response_headers(1, false);
+    drop(stream);
+    proxy.wake();
+    let token = proxy.tokens()[1];
+    proxy.reply(token, 200, "{}");
+    assert_eq!(proxy.counter("getReturn", "abandoned"), 1);
+    assert_eq!(proxy.counter("getReturn", "shadowed"), 2);
+    assert_eq!(proxy.outcomes("getReturn"), 2);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 0);
+}
+
+#[test]
+fn a_client_that_leaves_before_its_request_is_complete_is_never_shadowed() {
+    let mut proxy = Vmx::start(CONFIG);
+    proxy.fake.state().request_headers = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), b"/returns".to_vec()),
+    ];
+    let mut stream = proxy.root.stream().unwrap();
+    stream.on_http_request_headers(2, false);
+    proxy.fake.state().request_chunk = b"{\"a\"".to_vec();
+    stream.on_http_request_body(4, false);
+    drop(stream);
+    proxy.wake();
+    assert!(proxy.tokens().is_empty());
+    assert_eq!(proxy.counter("createReturn", "shadowed"), 0);
+    assert_eq!(proxy.outcomes("createReturn"), 0);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 0);
+}
+
+#[test]
+fn a_request_body_over_the_limit_is_skipped_and_counted() {
+    let mut proxy = Vmx::start(CONFIG);
+    proxy.fake.state().request_headers = vec![
+        (":method".into(), b"POST".to_vec()),
+        (":path".into(), b"/returns".to_vec()),
+    ];
+    let mut stream = proxy.root.stream().unwrap();
+    stream.on_http_request_headers(2, false);
+    for _ in 0..3 {
+        proxy.fake.state().request_chunk = vec![b'x'; 30];
+        stream.on_http_request_body(30, false);
+    }
+    stream.on_http_request_body(0, true);
+    proxy.respond(&mut stream, 201, "{}");
+    proxy.wake();
+    assert!(proxy.tokens().is_empty(), "never shadowed");
+    assert_eq!(proxy.counter("createReturn", "skipped_body_too_large"), 1);
+    assert_eq!(proxy.counter("createReturn", "shadowed"), 0);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 0);
+
+    // A body that fits goes out whole.
+    let mut stream = proxy.request("POST", "/returns", &[], Some(b"{\"order\":7}"));
+    proxy.respond(&mut stream, 201, "{}");
+    proxy.wake();
+    assert_eq!(proxy.fake.state().calls[0].body, b"{\"order\":7}");
+}
+
+#[test]
+fn a_clients_route_header_and_shadow_marker_never_survive() {
+    let forged = [
+        ("x-parallel-run-cluster", "candidate"),
+        ("x-parallel-run-shadow", "spoofed"),
+    ];
+    let mut proxy = Vmx::start(CONFIG);
+    for (path, serving) in [
+        ("/returns/1", "legacy"),
+        ("/unknown", "legacy"),
+        ("/returns", "candidate"),
+    ] {
+        let clears = proxy.fake.state().route_cache_clears;
+        let mut stream = proxy.request("GET", path, &forged, None);
+        assert_eq!(
+            header(&proxy.fake, "x-parallel-run-cluster").as_deref(),
+            Some(serving),
+            "{path}"
+        );
+        assert_eq!(header(&proxy.fake, "x-parallel-run-shadow"), None, "{path}");
+        assert_eq!(proxy.fake.state().route_cache_clears, clears + 1, "{path}");
+        proxy.respond(&mut stream, 200, "{}");
+    }
+    proxy.wake();
+    let calls = proxy.fake.state().calls.clone();
+    assert_eq!(calls.len(), 2, "getReturn (shadow) and listReturns (cutover)");
+    for call in &calls {
+        assert_eq!(call.header("x-parallel-run-cluster"), None);
+        assert_ne!(call.header("x-parallel-run-shadow"), Some("spoofed"));
+    }
+    assert_eq!(calls[1].cluster, "legacy", "in cutover legacy gets the shadow copy");
+    assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 1);
+    assert_eq!(proxy.counter("listReturns", "served_candidate"), 1);
+}
+
+// ------------------------------------------------------------------ replies
+
+#[test]
+fn a_callout_answered_after_the_deadline_is_a_timeout() {
+    let mut proxy = Vmx::start(CONFIG);
+    for _ in 0..2 {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, "{}");
+    }
+    proxy.wake();
+    let tokens = proxy.tokens();
+    // A reset before the deadline is an error; at the deadline (less the
+    // slack for the VM clock) a headerless reply is Envoy's timeout.
+    proxy.root.on_http_call_response(tokens[0], 0, 0, 0);
+    assert_eq!(proxy.counter("getReturn", "failed_error"), 1);
+    proxy.fake.advance(Duration::from_millis(1000));
+    proxy.root.on_http_call_response(tokens[1], 0, 0, 0);
+    assert_eq!(proxy.counter("getReturn", "failed_timeout"), 1);
+    assert_eq!(proxy.counter("getReturn", "failed"), 2);
+}
+
+#[test]
+fn envoys_own_replies_and_oversized_bodies_are_failures() {
+    let mut proxy = Vmx::start(CONFIG);
+    for _ in 0..3 {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, "{}");
+    }
+    proxy.wake();
+    let tokens = proxy.tokens();
+    proxy.reply(tokens[0], 504, "upstream request timeout");
+    proxy.reply(tokens[1], 503, "no healthy upstream");
+    proxy.reply(tokens[2], 200, &"x".repeat(65));
+    assert_eq!(proxy.counter("getReturn", "failed_timeout"), 1);
+    assert_eq!(proxy.counter("getReturn", "failed_error"), 1);
+    assert_eq!(proxy.counter("getReturn", "failed_body_too_large"), 1);
+}
+
+#[test]
+fn a_call_envoy_refuses_is_a_failure_not_a_lost_request() {
+    let mut proxy = Vmx::on(Fake::new(&["legacy"]), CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    assert_eq!(proxy.counter("getReturn", "shadowed"), 1);
+    assert_eq!(proxy.counter("getReturn", "failed_error"), 1);
+}
+
+// ------------------------------------------------------------------ configuration pushes
+
+#[test]
+fn a_configuration_replaced_with_calls_open_finishes_them() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    let token = proxy.tokens()[0];
+
+    // The push: a new root in the same VM; the old one is asked to finish.
+    let mut next = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    assert!(next.on_configure(CONFIG.len()));
+    assert!(!proxy.root.on_done(), "calls are open");
+    proxy.reply(token, 200, "{}");
+    assert_eq!(proxy.counter("getReturn", "matched"), 1);
+    assert!(proxy.fake.state().done, "done once its last call answered");
+}
+
+#[test]
+fn a_configuration_replaced_with_calls_open_counts_them_abandoned_after_the_deadline() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    let token = proxy.tokens()[0];
+    assert!(!proxy.root.on_done());
+    // The longest timeout (1 s) plus two ticks of grace.
+    for _ in 0..3 {
+        proxy.root.on_tick();
+        assert_eq!(proxy.counter("getReturn", "abandoned"), 0);
+    }
+    proxy.root.on_tick();
+    assert_eq!(proxy.counter("getReturn", "abandoned"), 1);
+    assert!(proxy.fake.state().done);
+    // A reply after that finds nothing to count.
+    proxy.reply(token, 200, "{}");
+    assert_eq!(proxy.outcomes("getReturn"), 1);
+}
+
+#[test]
+fn a_refused_configuration_keeps_the_previous_one() {
+    let proxy = Vmx::start(CONFIG);
+    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    proxy.fake.state().config = br#"{"legacy":{"cluster":"l"}}"#.to_vec();
+    assert!(!root.on_configure(0));
+    assert!(root.stream().is_none());
+    let logs = proxy.fake.logs().join("\n");
+    assert!(
+        logs.contains("configuration refused: missing field `candidate`"),
+        "{logs}"
+    );
+    let revision = proxy.fake.metric("parallel_run.config.revision");
+    assert_eq!(revision, parallel_run_core::counters::revision_fingerprint("r1"));
+    assert_eq!(proxy.fake.metric("parallel_run.operation.listReturns.mode"), 2);
+}
+
+// ------------------------------------------------------------------ shared state across VMs
+
+#[test]
+fn losing_a_race_for_a_diff_path_slot_still_counts_each_path_once() {
+    let config = CONFIG.replace(
+        r#""max_body_bytes": 64"#,
+        r#""max_body_bytes": 64, "max_diff_paths": 2"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    // Another VM admits /a between this VM's read and its write.
+    proxy.fake.state().interference.insert(
+        "parallel_run.diff_paths.getReturn".into(),
+        Box::new(|shared| {
+            let entry = shared.entry("parallel_run.diff_paths.getReturn".into()).or_default();
+            entry.0 = b"/a\n".to_vec();
+            entry.1 += 1;
+        }),
+    );
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, r#"{"a":1,"b":1,"c":1}"#);
+    proxy.wake();
+    proxy.reply(proxy.tokens()[0], 200, r#"{"a":2,"b":2,"c":2}"#);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./a"), 1);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./b"), 1);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./c"), 0);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path_overflow"), 1);
+    let shared = proxy.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
+    assert_eq!(shared, b"/a\n/b\n");
+
+    // A second VM of the same proxy counts into the same slots.
+    let mut other = Vmx::on(proxy.fake.clone(), &config);
+    let mut stream = other.request("GET", "/returns/2", &[], None);
+    other.respond(&mut stream, 200, r#"{"a":1,"c":1}"#);
+    other.wake();
+    let token = *other.tokens().last().unwrap();
+    other.reply(token, 200, r#"{"a":2,"c":2}"#);
+    assert_eq!(other.counter("getReturn", "unmatched_path./a"), 2);
+    assert_eq!(other.counter("getReturn", "unmatched_path_overflow"), 2);
+}
+
+#[test]
+fn the_noise_repeat_goes_to_the_serving_backend_and_learns_across_vms() {
+    let config = CONFIG.replace(
+        r#""mode": "shadow"}"#,
+        r#""mode": "shadow", "noise_percent": 100, "learn_noise": true}"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let mut repeats = 0;
+    for i in 0..12 {
+        let mut stream = proxy.request("GET", "/returns/1", &[("x-request-id", &format!("r{i}"))], None);
+        proxy.respond(&mut stream, 200, &format!(r#"{{"at":{i},"id":1}}"#));
+        proxy.wake();
+        let calls = proxy.fake.state().calls.clone();
+        let fresh: Vec<_> = calls.iter().rev().take(2).cloned().collect();
+        assert_eq!(
+            fresh.iter().map(|c| c.cluster.as_str()).collect::<Vec<_>>(),
+            ["legacy", "candidate"]
+        );
+        for call in fresh {
+            proxy.reply(call.token, 200, &format!(r#"{{"at":{},"id":1}}"#, 100 + i));
+            repeats += usize::from(call.cluster == "legacy");
+        }
+        proxy.root.on_tick();
+    }
+    assert_eq!(repeats, 12);
+    assert_eq!(proxy.counter("getReturn", "noise_samples"), 12);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.getReturn.noise_path./at"), 1);
+    // Decided after the tick that merged the 10th repeat: the two
+    // comparisons after it match.
+    assert_eq!(proxy.counter("getReturn", "matched"), 2);
+    assert_eq!(proxy.counter("getReturn", "unmatched"), 10);
+    assert_eq!(proxy.outcomes("getReturn"), 12);
+    assert_eq!(proxy.counter("getReturn", "shadowed"), 12, "a repeat is not a shadow");
+}
+
+#[test]
+fn unmatched_log_lines_are_bounded_per_second() {
+    let mut proxy = Vmx::start(CONFIG);
+    for _ in 0..8 {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+    }
+    proxy.wake();
+    for token in proxy.tokens() {
+        proxy.reply(token, 200, r#"{"a":2}"#);
+    }
+    let unmatched = |logs: &[String]| logs.iter().filter(|l| l.contains("unmatched operation")).count();
+    assert_eq!(unmatched(&proxy.fake.logs()), 5);
+    proxy.fake.advance(Duration::from_secs(1));
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+    proxy.wake();
+    let token = *proxy.tokens().last().unwrap();
+    proxy.reply(token, 200, r#"{"a":2}"#);
+    let logs = proxy.fake.logs();
+    assert_eq!(unmatched(&logs), 6);
+    assert!(logs
+        .iter()
+        .any(|l| l.contains("(3 unmatched lines suppressed before this one)")));
+    assert_eq!(proxy.counter("getReturn", "unmatched"), 9);
+}
+
+#[test]
+fn open_exchanges_are_bounded_per_vm() {
+    let config = CONFIG.replace(
+        r#""revision": "r1","#,
+        r#""revision": "r1", "max_inflight_shadows": 2,"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let mut streams: Vec<_> = (0..3).map(|_| proxy.request("GET", "/returns/1", &[], None)).collect();
+    assert_eq!(proxy.counter("getReturn", "skipped_overload"), 1);
+    for stream in &mut streams {
+        proxy.respond(stream, 200, "{}");
+    }
+    proxy.wake();
+    for token in proxy.tokens() {
+        proxy.reply(token, 200, "{}");
+    }
+    // Settled exchanges free their slots.
+    let _stream = proxy.request("GET", "/returns/1", &[], None);
+    assert_eq!(proxy.counter("getReturn", "skipped_overload"), 1);
+    assert_eq!(proxy.counter("getReturn", "matched"), 2);
+}
+
+#[test]
+fn a_slow_noise_repeat_never_holds_back_the_shadows_outcome() {
+    let config = CONFIG.replace(r#""mode": "shadow"}"#, r#""mode": "shadow", "noise_percent": 100}"#);
+    let mut proxy = Vmx::start(&config);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    let calls = proxy.fake.state().calls.clone();
+    let shadow = calls.iter().find(|c| c.cluster == "candidate").unwrap().token;
+    let repeat = calls.iter().find(|c| c.cluster == "legacy").unwrap().token;
+    proxy.reply(shadow, 200, "{}");
+    assert_eq!(
+        proxy.counter("getReturn", "matched"),
+        1,
+        "counted before the repeat answers"
+    );
+    assert_eq!(proxy.counter("getReturn", "noise_samples"), 0);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 1, "open for the repeat");
+    proxy.reply(repeat, 200, "{}");
+    assert_eq!(proxy.counter("getReturn", "noise_samples"), 1);
+    assert_eq!(proxy.outcomes("getReturn"), 1);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 0);
+}

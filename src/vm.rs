@@ -1,0 +1,66 @@
+//! The state of one VM (one worker thread): what the streams and the roots
+//! of that VM share, and what outlives a configuration push. One struct, so
+//! that a test starts from a clean VM.
+
+use std::rc::Rc;
+
+use parallel_run_core::counters::Counter;
+use parallel_run_core::exchange::{ExchangeId, Exchanges, Settled};
+use parallel_run_core::log_limit::LogLimit;
+use parallel_run_core::{Operation, Plan};
+
+use crate::diff_paths::DiffPaths;
+use crate::host::Host;
+use crate::metrics::{Metrics, OperationCounters};
+use crate::noise::Noise;
+use crate::wake::Wake;
+
+/// One accepted plugin configuration: its plan and its counter handles. A
+/// push replaces it whole; exchanges it started keep it alive until their
+/// outcome is counted.
+pub struct Plugin {
+    pub plan: Plan,
+    pub counters: OperationCounters,
+}
+
+/// The operation an exchange belongs to, in the configuration that
+/// started it.
+#[derive(Clone)]
+pub struct OperationRef {
+    pub plugin: Rc<Plugin>,
+    pub index: usize,
+}
+
+impl OperationRef {
+    pub fn operation(&self) -> Option<&Operation> {
+        self.plugin.plan.operation(self.index)
+    }
+
+    pub fn count(&self, host: &impl Host, counter: Counter) {
+        self.plugin.counters.count(host, self.index, counter);
+    }
+}
+
+#[derive(Default)]
+pub struct Vm {
+    pub exchanges: Exchanges<OperationRef>,
+    /// Exchanges whose request is complete, for the root to dispatch.
+    pub outbox: Vec<ExchangeId>,
+    /// Exchanges a stream settled, judged later by the root so that the
+    /// comparison never runs on the client's path.
+    pub settled: Vec<Settled<OperationRef>>,
+    pub wake: Wake,
+    pub metrics: Metrics,
+    pub noise: Noise,
+    pub diff_paths: DiffPaths,
+    /// Bounds the unmatched log lines of this VM.
+    pub log_limit: LogLimit,
+}
+
+impl Vm {
+    /// Takes the work waiting for the root.
+    pub fn take_work(&mut self) -> (Vec<ExchangeId>, Vec<Settled<OperationRef>>) {
+        self.wake.reset();
+        (std::mem::take(&mut self.outbox), std::mem::take(&mut self.settled))
+    }
+}
