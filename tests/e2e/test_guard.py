@@ -9,16 +9,15 @@ fault, and FAIL_OPEN lets the following requests through without the filter.
 """
 
 import copy
-import json
 import itertools
+import json
 import socket
 from http.client import HTTPConnection
 
 import pytest
 
-from harness import (EARLY_HEADER_GUARD, FILTER_NAME, HEADER_GUARD, HOST, OPERATION_HEADER, SHADOW_MARKER,
-                     connection_manager, free_port, keep_raw_paths, operation_counters, trust_operation_header,
-                     wait_until)
+from harness import (FILTER_NAME, HCM, HEADER_GUARD, HOST, OPERATION_HEADER, SHADOW_MARKER, connection_manager,
+                     free_port, keep_raw_paths, operation_counters, trust_operation_header, wait_until)
 from wasm_stub import TRAP_LOG, write_trapping_module
 
 ROUTE_HEADER = "x-parallel-run-cluster"
@@ -106,12 +105,17 @@ def without_wasm_filter(boot):
 
 def kill_the_vm(proxy, workers):
     """Sends requests until every worker's VM has trapped once (each on a fresh
-    connection, so they spread over the workers); bounded."""
+    connection, so they spread over the workers); bounded. The request whose
+    callback trapped is answered 503 by Envoy, every later one is served (by
+    legacy, through the fallback route)."""
+    statuses = []
     for _ in range(50 * workers):
         if proxy.log_text().count(TRAP_LOG) >= workers:
-            return
-        raw_request(proxy.port, "GET", "/prime")
-    raise AssertionError(f"the VMs did not all die: {proxy.log_text().count(TRAP_LOG)} of {workers}")
+            break
+        statuses.append(raw_request(proxy.port, "GET", "/prime")[0])
+    dead = proxy.log_text().count(TRAP_LOG)
+    assert dead == workers, f"{dead} of {workers} VMs died"
+    assert sorted(set(statuses)) in ([503], [200, 503]) and statuses.count(503) == workers, statuses
 
 
 # ---------------------------------------------------------------------------
@@ -269,7 +273,7 @@ def add_gateway_listener(port, gateway_address):
         gateway = copy.deepcopy(listeners[0])
         gateway["name"] = "gateway"
         gateway["address"] = {"socket_address": {"address": HOST, "port_value": port}}
-        hcm = next(f for f in gateway["filter_chains"][0]["filters"] if f["name"] == "envoy.filters.network.http_connection_manager")
+        hcm = next(f for f in gateway["filter_chains"][0]["filters"] if f["name"] == HCM)
         hcm["typed_config"]["stat_prefix"] = "gateway"
         gateway["filter_chains"][0]["filters"].insert(0, {
             "name": "envoy.filters.network.rbac",
@@ -402,9 +406,9 @@ def test_path_tricks_reach_the_operation_envoy_routes_and_the_backend_sees(wasm_
     for (target, op, path), (_, _, _, _, tag) in zip(PATH_TRICKS, seen):
         if op == "listReturns":
             continue
-        copy_ = wait_until(lambda: [r for r in backends["legacy"].received if has_tag(r, tag)],
-                           message=f"the shadow copy of {target!r}")
-        assert [(untagged(r.path, tag), values(r, SHADOW_MARKER)) for r in copy_] == [(path, [op])], target
+        copies = wait_until(lambda: [r for r in backends["legacy"].received if has_tag(r, tag)],
+                            message=f"the shadow copy of {target!r}")
+        assert [(untagged(r.path, tag), values(r, SHADOW_MARKER)) for r in copies] == [(path, [op])], target
 
 
 def test_encoded_slashes_are_refused_before_any_filter(wasm_path, backend, envoy):
