@@ -38,6 +38,11 @@ PLUGIN_CONFIG = REPO / "envoy" / "plugin-config.json"
 FILTER_NAME = "parallel-run"
 HCM = "envoy.filters.network.http_connection_manager"
 HEADER_GUARD = "envoy.filters.http.header_mutation"
+# The shipped header guard: removes the route header, the shadow marker and the
+# operation header in the connection manager, before routing (envoy/envoy.yaml).
+EARLY_HEADER_GUARD = "envoy.http.early_header_mutation.header_mutation"
+SHADOW_MARKER = "x-parallel-run-shadow"
+OPERATION_HEADER = "x-operation-id"
 ECDS_STAT = "extension_config_discovery.http_filter." + FILTER_NAME + "."
 ECDS_COUNTERS = ("update_attempt", "update_success", "update_rejected", "update_failure", "config_reload", "config_fail")
 
@@ -386,6 +391,45 @@ def static_cluster(name, port):
     }
 
 
+def connection_manager(bootstrap, listener=0):
+    """The HttpConnectionManager config (typed_config) of a bootstrap's listener."""
+    chain = bootstrap["static_resources"]["listeners"][listener]["filter_chains"][0]
+    return next(f for f in chain["filters"] if f["name"] == HCM)["typed_config"]
+
+
+def guarded_headers(hcm):
+    """The request headers the early header guard of `hcm` removes, in order."""
+    return [m["remove"] for ext in hcm.get("early_header_mutation_extensions", [])
+            if ext["name"] == EARLY_HEADER_GUARD
+            for m in ext["typed_config"]["mutations"] if "remove" in m]
+
+
+def without_header_guard(bootstrap):
+    """Tweak: no native header guard at all, in either form (the early guard or
+    an HTTP header_mutation filter), so that only the wasm filter is left to
+    remove a client's route header and shadow marker."""
+    hcm = connection_manager(bootstrap)
+    hcm.pop("early_header_mutation_extensions", None)
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != HEADER_GUARD]
+
+
+def trust_operation_header(bootstrap, name=OPERATION_HEADER, listener=0):
+    """Tweak: the listener lets the operation header through, like an internal
+    listener that only a trusted gateway can reach (README, "Trusting a
+    gateway's operation header"); the route header and the marker stay guarded."""
+    for ext in connection_manager(bootstrap, listener).get("early_header_mutation_extensions", []):
+        mutations = ext["typed_config"]["mutations"]
+        mutations[:] = [m for m in mutations if m.get("remove") != name]
+
+
+def keep_raw_paths(bootstrap):
+    """Tweak: the path reaches the filter as the client sent it (no normalisation,
+    no slash merging), for testing the filter's own matching rules."""
+    hcm = connection_manager(bootstrap)
+    for key in ("normalize_path", "merge_slashes", "path_with_escaped_slashes_action"):
+        hcm.pop(key, None)
+
+
 def set_plugin_config(wasm_filter_config, plugin_config):
     """Put `plugin_config` (dict or JSON string) into a Wasm filter config's `configuration.value`."""
     value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
@@ -416,7 +460,7 @@ class Envoy:
     envoy/envoy-ecds.yaml and the ECDS file lives in `tmp`.
 
     Options: `with_filter=False` removes the wasm filter and the header guard
-    in front of it (plain Envoy, no .wasm needed); `route_cluster="legacy"`
+    (plain Envoy, no .wasm needed; the path normalisation stays); `route_cluster="legacy"`
     replaces the routes by one to a fixed cluster; `tweak(bootstrap_dict)` may change anything else.
     """
 
@@ -458,13 +502,14 @@ class Envoy:
         boot["admin"]["address"] = _socket_address(self.admin_port)
         listener = boot["static_resources"]["listeners"][0]
         listener["address"] = _socket_address(self.port)
-        hcm = next(f for f in listener["filter_chains"][0]["filters"] if f["name"] == HCM)["typed_config"]
+        hcm = connection_manager(boot)
 
         filters = hcm["http_filters"]
         wasm = next(f for f in filters if f["name"] == FILTER_NAME)
         if not self.with_filter:
-            # Plain Envoy: neither the wasm filter nor the header guard in front of it.
-            filters[:] = [f for f in filters if f["name"] not in (FILTER_NAME, HEADER_GUARD)]
+            # Plain Envoy: neither the wasm filter nor the header guard.
+            filters[:] = [f for f in filters if f["name"] != FILTER_NAME]
+            without_header_guard(boot)
         elif "config_discovery" in wasm:
             self._setup_ecds(wasm["config_discovery"])
         else:

@@ -13,7 +13,7 @@ from http.client import HTTPConnection
 
 import pytest
 
-from harness import http, wait_until
+from harness import http, keep_raw_paths, trust_operation_header, wait_until
 
 ROUTE_HEADER = "x-parallel-run-cluster"
 SHADOW_MARKER = "x-parallel-run-shadow"
@@ -86,13 +86,21 @@ def header_values(request, name):
     return [v for k, v in request.headers if k == name.lower()]
 
 
+def filter_sees_what_the_client_sent(boot):
+    """These tests are about the filter's own rules: the operation header
+    reaches it (as on a listener only a trusted gateway reaches) and so does the
+    path as sent (the shipped bootstraps normalise it first: test_guard.py)."""
+    trust_operation_header(boot)
+    keep_raw_paths(boot)
+
+
 @pytest.fixture
 def setup(wasm_path, backend, envoy):
     legacy = backend(name="legacy")
     candidate = backend(name="candidate")
     v2 = backend(name="returns-v2")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port, "returns-v2": v2.port},
-                  wasm_path=wasm_path, config=CONFIG)
+                  wasm_path=wasm_path, config=CONFIG, tweak=filter_sees_what_the_client_sent)
     return proxy, {"legacy": legacy, "candidate": candidate, "returns-v2": v2}
 
 

@@ -19,8 +19,8 @@ from http.client import HTTPConnection
 import pytest
 
 import harness
-from harness import (HEADER_GUARD, HOST, Client, Response, assert_counters, free_port, http,
-                     json_response, nonzero, operation_counters, wait_until)
+from harness import (HOST, Client, Response, assert_counters, free_port, http,
+                     json_response, nonzero, operation_counters, wait_until, without_header_guard)
 
 OP = "getItem"
 
@@ -436,12 +436,8 @@ def test_filter_alone_strips_client_routing_and_marker_headers(backend, envoy, w
     """Without the native header guard in front, the filter itself overwrites
     the route header and removes a client's shadow marker on live requests."""
 
-    def without_guard(boot):
-        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != HEADER_GUARD]
-
     config = plugin_config([operation(OP, mode="legacy")])
-    legacy, candidate, proxy = start(backend, envoy, config=config, tweak=without_guard)
+    legacy, candidate, proxy = start(backend, envoy, config=config, tweak=without_header_guard)
     headers = {"x-parallel-run-cluster": "candidate", "X-Parallel-Run-Shadow": "spoofed"}
     assert http("GET", proxy.url("/items/1"), headers)[0] == 200
     [served] = legacy.wait_for(1)

@@ -10,7 +10,8 @@ import json
 
 import yaml
 
-from harness import BOOTSTRAP, BOOTSTRAP_ECDS, ECDS_RESOURCE, FILTER_NAME, HCM, HEADER_GUARD, REPO, example_plugin_config
+from harness import (BOOTSTRAP, BOOTSTRAP_ECDS, ECDS_RESOURCE, FILTER_NAME, HCM, OPERATION_HEADER, REPO, SHADOW_MARKER,
+                     connection_manager, example_plugin_config, guarded_headers)
 
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
@@ -32,10 +33,32 @@ def test_static_bootstrap_embeds_example_config():
     assert config["root_id"] == "parallel_run"
     assert config["vm_config"]["vm_id"] == "parallel_run"
     assert config["failure_policy"] == "FAIL_OPEN"
-    assert [f["name"] for f in http_filters(boot)] == [HEADER_GUARD, FILTER_NAME, "envoy.filters.http.router"]
-    guard = http_filters(boot)[0]["typed_config"]["mutations"]["request_mutations"]
-    route_header = json.loads(config["configuration"]["value"])["route_header"]
-    assert guard == [{"remove": route_header}, {"remove": "x-parallel-run-shadow"}]
+    assert [f["name"] for f in http_filters(boot)] == [FILTER_NAME, "envoy.filters.http.router"]
+
+
+def test_bootstraps_guard_headers_before_routing():
+    """The header guard is in the connection manager (before routing), and
+    removes the plugin's route header, the shadow marker and the operation
+    header; no HTTP-filter copy of it is left to drift."""
+    route_header = example_plugin_config()["route_header"]
+    for path in (BOOTSTRAP, BOOTSTRAP_ECDS):
+        hcm = connection_manager(yaml.safe_load(path.read_text()))
+        assert guarded_headers(hcm) == [route_header, SHADOW_MARKER, OPERATION_HEADER], path
+        assert "envoy.filters.http.header_mutation" not in [f["name"] for f in hcm["http_filters"]], path
+
+
+def test_bootstraps_normalise_paths():
+    for path in (BOOTSTRAP, BOOTSTRAP_ECDS):
+        hcm = connection_manager(yaml.safe_load(path.read_text()))
+        assert (hcm.get("normalize_path"), hcm.get("merge_slashes"), hcm.get("path_with_escaped_slashes_action")) \
+            == (True, True, "REJECT_REQUEST"), path
+
+
+def test_shipped_plugin_configs_leave_operation_header_off():
+    """A client could name its operation (and with it, in cutover, its backend)
+    wherever the operation header is trusted; the shipped configurations set
+    none (the static and ECDS copies equal this one: tests below)."""
+    assert "operation_header" not in example_plugin_config()
 
 
 def test_ecds_resource_matches_static_filter():
