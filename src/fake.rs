@@ -39,6 +39,9 @@ pub struct State {
     pub response_headers: Headers,
     pub response_chunk: Vec<u8>,
     pub route_cache_clears: u32,
+    /// Where the route sent the request; `None`: where the route header
+    /// said, as a route that honours it does.
+    pub routed_to: Option<String>,
     pub calls: Vec<SentCall>,
     /// Clusters the proxy knows; a call to another one is refused.
     pub clusters: Vec<String>,
@@ -140,6 +143,18 @@ impl Host for Fake {
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
         let state = self.0.borrow();
         Some(state.response_chunk.get(..size)?.to_vec())
+    }
+
+    fn routed_cluster(&self) -> Option<Vec<u8>> {
+        let state = self.0.borrow();
+        if let Some(cluster) = &state.routed_to {
+            return Some(cluster.as_bytes().to_vec());
+        }
+        let header = state
+            .request_headers
+            .iter()
+            .find(|(n, _)| n == "x-parallel-run-cluster");
+        header.map(|(_, v)| v.clone())
     }
 
     fn dispatch(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> Option<u32> {

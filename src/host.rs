@@ -47,6 +47,9 @@ pub trait Host {
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
     fn response_headers(&self) -> Headers;
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// The cluster Envoy routed the current request to (`xds.cluster_name`),
+    /// once it was routed. `None` when nothing was (a local reply).
+    fn routed_cluster(&self) -> Option<Vec<u8>>;
 
     // ---- callouts
 
@@ -155,6 +158,10 @@ impl Host for Proxy {
 
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
         buffer(BufferType::HttpResponseBody, size)
+    }
+
+    fn routed_cluster(&self) -> Option<Vec<u8>> {
+        hostcalls::get_property(vec!["xds", "cluster_name"]).ok().flatten()
     }
 
     fn dispatch(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> Option<u32> {

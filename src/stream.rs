@@ -10,6 +10,7 @@ use parallel_run_core::counters::Counter;
 use parallel_run_core::exchange::ExchangeId;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::Side;
+use parallel_run_core::routing;
 use parallel_run_core::shadow::{self, Decision, RequestFacts};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -21,6 +22,8 @@ pub struct Stream<H: Host> {
     host: H,
     vm: Rc<RefCell<Vm>>,
     plugin: Rc<Plugin>,
+    /// The operation the request was classified as, once routed.
+    operation: Option<usize>,
     /// This request's exchange, while it is shadowed and open.
     exchange: Option<ExchangeId>,
 }
@@ -44,6 +47,7 @@ impl<H: Host> Stream<H> {
             host,
             vm,
             plugin,
+            operation: None,
             exchange: None,
         }
     }
@@ -125,6 +129,18 @@ impl<H: Host> Stream<H> {
         }
     }
 
+    /// Counts a request Envoy routed elsewhere than the filter chose.
+    fn verify_route(&self) {
+        let Some(index) = self.operation else { return };
+        let Some(operation) = self.plugin.plan.operation(index) else {
+            return;
+        };
+        let chosen = &operation.serving().0.cluster;
+        if routing::misrouted(chosen, self.host.routed_cluster().as_deref()) {
+            self.plugin.counters.count(&self.host, index, Counter::RoutingMismatch);
+        }
+    }
+
     /// The request is complete: hand its calls to the root.
     fn request_complete(&mut self) {
         let Some(id) = self.exchange else { return };
@@ -168,7 +184,8 @@ impl<H: Host> HttpContext for Stream<H> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = RequestHeaders(self.host.request_headers());
         let (method, path) = (headers.text(":method"), headers.text(":path"));
-        if let Some(index) = self.route(&headers, method, path) {
+        self.operation = self.route(&headers, method, path);
+        if let Some(index) = self.operation {
             self.decide(&headers, index, method, path, end_of_stream);
         }
         Action::Continue
@@ -203,6 +220,7 @@ impl<H: Host> HttpContext for Stream<H> {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.verify_route();
         let Some(id) = self.exchange else {
             return Action::Continue;
         };

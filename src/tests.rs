@@ -515,3 +515,30 @@ fn a_slow_noise_repeat_never_holds_back_the_shadows_outcome() {
     assert_eq!(proxy.outcomes("getReturn"), 1);
     assert_eq!(proxy.vm.borrow().exchanges.open_count(), 0);
 }
+
+#[test]
+fn a_route_that_ignores_the_filters_choice_is_counted() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    assert_eq!(
+        proxy.counter("listReturns", "routing_mismatch"),
+        0,
+        "routed where chosen"
+    );
+    // A route without `cluster_header`: the cutover is a silent no-op.
+    proxy.fake.state().routed_to = Some("legacy".into());
+    let mut stream = proxy.request("GET", "/returns", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    assert_eq!(proxy.counter("listReturns", "routing_mismatch"), 1);
+    assert_eq!(
+        proxy.counter("listReturns", "served_candidate"),
+        2,
+        "what the filter chose"
+    );
+    // Unknown requests have no operation to blame.
+    let mut stream = proxy.request("GET", "/elsewhere", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 1);
+}

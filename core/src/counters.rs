@@ -50,6 +50,9 @@ counters! {
     NoiseSamples => "noise_samples",
     /// Diff paths past `max_diff_paths`, which got no counter of their own.
     DiffPathsOverflow => "unmatched_path_overflow",
+    /// Envoy routed the request to another cluster than the filter chose:
+    /// the route does not honour the route header ([`crate::routing`]).
+    RoutingMismatch => "routing_mismatch",
 }
 
 impl Counter {

@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod plan;
 pub mod readiness;
 pub mod reply;
+pub mod routing;
 pub mod sampling;
 pub mod shadow;
 
