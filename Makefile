@@ -19,7 +19,7 @@ WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak
+.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak oci
 
 all: build
 
@@ -46,6 +46,20 @@ build: $(STAMPS)/targets
 	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
 	$(CARGO) build --release -p parallel-run-ctl
 	@ls -l $(WASM) | awk '{print "filter: " $$NF " (" $$5 " bytes)"}'
+
+# ---------------------------------------------------------------- Istio image
+
+# The built filter as an OCI image layout that Istio's WasmPlugin can pull
+# (one tar+gzip layer holding plugin.wasm), written without a container
+# engine; prints the manifest digest to pin in envoy/istio/wasmplugin.yaml.
+# Same module, same digest. Push it with any OCI tool (README, "Loading it
+# into Istio"), e.g. skopeo copy oci:$(OCI_DIR):$(OCI_TAG) docker://REGISTRY/parallel-run:$(OCI_TAG)
+OCI_DIR := target/oci/parallel-run
+OCI_TAG ?= 0.1.0
+
+oci: $(STAMPS)/targets
+	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
+	$(PYTHON) envoy/istio/oci.py $(WASM) $(OCI_DIR) --tag $(OCI_TAG)
 
 # ---------------------------------------------------------------- checks
 
