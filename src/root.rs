@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
-use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::counters::{self, Counter, Gauge};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -97,8 +97,11 @@ impl<H: Host + Clone> Root<H> {
             counters::revision_fingerprint(&plan.revision),
         );
         for operation in &plan.operations {
-            vm.metrics
-                .set_gauge(host, &counters::mode_gauge(&operation.id), operation.mode.code());
+            for gauge in Gauge::ALL {
+                let value = counters::gauge_value(operation, gauge);
+                vm.metrics
+                    .set_gauge(host, &counters::operation_gauge(&operation.id, gauge), value);
+            }
         }
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);

@@ -4,30 +4,38 @@
 //! Per operation: `parallel_run.operation.<id>.<counter>`; the shipped
 //! bootstrap's `stats_tags` turn `<id>` into an `operation_id` label.
 
-/// Declares the per-operation counters once: the enum, [`Counter::ALL`]
-/// in declaration order (the filter indexes its metric handles by it) and
-/// each counter's name. The e2e suite checks the harness's list and the
-/// README's metrics table against what the filter defines.
-macro_rules! counters {
-    ($($(#[$doc:meta])* $counter:ident => $name:literal,)*) => {
+/// Declares a list of per-operation metrics once: the enum, `ALL` in
+/// declaration order (the filter indexes its metric handles by it) and each
+/// metric's name. The e2e suite checks the harness's list and the README's
+/// metrics reference against what the filter defines.
+macro_rules! metrics {
+    ($(#[$enum_doc:meta])* $kind:ident { $($(#[$doc:meta])* $metric:ident => $name:literal,)* }) => {
+        $(#[$enum_doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum Counter {
-            $($(#[$doc])* $counter,)*
+        pub enum $kind {
+            $($(#[$doc])* $metric,)*
         }
 
-        impl Counter {
-            pub const ALL: [Counter; [$($name),*].len()] = [$(Counter::$counter),*];
+        impl $kind {
+            pub const ALL: [$kind; [$($name),*].len()] = [$($kind::$metric),*];
 
             pub fn name(self) -> &'static str {
                 match self {
-                    $(Counter::$counter => $name,)*
+                    $($kind::$metric => $name,)*
                 }
+            }
+
+            /// Position in `ALL`.
+            pub fn index(self) -> usize {
+                self as usize
             }
         }
     };
 }
 
-counters! {
+metrics! {
+    /// Every per-operation counter: `parallel_run.operation.<id>.<name>`.
+    Counter {
     Requests => "requests",
     ServedLegacy => "served_legacy",
     ServedCandidate => "served_candidate",
@@ -53,14 +61,20 @@ counters! {
     /// Envoy routed the request to another cluster than the filter chose:
     /// the route does not honour the route header ([`crate::routing`]).
     RoutingMismatch => "routing_mismatch",
-}
+}}
 
-impl Counter {
-    /// Position in [`Counter::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
+metrics! {
+    /// Every per-operation gauge: `parallel_run.operation.<id>.<name>`. The
+    /// configuration in force is visible in metrics, so an operator sees
+    /// which replica runs which rules, and alerts need no threshold files.
+    Gauge {
+    /// The mode Envoy runs ([`crate::Mode::code`]: 0 legacy, 1 shadow,
+    /// 2 cutover, 3 candidate).
+    Mode => "mode",
+    /// `target_match_rate` in basis points (0.99 is 9900).
+    TargetMatchRateBp => "target_match_rate_bp",
+    MinSamples => "min_samples",
+}}
 
 pub const PREFIX: &str = "parallel_run";
 
@@ -93,11 +107,24 @@ pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
 /// Requests that matched no operation (served by the default legacy backend).
 pub const UNKNOWN_OPERATION_REQUESTS: &str = "parallel_run.unknown_operation.requests";
 
-/// `parallel_run.operation.<id>.mode`: a gauge, the operation's mode in the
-/// configuration Envoy runs ([`crate::Mode::code`]), so that an operator
-/// sees what is live, not what a file says.
+/// `parallel_run.operation.<id>.<gauge>`.
+pub fn operation_gauge(operation_id: &str, gauge: Gauge) -> String {
+    format!("{PREFIX}.operation.{operation_id}.{}", gauge.name())
+}
+
+/// The value of an operation's gauge in the configuration that holds it.
+pub fn gauge_value(operation: &crate::Operation, gauge: Gauge) -> u64 {
+    match gauge {
+        Gauge::Mode => operation.mode.code(),
+        // A rate in [0, 1], validated: the cast cannot overflow.
+        Gauge::TargetMatchRateBp => (operation.target_match_rate * 10_000.0).round() as u64,
+        Gauge::MinSamples => operation.min_samples,
+    }
+}
+
+/// `parallel_run.operation.<id>.mode`: what is live, not what a file says.
 pub fn mode_gauge(operation_id: &str) -> String {
-    format!("{PREFIX}.operation.{operation_id}.mode")
+    operation_gauge(operation_id, Gauge::Mode)
 }
 
 /// A gauge whose value is [`revision_fingerprint`] of the revision the
@@ -130,10 +157,15 @@ mod tests {
         for (i, counter) in Counter::ALL.iter().enumerate() {
             assert_eq!(counter.index(), i);
         }
+        for (i, gauge) in Gauge::ALL.iter().enumerate() {
+            assert_eq!(gauge.index(), i);
+        }
+        // Counter and gauge names never coincide: they share one namespace.
         let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.extend(Gauge::ALL.iter().map(|g| g.name()));
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), Counter::ALL.len());
+        assert_eq!(names.len(), Counter::ALL.len() + Gauge::ALL.len());
     }
 
     #[test]

@@ -714,6 +714,10 @@ OPERATION_COUNTERS = (
     "noise_samples", "unmatched_path_overflow", "routing_mismatch",
 )
 
+# Every fixed per-operation gauge (core/src/counters.rs, `Gauge`): the
+# configuration in force, as Envoy runs it.
+OPERATION_GAUGES = ("mode", "target_match_rate_bp", "min_samples")
+
 
 def operation_counters(proxy, op):
     """Every fixed counter of operation `op` as {name: value} (0 when absent)."""
