@@ -228,6 +228,12 @@ impl Host for Fake {
         }
     }
 
+    fn metric_value(&self, id: u32) -> Option<u64> {
+        let state = self.0.borrow();
+        let name = &state.metrics.get(id as usize)?.1;
+        Some(state.metrics.iter().filter(|m| &m.1 == name).map(|m| m.2).sum())
+    }
+
     fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
         Some(match self.0.borrow().shared.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),

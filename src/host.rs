@@ -73,6 +73,8 @@ pub trait Host {
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&self, id: u32);
     fn record_metric(&self, id: u32, value: u64);
+    /// A metric's value, summed over every VM (counters are shared).
+    fn metric_value(&self, id: u32) -> Option<u64>;
 
     // ---- shared data and queues (shared by every VM of the plugin)
 
@@ -237,6 +239,10 @@ impl Host for Proxy {
 
     fn record_metric(&self, id: u32, value: u64) {
         let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn metric_value(&self, id: u32) -> Option<u64> {
+        hostcalls::get_metric(id).ok()
     }
 
     fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {

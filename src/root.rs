@@ -10,13 +10,14 @@ use std::time::{Duration, SystemTime};
 use hashbrown::HashMap;
 use parallel_run_core::counters::{self, Counter, Gauge};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
+use parallel_run_core::window::Rule;
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::OperationCounters;
+use crate::metrics::{OperationCounters, OperationGauges};
 use crate::noise::Noise;
 use crate::record::record;
 use crate::stream::Stream;
@@ -89,6 +90,7 @@ impl<H: Host + Clone> Root<H> {
         let mut vm = self.vm.borrow_mut();
         let host = &self.host;
         let counters = OperationCounters::define(host, &mut vm.metrics, &plan);
+        let gauges = OperationGauges::define(host, &mut vm.metrics, &plan);
         // What Envoy runs, for `status` and alerts: set by every VM, the
         // same values, only for a configuration that was accepted.
         vm.metrics.set_gauge(
@@ -96,17 +98,18 @@ impl<H: Host + Clone> Root<H> {
             counters::REVISION_GAUGE,
             counters::revision_fingerprint(&plan.revision),
         );
-        for operation in &plan.operations {
+        for (index, operation) in plan.operations.iter().enumerate() {
+            let rule = Rule::default();
             for gauge in Gauge::ALL {
-                let value = counters::gauge_value(operation, gauge);
-                vm.metrics
-                    .set_gauge(host, &counters::operation_gauge(&operation.id, gauge), value);
+                if let Some(value) = counters::config_gauge_value(operation, &rule, gauge) {
+                    gauges.set(host, index, gauge, value);
+                }
             }
         }
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);
         vm.wake.listen(host);
-        self.plugin = Some(Rc::new(Plugin { plan, counters }));
+        self.plugin = Some(Rc::new(Plugin { plan, counters, gauges }));
         host.set_tick_period(TICK);
         true
     }
@@ -281,6 +284,9 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                 if let Some(plugin) = &self.plugin {
                     let vm = &mut *self.vm.borrow_mut();
                     vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
+                    if vm.wake.vm_number() == Some(1) {
+                        vm.readiness.tick(&self.host, plugin);
+                    }
                 }
             }
         }

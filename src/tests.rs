@@ -542,3 +542,80 @@ fn a_route_that_ignores_the_filters_choice_is_counted() {
     proxy.wake();
     assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 1);
 }
+
+#[test]
+fn the_main_thread_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
+    let config = CONFIG.replace(
+        r#""max_body_bytes": 64}"#,
+        r#""max_body_bytes": 64, "min_samples": 20, "target_match_rate": 0.9}"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let gauge = |proxy: &Vmx, name: &str| proxy.fake.metric(&format!("parallel_run.operation.getReturn.{name}"));
+    let evaluate = |proxy: &mut Vmx| {
+        for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
+            proxy.root.on_tick();
+        }
+    };
+    let traffic = |proxy: &mut Vmx, n: usize, candidate_body: &str| {
+        for _ in 0..n {
+            let mut stream = proxy.request("GET", "/returns/1", &[], None);
+            proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+            proxy.wake();
+            let token = *proxy.tokens().last().unwrap();
+            proxy.reply(token, 200, candidate_body);
+        }
+    };
+    // Comparisons made before the window existed are not in it.
+    traffic(&mut proxy, 30, r#"{"a":2}"#);
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "window_comparisons"), 0);
+    assert_eq!(gauge(&proxy, "window_s"), 600);
+    assert_eq!(gauge(&proxy, "max_failure_rate_bp"), 500);
+
+    traffic(&mut proxy, 100, r#"{"a":1}"#);
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "window_comparisons"), 100);
+    assert_eq!(gauge(&proxy, "window_matched"), 100);
+    assert_eq!(gauge(&proxy, "match_rate_bp"), 10_000);
+    // 100 of 100: the Wilson lower bound at 95% is 96.30%.
+    assert_eq!(gauge(&proxy, "match_rate_lower_bp"), 9630);
+    assert_eq!(
+        (gauge(&proxy, "ready"), gauge(&proxy, "ready_for_s")),
+        (0, 0),
+        "met, not yet for long"
+    );
+
+    proxy.fake.advance(Duration::from_secs(300));
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "ready_for_s"), 300);
+    assert_eq!(gauge(&proxy, "ready"), 1);
+
+    // The candidate regresses: not ready at the next evaluation.
+    traffic(&mut proxy, 40, r#"{"a":3}"#);
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "window_comparisons"), 140);
+    assert_eq!((gauge(&proxy, "ready"), gauge(&proxy, "ready_for_s")), (0, 0));
+    // listReturns, in cutover, is judged on its own (here: no traffic).
+    assert_eq!(
+        proxy
+            .fake
+            .metric("parallel_run.operation.listReturns.window_comparisons"),
+        0
+    );
+}
+
+#[test]
+fn only_the_first_vm_evaluates_readiness() {
+    let proxy = Vmx::start(CONFIG);
+    let mut worker = Vmx::on(proxy.fake.clone(), CONFIG);
+    assert_eq!(worker.vm.borrow().wake.vm_number(), Some(2));
+    for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
+        worker.root.on_tick();
+    }
+    assert_eq!(worker.vm.borrow().readiness.windows(), 0, "a worker keeps no window");
+    assert_eq!(
+        proxy.vm.borrow().readiness.windows(),
+        0,
+        "nothing ticked on the main-thread VM yet"
+    );
+}

@@ -11,8 +11,9 @@ use parallel_run_core::{Operation, Plan};
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::{Metrics, OperationCounters};
+use crate::metrics::{Metrics, OperationCounters, OperationGauges};
 use crate::noise::Noise;
+use crate::readiness::Readiness;
 use crate::wake::Wake;
 
 /// One accepted plugin configuration: its plan and its counter handles. A
@@ -21,6 +22,7 @@ use crate::wake::Wake;
 pub struct Plugin {
     pub plan: Plan,
     pub counters: OperationCounters,
+    pub gauges: OperationGauges,
 }
 
 /// The operation an exchange belongs to, in the configuration that
@@ -55,6 +57,7 @@ pub struct Vm {
     pub diff_paths: DiffPaths,
     /// Bounds the unmatched log lines of this VM.
     pub log_limit: LogLimit,
+    pub readiness: Readiness,
 }
 
 impl Vm {

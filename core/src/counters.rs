@@ -74,6 +74,22 @@ metrics! {
     /// `target_match_rate` in basis points (0.99 is 9900).
     TargetMatchRateBp => "target_match_rate_bp",
     MinSamples => "min_samples",
+    /// The readiness window (`readiness.window_s`), seconds.
+    WindowS => "window_s",
+    /// `readiness.max_failure_rate` in basis points.
+    MaxFailureRateBp => "max_failure_rate_bp",
+    /// Over the window (`parallel_run_core::window`): matched + unmatched.
+    WindowComparisons => "window_comparisons",
+    WindowMatched => "window_matched",
+    WindowFailed => "window_failed",
+    /// The window's match rate, in basis points (0 before a comparison).
+    MatchRateBp => "match_rate_bp",
+    /// The lower bound of its Wilson interval at `readiness.confidence`.
+    MatchRateLowerBp => "match_rate_lower_bp",
+    /// 1 while the rule has held for `readiness.ready_after_s`.
+    Ready => "ready",
+    /// How long the rule has held without a break (0 when it does not).
+    ReadyForS => "ready_for_s",
 }}
 
 pub const PREFIX: &str = "parallel_run";
@@ -112,14 +128,24 @@ pub fn operation_gauge(operation_id: &str, gauge: Gauge) -> String {
     format!("{PREFIX}.operation.{operation_id}.{}", gauge.name())
 }
 
-/// The value of an operation's gauge in the configuration that holds it.
-pub fn gauge_value(operation: &crate::Operation, gauge: Gauge) -> u64 {
-    match gauge {
+/// The value of an operation's configuration gauge; `None` for the gauges
+/// the readiness window sets ([`crate::window`]).
+pub fn config_gauge_value(operation: &crate::Operation, rule: &crate::window::Rule, gauge: Gauge) -> Option<u64> {
+    Some(match gauge {
         Gauge::Mode => operation.mode.code(),
-        // A rate in [0, 1], validated: the cast cannot overflow.
+        // Rates in [0, 1], validated: the casts cannot overflow.
         Gauge::TargetMatchRateBp => (operation.target_match_rate * 10_000.0).round() as u64,
         Gauge::MinSamples => operation.min_samples,
-    }
+        Gauge::WindowS => rule.window_s,
+        Gauge::MaxFailureRateBp => (rule.max_failure_rate * 10_000.0).round() as u64,
+        Gauge::WindowComparisons
+        | Gauge::WindowMatched
+        | Gauge::WindowFailed
+        | Gauge::MatchRateBp
+        | Gauge::MatchRateLowerBp
+        | Gauge::Ready
+        | Gauge::ReadyForS => return None,
+    })
 }
 
 /// `parallel_run.operation.<id>.mode`: what is live, not what a file says.

@@ -20,6 +20,7 @@ pub mod reply;
 pub mod routing;
 pub mod sampling;
 pub mod shadow;
+pub mod window;
 
 pub use config::ConfigError;
 pub use plan::{Backend, Mode, Operation, Plan};

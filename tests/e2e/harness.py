@@ -716,7 +716,11 @@ OPERATION_COUNTERS = (
 
 # Every fixed per-operation gauge (core/src/counters.rs, `Gauge`): the
 # configuration in force, as Envoy runs it.
-OPERATION_GAUGES = ("mode", "target_match_rate_bp", "min_samples")
+OPERATION_GAUGES = (
+    "mode", "target_match_rate_bp", "min_samples", "window_s", "max_failure_rate_bp",
+    "window_comparisons", "window_matched", "window_failed", "match_rate_bp", "match_rate_lower_bp",
+    "ready", "ready_for_s",
+)
 
 
 def operation_counters(proxy, op):
