@@ -22,6 +22,7 @@ pub type Headers = Vec<(String, Vec<u8>)>;
 pub enum MetricKind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// A shared-data write with a compare-and-swap token that lost the race.
@@ -72,6 +73,7 @@ pub trait Host {
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&self, id: u32);
+    /// Sets a gauge, or records one sample of a histogram.
     fn record_metric(&self, id: u32, value: u64);
     /// A metric's value, summed over every VM (counters are shared).
     fn metric_value(&self, id: u32) -> Option<u64>;
@@ -218,6 +220,7 @@ impl Host for Proxy {
         let kind = match kind {
             MetricKind::Counter => MetricType::Counter,
             MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
         };
         match hostcalls::define_metric(kind, name) {
             Ok(id) => Some(id),

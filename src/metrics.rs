@@ -7,7 +7,7 @@
 //! pushes.
 
 use hashbrown::HashMap;
-use parallel_run_core::counters::{self, Counter, Gauge};
+use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
 use parallel_run_core::Plan;
 
 use crate::host::{Host, MetricKind};
@@ -113,6 +113,37 @@ impl OperationGauges {
             .operations
             .get(operation)
             .and_then(|ids| ids.get(gauge.index()))
+            .copied()
+            .flatten();
+        if let Some(id) = id {
+            host.record_metric(id, value);
+        }
+    }
+}
+
+/// The histogram handles of one plan's operations, by operation index.
+pub struct OperationHistograms {
+    operations: Vec<[Option<u32>; Histogram::ALL.len()]>,
+}
+
+impl OperationHistograms {
+    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationHistograms {
+        let operations = plan
+            .operations
+            .iter()
+            .map(|op| {
+                Histogram::ALL
+                    .map(|h| metrics.id(host, MetricKind::Histogram, &counters::operation_histogram(&op.id, h)))
+            })
+            .collect();
+        OperationHistograms { operations }
+    }
+
+    pub fn record(&self, host: &impl Host, operation: usize, histogram: Histogram, value: u64) {
+        let id = self
+            .operations
+            .get(operation)
+            .and_then(|ids| ids.get(histogram.index()))
             .copied()
             .flatten();
         if let Some(id) = id {

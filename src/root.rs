@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
-use parallel_run_core::counters::{self, Counter, Gauge};
+use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
 use parallel_run_core::window::Rule;
 use parallel_run_core::{reply, Plan};
@@ -17,7 +17,7 @@ use proxy_wasm::types::ContextType;
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::{OperationCounters, OperationGauges};
+use crate::metrics::{OperationCounters, OperationGauges, OperationHistograms};
 use crate::noise::Noise;
 use crate::record::record;
 use crate::stream::Stream;
@@ -31,6 +31,8 @@ const TICK: Duration = Duration::from_secs(1);
 struct OpenCall {
     exchange: ExchangeId,
     leg: Leg,
+    /// When it went out, for the shadow's latency.
+    sent: Option<SystemTime>,
     /// From here on a reply without headers is a timeout.
     deadline: Option<SystemTime>,
 }
@@ -91,6 +93,7 @@ impl<H: Host + Clone> Root<H> {
         let host = &self.host;
         let counters = OperationCounters::define(host, &mut vm.metrics, &plan);
         let gauges = OperationGauges::define(host, &mut vm.metrics, &plan);
+        let histograms = OperationHistograms::define(host, &mut vm.metrics, &plan);
         // What Envoy runs, for `status` and alerts: set by every VM, the
         // same values, only for a configuration that was accepted.
         vm.metrics.set_gauge(
@@ -109,7 +112,12 @@ impl<H: Host + Clone> Root<H> {
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);
         vm.wake.listen(host);
-        self.plugin = Some(Rc::new(Plugin { plan, counters, gauges }));
+        self.plugin = Some(Rc::new(Plugin {
+            plan,
+            counters,
+            gauges,
+            histograms,
+        }));
         host.set_tick_period(TICK);
         true
     }
@@ -160,6 +168,7 @@ impl<H: Host + Clone> Root<H> {
                         OpenCall {
                             exchange,
                             leg,
+                            sent: now,
                             deadline,
                         },
                     );
@@ -180,9 +189,13 @@ impl<H: Host + Clone> Root<H> {
 
     /// What a call's reply came to. The body is read only when it fits.
     fn read_reply(&self, call: &OpenCall, num_headers: usize, body_size: usize, max_body_bytes: usize) -> CallReply {
+        let now = self.host.now();
         // A connection failure or reset calls back with no headers at all.
         if num_headers == 0 {
-            return reply::without_headers(self.host.now(), call.deadline);
+            return reply::without_headers(now, call.deadline);
+        }
+        if call.leg == Leg::Shadow {
+            self.record_latency(call, now);
         }
         let headers = self.host.call_response_headers();
         let body = match body_size {
@@ -243,6 +256,18 @@ impl<H: Host + Clone> Context for Root<H> {
 }
 
 impl<H: Host> Root<H> {
+    /// The shadow backend's latency, for a reply it sent.
+    fn record_latency(&self, call: &OpenCall, now: Option<SystemTime>) {
+        let Some(elapsed) = now.zip(call.sent).and_then(|(now, sent)| now.duration_since(sent).ok()) else {
+            return;
+        };
+        let vm = self.vm.borrow();
+        if let Some(operation) = vm.exchanges.operation(call.exchange) {
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            operation.record(&self.host, Histogram::ShadowLatencyMs, ms);
+        }
+    }
+
     /// Every call this root still has open ends its exchange as abandoned:
     /// the replies will never arrive.
     fn cancel_calls(&mut self) {

@@ -5,8 +5,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::SystemTime;
 
-use parallel_run_core::counters::Counter;
+use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::ExchangeId;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::Side;
@@ -26,6 +27,8 @@ pub struct Stream<H: Host> {
     operation: Option<usize>,
     /// This request's exchange, while it is shadowed and open.
     exchange: Option<ExchangeId>,
+    /// When the shadowed request was complete: the serving latency starts.
+    completed_at: Option<SystemTime>,
 }
 
 /// The request headers as they arrived, read once.
@@ -49,6 +52,7 @@ impl<H: Host> Stream<H> {
             plugin,
             operation: None,
             exchange: None,
+            completed_at: None,
         }
     }
 
@@ -129,6 +133,18 @@ impl<H: Host> Stream<H> {
         }
     }
 
+    fn record_serving_latency(&self, started: SystemTime) {
+        let (Some(index), Some(now)) = (self.operation, self.host.now()) else {
+            return;
+        };
+        if let Ok(elapsed) = now.duration_since(started) {
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            self.plugin
+                .histograms
+                .record(&self.host, index, Histogram::ServingLatencyMs, ms);
+        }
+    }
+
     /// Counts a request Envoy routed elsewhere than the filter chose.
     fn verify_route(&self) {
         let Some(index) = self.operation else { return };
@@ -148,6 +164,7 @@ impl<H: Host> Stream<H> {
         if vm.exchanges.request_complete(id) {
             vm.outbox.push(id);
             vm.wake.root(&self.host);
+            self.completed_at = self.host.now();
         }
     }
 
@@ -157,6 +174,9 @@ impl<H: Host> Stream<H> {
     /// copied, and the end of the stream closes what is left.
     fn response_complete(&mut self) {
         let Some(id) = self.exchange else { return };
+        if let Some(started) = self.completed_at.take() {
+            self.record_serving_latency(started);
+        }
         let mut vm = self.vm.borrow_mut();
         let settled = vm.exchanges.serving_done(id);
         if !settled.is_empty() {

@@ -619,3 +619,25 @@ fn only_the_first_vm_evaluates_readiness() {
         "nothing ticked on the main-thread VM yet"
     );
 }
+
+#[test]
+fn latency_is_recorded_per_side_for_shadowed_requests() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.fake.advance(Duration::from_millis(40));
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    proxy.fake.advance(Duration::from_millis(120));
+    proxy.reply(proxy.tokens()[0], 200, "{}");
+    let samples = |side: &str| {
+        proxy
+            .fake
+            .samples(&format!("parallel_run.operation.getReturn.latency_ms.{side}"))
+    };
+    assert_eq!(samples("serving"), [40]);
+    assert_eq!(samples("shadow"), [120], "from dispatch (at the wake-up) to the reply");
+    // Requests that are not shadowed cost no clock reads and record nothing.
+    let mut stream = proxy.request("GET", "/unknown", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    assert_eq!(samples("serving").len(), 1);
+}

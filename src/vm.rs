@@ -4,14 +4,14 @@
 
 use std::rc::Rc;
 
-use parallel_run_core::counters::Counter;
+use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::{ExchangeId, Exchanges, Settled};
 use parallel_run_core::log_limit::LogLimit;
 use parallel_run_core::{Operation, Plan};
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::{Metrics, OperationCounters, OperationGauges};
+use crate::metrics::{Metrics, OperationCounters, OperationGauges, OperationHistograms};
 use crate::noise::Noise;
 use crate::readiness::Readiness;
 use crate::wake::Wake;
@@ -23,6 +23,7 @@ pub struct Plugin {
     pub plan: Plan,
     pub counters: OperationCounters,
     pub gauges: OperationGauges,
+    pub histograms: OperationHistograms,
 }
 
 /// The operation an exchange belongs to, in the configuration that
@@ -40,6 +41,10 @@ impl OperationRef {
 
     pub fn count(&self, host: &impl Host, counter: Counter) {
         self.plugin.counters.count(host, self.index, counter);
+    }
+
+    pub fn record(&self, host: &impl Host, histogram: Histogram, value: u64) {
+        self.plugin.histograms.record(host, self.index, histogram, value);
     }
 }
 

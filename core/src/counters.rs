@@ -123,6 +123,23 @@ pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
 /// Requests that matched no operation (served by the default legacy backend).
 pub const UNKNOWN_OPERATION_REQUESTS: &str = "parallel_run.unknown_operation.requests";
 
+metrics! {
+    /// Every per-operation histogram: `parallel_run.operation.<id>.<name>`,
+    /// in milliseconds. The shipped `stats_tags` turn the last segment into
+    /// a `side` label (`serving`, `shadow`).
+    Histogram {
+    /// The serving backend: from the complete request to the last byte of
+    /// its response, for shadowed requests.
+    ServingLatencyMs => "latency_ms.serving",
+    /// The shadow call: from dispatch to its reply.
+    ShadowLatencyMs => "latency_ms.shadow",
+}}
+
+/// `parallel_run.operation.<id>.<histogram>`.
+pub fn operation_histogram(operation_id: &str, histogram: Histogram) -> String {
+    format!("{PREFIX}.operation.{operation_id}.{}", histogram.name())
+}
+
 /// `parallel_run.operation.<id>.<gauge>`.
 pub fn operation_gauge(operation_id: &str, gauge: Gauge) -> String {
     format!("{PREFIX}.operation.{operation_id}.{}", gauge.name())
