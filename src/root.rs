@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
+use parallel_run_core::breaker::Change;
 use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
 use parallel_run_core::window::Rule;
@@ -309,6 +310,7 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                 if let Some(plugin) = &self.plugin {
                     let vm = &mut *self.vm.borrow_mut();
                     vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
+                    tick_breakers(&self.host, vm);
                     if vm.wake.vm_number() == Some(1) {
                         vm.readiness.tick(&self.host, plugin);
                     }
@@ -323,5 +325,39 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// Moves every circuit breaker of the VM on, and tells the operator when
+/// shadowing of an operation pauses or resumes.
+fn tick_breakers(host: &impl Host, vm: &mut Vm) {
+    if vm.breakers.is_empty() {
+        return;
+    }
+    let Some(now_s) = host
+        .now()
+        .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+    else {
+        return;
+    };
+    for (operation, breaker) in vm.breakers.iter_mut() {
+        let cooldown = breaker.settings().cooldown_s;
+        let message = match breaker.tick(now_s) {
+            None => continue,
+            Some(Change::Opened { failures, outcomes }) => format!(
+                "parallel-run: circuit open operation={operation}: {failures} of {outcomes} shadow calls failed; \
+                 shadowing paused for {cooldown} s, then probed"
+            ),
+            Some(Change::Reopened) => {
+                format!(
+                    "parallel-run: circuit open operation={operation}: probes failed; paused for another {cooldown} s"
+                )
+            }
+            Some(Change::Closed) => {
+                format!("parallel-run: circuit closed operation={operation}: probes succeeded; shadowing resumes")
+            }
+        };
+        host.log(log::Level::Warn, &message);
     }
 }

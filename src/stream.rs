@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use parallel_run_core::breaker::{self, Breaker};
 use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::ExchangeId;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
@@ -105,9 +106,21 @@ impl<H: Host> Stream<H> {
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
         };
-        let mut vm = self.vm.borrow_mut();
+        let mut guard = self.vm.borrow_mut();
+        let vm = &mut *guard;
         let max_open = usize::try_from(plan.max_inflight_shadows).unwrap_or(usize::MAX);
-        let repeat = match shadow::decide(operation, facts, vm.exchanges.open_count(), max_open) {
+        let breaker = breaker::settings(operation).map(|settings| {
+            let breaker = vm
+                .breakers
+                .entry_ref(operation.id.as_str())
+                .or_insert_with(|| Breaker::new(settings));
+            if *breaker.settings() != settings {
+                *breaker = Breaker::new(settings);
+            }
+            breaker
+        });
+        let open = vm.exchanges.open_count();
+        let repeat = match shadow::decide(operation, facts, open, max_open, breaker) {
             Decision::Off => return,
             Decision::Skip(counter) => {
                 self.plugin.counters.count(&self.host, index, counter);
@@ -127,7 +140,7 @@ impl<H: Host> Stream<H> {
             .exchanges
             .open(operation_ref, request_id, operation.max_body_bytes, outgoing);
         self.exchange = Some(id);
-        drop(vm);
+        drop(guard);
         if end_of_stream {
             self.request_complete();
         }

@@ -641,3 +641,58 @@ fn latency_is_recorded_per_side_for_shadowed_requests() {
     proxy.respond(&mut stream, 200, "{}");
     assert_eq!(samples("serving").len(), 1);
 }
+
+#[test]
+fn a_failing_candidate_opens_the_circuit_and_shadowing_resumes_when_it_is_back() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut shadow = |proxy: &mut Vmx, healthy: bool| {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, "{}");
+        proxy.wake();
+        let before = proxy.fake.state().calls.len();
+        if let Some(token) = proxy.tokens().last().copied().filter(|_| before > 0) {
+            if healthy {
+                proxy.reply(token, 200, "{}");
+            } else {
+                proxy.root.on_http_call_response(token, 0, 0, 0);
+            }
+        }
+    };
+    let tick_for = |proxy: &mut Vmx, seconds: u64| {
+        for _ in 0..seconds {
+            proxy.fake.advance(Duration::from_secs(1));
+            proxy.root.on_tick();
+        }
+    };
+    proxy.root.on_tick();
+    for _ in 0..20 {
+        shadow(&mut proxy, false);
+    }
+    // The window starts at the breaker's first tick after its first request.
+    tick_for(&mut proxy, 11);
+    let logs = proxy.fake.logs().join("\n");
+    assert!(logs.contains("circuit open operation=getReturn: 20 of 20"), "{logs}");
+    let calls = proxy.fake.state().calls.len();
+    for _ in 0..3 {
+        shadow(&mut proxy, true);
+    }
+    assert_eq!(proxy.fake.state().calls.len(), calls, "no call while open");
+    assert_eq!(proxy.counter("getReturn", "skipped_circuit_open"), 3);
+    // After the cooldown, probes go out; healthy answers close the circuit.
+    tick_for(&mut proxy, 30);
+    for _ in 0..5 {
+        shadow(&mut proxy, true);
+    }
+    assert_eq!(proxy.fake.state().calls.len(), calls + 5);
+    tick_for(&mut proxy, 1);
+    assert!(proxy
+        .fake
+        .logs()
+        .iter()
+        .any(|l| l.contains("circuit closed operation=getReturn")));
+    shadow(&mut proxy, true);
+    assert_eq!(proxy.fake.state().calls.len(), calls + 6);
+    assert_eq!(proxy.counter("getReturn", "skipped_circuit_open"), 3);
+    assert_eq!(proxy.counter("getReturn", "failed_error"), 20);
+    assert_eq!(proxy.outcomes("getReturn"), proxy.counter("getReturn", "shadowed"));
+}

@@ -4,6 +4,9 @@
 
 use std::rc::Rc;
 
+use hashbrown::HashMap;
+use parallel_run_core::breaker::Breaker;
+
 use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::{ExchangeId, Exchanges, Settled};
 use parallel_run_core::log_limit::LogLimit;
@@ -63,6 +66,9 @@ pub struct Vm {
     /// Bounds the unmatched log lines of this VM.
     pub log_limit: LogLimit,
     pub readiness: Readiness,
+    /// Per operation id: its circuit breaker. Kept across pushes, like the
+    /// backend's health it tracks.
+    pub breakers: HashMap<String, Breaker>,
 }
 
 impl Vm {

@@ -55,6 +55,8 @@ metrics! {
     SkippedSampledOut => "skipped_sampled_out",
     SkippedBodyTooLarge => "skipped_body_too_large",
     SkippedOverload => "skipped_overload",
+    /// The operation's circuit breaker is open ([`crate::breaker`]).
+    SkippedCircuitOpen => "skipped_circuit_open",
     NoiseSamples => "noise_samples",
     /// Diff paths past `max_diff_paths`, which got no counter of their own.
     DiffPathsOverflow => "unmatched_path_overflow",

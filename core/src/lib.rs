@@ -4,6 +4,7 @@
 //! response data and carries out its decisions, so every rule can be tested
 //! on the host and compiled to wasm unchanged.
 
+pub mod breaker;
 pub mod compare;
 pub mod config;
 pub mod counters;
