@@ -1,5 +1,5 @@
 """Processes of the rig: stopping them, and what Linux says they cost
-(/proc/PID/stat, status, smaps_rollup; /proc/stat for the whole machine).
+(/proc/PID/stat, status, io, smaps_rollup; /proc/stat for the whole machine).
 
 CPU times are user + system, in seconds, at the kernel's clock-tick
 resolution (SC_CLK_TCK, 100 Hz here: 10 ms; a 10 s run of one busy core is
@@ -43,6 +43,16 @@ def children_cpu_seconds():
     after its last tick (a child's own /proc entry is gone once reaped)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def syscalls(pid):
+    """(read, write) system calls process `pid` made so far, all threads
+    (syscr, syscw of /proc/PID/io); None once it is gone."""
+    try:
+        fields = dict(line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        return int(fields["syscr"]), int(fields["syscw"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def status_field(pid, name):
