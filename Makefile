@@ -88,7 +88,7 @@ clean:
 # to plain Envoy, Envoy's native mirror and an empty proxy-wasm module, in
 # interleaved rounds. Load generators: wrk (closed loop; a Debian package)
 # and oha (fixed rate; installed here on first use, ~5 minutes to compile).
-# About 13 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
+# About 11 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
 # bench/README.md; results go to bench/RESULTS.md.
 OHA_VERSION := 1.14.0
 OHA := $(TOOLS)/bin/oha

@@ -287,12 +287,21 @@ def report(runs, meta, args):
         v, per = figs[key]
         mib = key.startswith("mem_")
         shown = fmt(v, 1, " MiB") if mib else fmt(v, 3, "×")
-        rows.append([label, target, shown, ", ".join(fmt(x, 1 if mib else 3) for x in per),
-                     "n/a" if v is None else ("met" if test(v) else "**not met**")])
+        verdict = "n/a" if v is None else ("met" if test(v) else "**not met**")
+        if v is not None and len({test(x) for x in per}) > 1:
+            verdict += " (rounds on both sides)"
+        rows.append([label, target, shown, ", ".join(fmt(x, 1 if mib else 3) for x in per), verdict])
     rows.append(["RSS over a soak with pushes", "flat", "not measured here", "`make soak`, bench/SOAK.md", "—"])
     lines += markdown_table([("figure", "<"), ("target", "<"), ("measured", ">"), ("per round", "<"),
                              ("", "<")], rows)
     add("")
+    main = [r for r in runs if r["tag"] == "main"]
+    starved = sum(bound_by(r, "sat", args, cores) != "proxy" for r in main)
+    if starved:
+        add(f"**{starved} of {len(main)} closed loops were not bound by the proxy** (see \"Who used the CPU\"): their"
+            " throughput is not the proxy's, and the throughput and saturation-p99 figures above say little. CPU per"
+            " request is the figure to read; its per-round spread says how far to trust it.")
+        add("")
     add("CPU per request: the proxy process's user + system time (/proc/PID/stat, all threads) over the"
         f" {closed} closed loop, divided by the 2xx answers it served. Memory: VmRSS after the load, per-round"
         " difference. p99 at saturation: the closed loop's; at a fixed rate: oha's, coordinated-omission corrected.")
@@ -374,10 +383,12 @@ def report(runs, meta, args):
         def cores_of(key, rs=rs):
             return fmt(med([r["sat"][key] / r["sat"]["elapsed_s"] for r in rs]), 2)
 
-        verdicts = sorted({bound_by(r, "sat", args, cores) for r in rs})
+        verdicts = [bound_by(r, "sat", args, cores) for r in rs]
+        kinds = {v.split(":")[0] for v in verdicts}
+        summary = "; ".join(f"{kind} ({sum(v.startswith(kind) for v in verdicts)} of {len(rs)})" for kind in sorted(kinds))
         rows.append([name, cores_of("proxy_cpu_s"), cores_of("generator_cpu_s"), cores_of("backend_cpu_s"),
                      cores_of("other_cpu_s"), cores_of("irq_cpu_s"), cores_of("steal_cpu_s"),
-                     cores_of("machine_cpu_s"), "; ".join(verdicts)])
+                     cores_of("machine_cpu_s"), summary])
     lines += markdown_table([("setup", "<"), ("proxy", ">"), (f"generator ({closed})", ">"), ("backend", ">"),
                              ("other processes", ">"), ("interrupts", ">"), ("steal", ">"),
                              (f"machine (of {cores})", ">"), ("bound by", "<")], rows)
