@@ -645,7 +645,7 @@ fn latency_is_recorded_per_side_for_shadowed_requests() {
 #[test]
 fn a_failing_candidate_opens_the_circuit_and_shadowing_resumes_when_it_is_back() {
     let mut proxy = Vmx::start(CONFIG);
-    let mut shadow = |proxy: &mut Vmx, healthy: bool| {
+    let shadow = |proxy: &mut Vmx, healthy: bool| {
         let mut stream = proxy.request("GET", "/returns/1", &[], None);
         proxy.respond(&mut stream, 200, "{}");
         proxy.wake();
