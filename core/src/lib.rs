@@ -7,8 +7,10 @@
 pub mod compare;
 pub mod config;
 pub mod counters;
+pub mod hosts;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod matcher;
 pub mod noise;
 pub mod plan;

@@ -4,6 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use super::*;
 use crate::compare::json::PointerPattern;
 use crate::compare::{HeaderPattern, NumberTolerance, StatusMatch};
+use crate::plan::{Backend, Mode, Operation};
 
 /// The example configuration of the issue.
 const EXAMPLE: &str = r#"{"revision":"2026-11-22.1","route_header":"x-parallel-run-cluster","legacy":{"cluster":"legacy"},"candidate":{"cluster":"candidate","authority":"returns.internal"},"operation_header":"x-operation-id","defaults":{"mode":"legacy","shadow_percent":100,"shadow_timeout_ms":3000,"max_body_bytes":1048576,"target_match_rate":0.99,"min_samples":100},"operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}","mode":"shadow","candidate":{"cluster":"returns-v2"},"target_match_rate":0.95},{"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
