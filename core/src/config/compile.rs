@@ -36,11 +36,11 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
         ));
     }
     let hosts = raw.hosts.as_deref().map(|list| hosts(list, "hosts")).transpose()?;
-    let legacy = top_backend(&raw.legacy, "legacy")?;
-    let candidate = top_backend(&raw.candidate, "candidate")?;
+    let legacy = top_backend(&raw.legacy.0, "legacy")?;
+    let candidate = top_backend(&raw.candidate.0, "candidate")?;
     // Compiled once, and reported at `defaults.*` even when no operation
     // inherits them.
-    let defaults = Settings::compile(raw.defaults, "defaults")?;
+    let defaults = Settings::compile(raw.defaults.0, "defaults")?;
     if raw.operations.len() > MAX_OPERATIONS {
         return Err(ConfigError::new(
             "operations",
@@ -62,7 +62,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
     };
     for (index, op) in raw.operations.into_iter().enumerate() {
         let at = format!("operations[{index}]");
-        let (identity, own) = op.split();
+        let (identity, own) = op.0.split();
         let operation = operation(&plan, identity, own, &defaults, &at)?;
         add(&mut plan, operation, index, &at)?;
     }

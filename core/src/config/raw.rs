@@ -13,27 +13,24 @@ use crate::compare::StatusMatch;
 use crate::plan::Mode;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a parallel-run configuration object")]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub revision: Option<String>,
     pub route_header: Option<String>,
-    pub legacy: RawBackend,
-    pub candidate: RawBackend,
+    pub legacy: Object<RawBackend>,
+    pub candidate: Object<RawBackend>,
     pub operation_header: Option<String>,
     #[serde(default, deserialize_with = "whole_number")]
     pub max_inflight_shadows: Option<u32>,
     pub hosts: Option<Vec<String>>,
     #[serde(default)]
-    pub defaults: RawSettings,
+    pub defaults: Object<RawSettings>,
     #[serde(default)]
-    pub operations: Vec<RawOperation>,
+    pub operations: Vec<Object<RawOperation>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an object with \"cluster\" and optionally \"authority\""
-)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawBackend {
     pub cluster: Option<String>,
     pub authority: Option<String>,
@@ -50,24 +47,21 @@ macro_rules! settings {
     ($( $(#[$attr:meta])* $field:ident: $ty:ty, )*) => {
         /// What `defaults` may set, and every operation may override.
         #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields, expecting = "an object of operation settings")]
+        #[serde(deny_unknown_fields)]
         pub(super) struct RawSettings {
             $( $(#[$attr])* pub $field: Option<$ty>, )*
         }
 
         #[derive(Deserialize)]
-        #[serde(
-            deny_unknown_fields,
-            expecting = "an operation object with \"id\", \"method\" and \"path\""
-        )]
+        #[serde(deny_unknown_fields)]
         pub(super) struct RawOperation {
             id: String,
             method: String,
             path: String,
             group: Option<String>,
             hosts: Option<Vec<String>>,
-            legacy: Option<RawBackend>,
-            candidate: Option<RawBackend>,
+            legacy: Option<Object<RawBackend>>,
+            candidate: Option<Object<RawBackend>>,
             $( $(#[$attr])* $field: Option<$ty>, )*
         }
 
@@ -80,8 +74,8 @@ macro_rules! settings {
                     path: self.path,
                     group: self.group,
                     hosts: self.hosts,
-                    legacy: self.legacy,
-                    candidate: self.candidate,
+                    legacy: self.legacy.map(|Object(backend)| backend),
+                    candidate: self.candidate.map(|Object(backend)| backend),
                 };
                 (identity, RawSettings { $( $field: self.$field, )* })
             }
@@ -104,7 +98,7 @@ settings! {
     learn_noise: bool,
     #[serde(default, deserialize_with = "whole_number")]
     max_diff_paths: u64,
-    compare: RawCompare,
+    compare: Object<RawCompare>,
 }
 
 /// The fields of an operation that are not settings.
@@ -119,15 +113,12 @@ pub(super) struct RawIdentity {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)"
-)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawCompare {
     pub ignore_headers: Option<Vec<String>>,
     pub ignore_json_paths: Option<Vec<String>>,
     pub unordered_arrays: Option<Vec<StringOr<RawUnordered>>>,
-    pub number_tolerance: Option<RawTolerance>,
+    pub number_tolerance: Option<Object<RawTolerance>>,
     pub null_equals_missing: Option<bool>,
     pub status: Option<StatusMatch>,
     pub status_equivalent: Option<Vec<Vec<serde_json::Number>>>,
@@ -135,27 +126,88 @@ pub(super) struct RawCompare {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an object with \"path\" and optionally \"key\"")]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawUnordered {
     pub path: String,
     pub key: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "an object with \"absolute\" and/or \"relative\"")]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawTolerance {
     pub absolute: Option<f64>,
     pub relative: Option<f64>,
 }
 
 #[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an object with \"pattern\" and optionally \"name\""
-)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawMask {
     pub pattern: String,
     pub name: Option<String>,
+}
+
+/// A JSON object, and only an object. serde's derived structs also accept
+/// an array of their fields in declaration order (`["legacy", null]` as a
+/// backend), which nobody means to write and a strict parser refuses.
+pub(super) struct Object<T>(pub T);
+
+impl<T: Default> Default for Object<T> {
+    fn default() -> Self {
+        Object(T::default())
+    }
+}
+
+/// What an object of this type is, for "invalid type: ..., expected ...".
+pub(super) trait Described {
+    const OBJECT: &'static str;
+}
+
+impl Described for RawConfig {
+    const OBJECT: &'static str = "a parallel-run configuration object";
+}
+
+impl Described for RawBackend {
+    const OBJECT: &'static str = "an object with \"cluster\" and optionally \"authority\"";
+}
+
+impl Described for RawSettings {
+    const OBJECT: &'static str = "an object of operation settings";
+}
+
+impl Described for RawOperation {
+    const OBJECT: &'static str = "an operation object with \"id\", \"method\" and \"path\"";
+}
+
+impl Described for RawCompare {
+    const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)";
+}
+
+impl Described for RawUnordered {
+    const OBJECT: &'static str = "an object with \"path\" and optionally \"key\"";
+}
+
+impl Described for RawTolerance {
+    const OBJECT: &'static str = "an object with \"absolute\" and/or \"relative\"";
+}
+
+impl Described for RawMask {
+    const OBJECT: &'static str = "an object with \"pattern\" and optionally \"name\"";
+}
+
+impl<'de, T: Deserialize<'de> + Described> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Described> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::OBJECT)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
 }
 
 /// A list entry written either as a string or as an object.

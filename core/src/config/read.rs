@@ -8,7 +8,7 @@
 //! (unknown fields are errors), so the parser never descends past the
 //! schema. serde_json's own recursion limit (128 levels) stays behind it.
 
-use super::raw::RawConfig;
+use super::raw::{Object, RawConfig};
 use super::ConfigError;
 use crate::limits::MAX_CONFIG_BYTES;
 
@@ -25,14 +25,13 @@ pub(super) fn read(json: &[u8]) -> Result<RawConfig, ConfigError> {
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let Object(raw) = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = field_path(err.path());
         let err = err.into_inner();
         let message = if path.is_empty()
             && !(err.is_syntax() || err.is_eof())
             && json.trim_ascii_start().first() != Some(&b'{')
         {
-            // serde would say "invalid length 0, expected ..." for `[]`.
             "the configuration must be a JSON object".to_string()
         } else {
             strip_position(&err)

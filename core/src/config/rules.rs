@@ -46,7 +46,7 @@ impl RulesLayer {
                 .transpose()?,
             number_tolerance: raw
                 .number_tolerance
-                .map(|t| number_tolerance(t.absolute, t.relative, &format!("{at}.number_tolerance")))
+                .map(|t| number_tolerance(t.0.absolute, t.0.relative, &format!("{at}.number_tolerance")))
                 .transpose()?,
             null_equals_missing: raw.null_equals_missing,
             status: raw.status,

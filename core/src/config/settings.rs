@@ -121,7 +121,7 @@ impl Settings {
                     Ok(usize::try_from(limit).unwrap_or(usize::MAX))
                 })
                 .transpose()?,
-            compare: RulesLayer::compile(raw.compare, at)?,
+            compare: RulesLayer::compile(raw.compare.map(|compare| compare.0), at)?,
         })
     }
 

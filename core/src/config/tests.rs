@@ -857,3 +857,42 @@ fn noise_learning_errors_name_the_field() {
         assert!(err.message.contains(needle), "{err}");
     }
 }
+
+mod headers;
+mod scoping;
+
+#[test]
+fn an_array_is_not_an_object_even_with_the_fields_in_order() {
+    for (json, path, expected) in [
+        (r#"["legacy",null]"#.to_string(), "", "must be a JSON object"),
+        (
+            r#"{"legacy":["l",null],"candidate":{"cluster":"c"}}"#.to_string(),
+            "legacy",
+            "expected an object with \"cluster\"",
+        ),
+        (
+            config(r#""defaults":[]"#),
+            "defaults",
+            "expected an object of operation settings",
+        ),
+        (
+            with_ops(r#"["a","GET","/a",null,null,null,null]"#),
+            "operations[0]",
+            "expected an operation object",
+        ),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","compare":[]}"#),
+            "operations[0].compare",
+            "expected an object of comparison rules",
+        ),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","compare":{"number_tolerance":[1,null]}}"#),
+            "operations[0].compare.number_tolerance",
+            "expected an object with \"absolute\"",
+        ),
+    ] {
+        let err = parse_err(&json);
+        assert_eq!(err.path, path, "{json}: {err}");
+        assert!(err.message.contains(expected), "{json}: {err}");
+    }
+}

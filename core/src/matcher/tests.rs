@@ -183,3 +183,48 @@ fn a_clash_reports_the_operation_already_there() {
     // The failed inserts changed nothing.
     assert_eq!(m.find("GET", "/returns/9", |_| true), Some(0));
 }
+
+#[test]
+fn a_trie_deeper_than_the_stack_allows_is_matched_and_dropped_without_recursion() {
+    // Far past the configuration's bound on segments: the matcher itself
+    // must not depend on it. 4,000 segments fit the request path bound.
+    let depth = 4000;
+    let segments: Vec<Segment> = (0..depth)
+        .map(|i| if i % 2 == 0 { lit("a") } else { param("p") })
+        .collect();
+    let mut m = Matcher::default();
+    m.insert("GET", &segments, 0, |_| true).unwrap();
+    m.insert("GET", &segments[..depth - 1], 1, |_| true).unwrap();
+    let path = "/a/x".repeat(depth / 2);
+    assert_eq!(m.find("GET", &path, |_| true), Some(0));
+    assert_eq!(m.find("GET", &path[..path.len() - 2], |_| true), Some(1));
+    assert_eq!(m.find("GET", &format!("{path}/a"), |_| true), None);
+    assert_eq!(format!("{m:?}"), "Matcher { nodes: 4000, depth: 4000 }");
+    drop(m);
+
+    // A derived Drop would recurse once per level here.
+    let deep: Vec<Segment> = (0..200_000)
+        .map(|i| if i % 3 == 0 { param("p") } else { lit("l") })
+        .collect();
+    let mut m = Matcher::default();
+    m.insert("GET", &deep, 0, |_| true).unwrap();
+    drop(m);
+}
+
+#[test]
+fn accepts_chooses_among_operations_of_one_route() {
+    let mut m = Matcher::default();
+    let route = parse_template("/orders/{id}").unwrap();
+    let literal = parse_template("/orders/summary").unwrap();
+    // Operations 0 and 1 share the route: they do not clash.
+    m.insert("GET", &route, 0, |_| false).unwrap();
+    m.insert("GET", &route, 1, |_| false).unwrap();
+    m.insert("GET", &literal, 2, |_| false).unwrap();
+    assert_eq!(m.find("GET", "/orders/9", |_| true), Some(0));
+    assert_eq!(m.find("GET", "/orders/9", |op| op == 1), Some(1));
+    assert_eq!(m.find("GET", "/orders/9", |op| op == 2), None);
+    // The literal's operation is refused: the template's is found.
+    assert_eq!(m.find("GET", "/orders/summary", |op| op != 2), Some(0));
+    // A clash names the operation it clashes with.
+    assert_eq!(m.insert("GET", &route, 3, |op| op == 1), Err(1));
+}
