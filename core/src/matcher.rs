@@ -191,13 +191,16 @@ impl Matcher {
     /// `path` (which may carry a query) that `accepts`.
     pub fn find(&self, method: &str, path: &str, accepts: impl Fn(usize) -> bool) -> Option<usize> {
         let rest = self.segments_of(path)?;
-        // Pending branches: a node and the path left below it. Popping the
-        // literal branch before the parameter branch of the same node keeps
-        // "a literal wins, else the template" without recursion. Each trie
-        // node is visited at most once (its depth fixes the segment it
-        // meets), so a lookup costs at most the trie's size.
-        let mut pending: Vec<(&Node, &str)> = vec![(&self.root, rest)];
-        while let Some((node, rest)) = pending.pop() {
+        // The branch being followed, and the parameter branches passed on
+        // the way (a node and the path left below it). Following the literal
+        // branch first and coming back to the parameter branches, last one
+        // first, keeps "a literal wins, else the template" without recursion,
+        // and allocates only where both branches exist. Each trie node is
+        // visited at most once (its depth fixes the segment it meets), so a
+        // lookup costs at most the trie's size.
+        let mut pending: Vec<(&Node, &str)> = Vec::new();
+        let mut next = Some((&self.root, rest));
+        while let Some((node, rest)) = next.take().or_else(|| pending.pop()) {
             if rest.is_empty() {
                 let found = node
                     .methods
@@ -209,12 +212,16 @@ impl Matcher {
                 continue;
             }
             let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
-            if let Some(param) = node.param.as_deref() {
-                pending.push((param, tail));
-            }
-            if let Some(literal) = node.literals.get(segment) {
-                pending.push((literal, tail));
-            }
+            let param = node.param.as_deref();
+            next = match node.literals.get(segment) {
+                Some(literal) => {
+                    if let Some(param) = param {
+                        pending.push((param, tail));
+                    }
+                    Some((literal, tail))
+                }
+                None => param.map(|param| (param, tail)),
+            };
         }
         None
     }

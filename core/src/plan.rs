@@ -148,8 +148,9 @@ impl Plan {
     /// The index of the operation a request belongs to, honouring every
     /// `hosts` list: `None` out of the plan's scope, or when no operation of
     /// this method, path and host exists. A known id in the operation header
-    /// wins over the path when the method and host agree, for gateways that
-    /// already name operations.
+    /// (the value of the header the plan names as `operation_header`; ignored
+    /// when it names none) wins over the path when the method and host
+    /// agree, for gateways that already name operations.
     pub fn classify_request(
         &self,
         method: &str,
@@ -185,8 +186,10 @@ impl Plan {
                 .get(index)
                 .is_some_and(|op| op.method == method && serves(op))
         };
-        // An id longer than any configured one is looked at no further.
-        let id = operation_header.filter(|v| v.len() <= MAX_ID_BYTES);
+        // Only where the configuration names an operation header (a caller
+        // cannot make a client's header count by mistake), and no id longer
+        // than any configured one is looked at further.
+        let id = operation_header.filter(|v| self.operation_header.is_some() && v.len() <= MAX_ID_BYTES);
         if let Some(id) = id.and_then(|v| std::str::from_utf8(v).ok()) {
             if let Some(&index) = self.by_id.get(id) {
                 if accepts(index) {

@@ -7,6 +7,7 @@ use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
 use super::settings::Settings;
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
+use crate::http::is_unsafe_method;
 use crate::limits::{MAX_INFLIGHT_SHADOWS, MAX_OPERATIONS};
 use crate::matcher::{parse_template, Matcher};
 use crate::plan::{Backend, Operation, Plan};
@@ -99,7 +100,9 @@ fn operation(
             ));
         }
     }
-    let settings = Settings::compile(own, at)?.resolve(defaults);
+    let own = Settings::compile(own, at)?;
+    no_effect(&own, &method, at)?;
+    let settings = own.resolve(defaults);
     // Only checked where the two meet: an operation may switch learning on
     // under defaults that sample.
     if settings.learn_noise && settings.noise_per_million == 0 {
@@ -128,6 +131,27 @@ fn operation(
         max_diff_paths: settings.max_diff_paths,
         compare: settings.compare,
     })
+}
+
+/// Refuses an operation's own setting that cannot change anything, so that
+/// nobody believes it does. Inherited settings are not checked: `defaults`
+/// speak for many operations, and apply where they can.
+fn no_effect(own: &Settings, method: &str, at: &str) -> Result<(), ConfigError> {
+    if !is_unsafe_method(method) {
+        return Ok(());
+    }
+    // A noise repeat sends the request to the serving backend a second time:
+    // for an unsafe method that would be a second real request, so the
+    // filter never repeats one.
+    let why =
+        format!("{method} is not a safe method, and noise repeats are sent for safe methods only: this has no effect");
+    if own.noise_per_million.is_some_and(|n| n > 0) {
+        return Err(ConfigError::new(format!("{at}.noise_percent"), why));
+    }
+    if own.learn_noise == Some(true) {
+        return Err(ConfigError::new(format!("{at}.learn_noise"), why));
+    }
+    Ok(())
 }
 
 /// Enters the operation into the plan: a unique id, and a method and path

@@ -896,3 +896,32 @@ fn an_array_is_not_an_object_even_with_the_fields_in_order() {
         assert!(err.message.contains(expected), "{json}: {err}");
     }
 }
+
+#[test]
+fn noise_settings_of_an_unsafe_operation_are_refused_as_without_effect() {
+    for (method, settings, at) in [
+        ("POST", r#""noise_percent":5"#, "operations[0].noise_percent"),
+        (
+            "DELETE",
+            r#""noise_percent":100,"learn_noise":true"#,
+            "operations[0].noise_percent",
+        ),
+        ("PUT", r#""learn_noise":true"#, "operations[0].learn_noise"),
+    ] {
+        let err = parse_err(&config(&format!(
+            r#""defaults":{{"noise_percent":10}},"operations":[{{"id":"a","method":"{method}","path":"/a","shadow_unsafe":true,{settings}}}]"#
+        )));
+        assert_eq!(err.path, at, "{method} {settings}: {err}");
+        assert!(err.message.contains("safe methods only"), "{err}");
+        assert!(err.message.contains("no effect"), "{err}");
+    }
+    // Zero is no claim; inherited settings apply where they can; safe methods may.
+    let plan = parse_ok(&config(
+        r#""defaults":{"noise_percent":10,"learn_noise":true},
+           "operations":[{"id":"a","method":"POST","path":"/a","noise_percent":0,"learn_noise":false},
+                         {"id":"b","method":"POST","path":"/b"},
+                         {"id":"c","method":"GET","path":"/c","noise_percent":50}]"#,
+    ));
+    assert_eq!(op(&plan, "b").noise_per_million, 100_000);
+    assert_eq!(op(&plan, "c").noise_per_million, 500_000);
+}

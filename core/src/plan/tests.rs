@@ -280,6 +280,17 @@ fn an_over_long_operation_header_is_not_looked_up() {
     );
 }
 
+#[test]
+fn without_an_operation_header_configured_a_header_value_is_ignored() {
+    let plan = Plan::parse(
+        br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"operations":[
+            {"id":"a","method":"GET","path":"/a"},{"id":"b","method":"GET","path":"/b"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(plan.classify("GET", "/a", Some(b"b")), Some(0));
+    assert_eq!(plan.classify_request("GET", "/x", b"h", Some(b"b")), None);
+}
+
 fn by_index(plan: &Plan, name: &str) -> Option<usize> {
     plan.operations.iter().position(|o| o.id == name)
 }
