@@ -117,27 +117,25 @@ fn check_pointer(pointer: &str, at: &str) -> Result<(), ConfigError> {
 
 fn ignore_headers(list: &[String], at: &str) -> Result<Vec<HeaderPattern>, ConfigError> {
     check_count(list, MAX_IGNORE_HEADERS, at)?;
-    list.iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let at = format!("{at}[{i}]");
-            // A pattern is a header name with an optional trailing '*'.
-            names::check_header_length(name, &at)?;
-            HeaderPattern::parse(name).map_err(|msg| ConfigError::new(at, msg))
-        })
-        .collect()
+    let mut patterns = Vec::with_capacity(list.len());
+    for (i, name) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        // A pattern is a header name with an optional trailing '*'.
+        names::check_header_length(name, &at)?;
+        patterns.push(HeaderPattern::parse(name).map_err(|msg| ConfigError::new(at, msg))?);
+    }
+    Ok(patterns)
 }
 
 fn ignore_json_paths(list: &[String], at: &str) -> Result<Vec<PointerPattern>, ConfigError> {
     check_count(list, MAX_IGNORE_JSON_PATHS, at)?;
-    list.iter()
-        .enumerate()
-        .map(|(i, pointer)| {
-            let at = format!("{at}[{i}]");
-            check_pointer(pointer, &at)?;
-            PointerPattern::parse(pointer).map_err(|msg| ConfigError::new(at, msg))
-        })
-        .collect()
+    let mut patterns = Vec::with_capacity(list.len());
+    for (i, pointer) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        check_pointer(pointer, &at)?;
+        patterns.push(PointerPattern::parse(pointer).map_err(|msg| ConfigError::new(at, msg))?);
+    }
+    Ok(patterns)
 }
 
 fn unordered_arrays(list: &[StringOr<RawUnordered>], at: &str) -> Result<Vec<UnorderedArray>, ConfigError> {
@@ -226,24 +224,24 @@ fn masks(list: &[StringOr<RawMask>], at: &str) -> Result<Vec<Mask>, ConfigError>
             format!("{} masks, at most {MAX_MASKS} are allowed", list.len()),
         ));
     }
-    list.iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            let at = format!("{at}[{i}]");
-            match entry {
-                StringOr::Str(name) => {
-                    names::check_id_length(name, &at)?;
-                    Mask::builtin(name).map_err(|msg| ConfigError::new(at, msg))
-                }
-                StringOr::Obj(RawMask { pattern, name }) => {
-                    let name = name.as_deref().unwrap_or("masked");
-                    let name_at = format!("{at}.name");
-                    names::check_id_length(name, &name_at)?;
-                    Mask::check_name(name).map_err(|msg| ConfigError::new(name_at, msg))?;
-                    // The mask module bounds the pattern's length itself.
-                    Mask::custom(name, pattern).map_err(|msg| ConfigError::new(format!("{at}.pattern"), msg))
-                }
+    let mut masks = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let mask = match entry {
+            StringOr::Str(name) => {
+                names::check_id_length(name, &at)?;
+                Mask::builtin(name).map_err(|msg| ConfigError::new(at, msg))?
             }
-        })
-        .collect()
+            StringOr::Obj(RawMask { pattern, name }) => {
+                let name = name.as_deref().unwrap_or("masked");
+                let name_at = format!("{at}.name");
+                names::check_id_length(name, &name_at)?;
+                Mask::check_name(name).map_err(|msg| ConfigError::new(name_at, msg))?;
+                // The mask module bounds the pattern's length itself.
+                Mask::custom(name, pattern).map_err(|msg| ConfigError::new(format!("{at}.pattern"), msg))?
+            }
+        };
+        masks.push(mask);
+    }
+    Ok(masks)
 }
