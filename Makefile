@@ -51,6 +51,9 @@ build: $(STAMPS)/targets
 
 lint: $(STAMPS)/targets
 	$(CARGO) fmt --all --check
+	@# fuzz/ is its own workspace and cannot inherit the minimum Rust version.
+	@test "$$(grep -m1 '^rust-version = ' Cargo.toml)" = "$$(grep -m1 '^rust-version = ' fuzz/Cargo.toml)" || \
+		{ echo "lint: fuzz/Cargo.toml's rust-version differs from the workspace's (Cargo.toml)"; exit 1; }
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p parallel-run -- -D warnings
 
