@@ -71,6 +71,9 @@ oci: $(STAMPS)/targets
 
 lint: $(STAMPS)/targets
 	$(CARGO) fmt --all --check
+	@# fuzz/ is its own workspace and cannot inherit the minimum Rust version.
+	@test "$$(grep -m1 '^rust-version = ' Cargo.toml)" = "$$(grep -m1 '^rust-version = ' fuzz/Cargo.toml)" || \
+		{ echo "lint: fuzz/Cargo.toml's rust-version differs from the workspace's (Cargo.toml)"; exit 1; }
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p parallel-run -- -D warnings
 
@@ -158,7 +161,7 @@ bench-compare: $(STAMPS)/targets
 CARGO_FUZZ_VERSION := 0.13.1
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := compare config
+FUZZ_TARGETS := compare config sequence
 
 $(CARGO_FUZZ):
 	$(CARGO) install --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS)
