@@ -62,7 +62,8 @@ impl<H: Host> Stream<H> {
     fn route(&self, headers: &RequestHeaders, method: &str, path: &str) -> Option<usize> {
         let plan = &self.plugin.plan;
         let operation_id = plan.operation_header.as_deref().and_then(|name| headers.get(name));
-        let index = plan.classify(method, path, operation_id);
+        let authority = headers.get(":authority").unwrap_or_default();
+        let index = plan.classify_request(method, path, authority, operation_id);
         let (backend, side) = match index.and_then(|i| plan.operation(i)) {
             Some(operation) => operation.serving(),
             None => (&plan.legacy, Side::Legacy),
@@ -216,6 +217,12 @@ impl<H: Host> Context for Stream<H> {}
 impl<H: Host> HttpContext for Stream<H> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = RequestHeaders(self.host.request_headers());
+        let authority = headers.get(":authority").unwrap_or_default();
+        // A host the configuration does not cover (a shared gateway) passes
+        // through untouched: no header written, no route-cache clear.
+        if !self.plugin.plan.in_scope(authority) {
+            return Action::Continue;
+        }
         let (method, path) = (headers.text(":method"), headers.text(":path"));
         self.operation = self.route(&headers, method, path);
         if let Some(index) = self.operation {

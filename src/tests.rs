@@ -696,3 +696,42 @@ fn a_failing_candidate_opens_the_circuit_and_shadowing_resumes_when_it_is_back()
     assert_eq!(proxy.counter("getReturn", "failed_error"), 20);
     assert_eq!(proxy.outcomes("getReturn"), proxy.counter("getReturn", "shadowed"));
 }
+
+#[test]
+fn a_host_outside_the_configuration_passes_through_untouched() {
+    let config = CONFIG.replace(
+        r#""revision": "r1","#,
+        r#""revision": "r1", "hosts": ["api.example", "*.returns.example"],"#,
+    );
+    let proxy = Vmx::start(&config);
+    for authority in ["other.example", "returns.example.evil"] {
+        proxy.fake.state().request_headers = vec![
+            (":method".into(), b"GET".to_vec()),
+            (":path".into(), b"/returns/1".to_vec()),
+            (":authority".into(), authority.as_bytes().to_vec()),
+            ("x-parallel-run-cluster".into(), b"candidate".to_vec()),
+        ];
+        let before = proxy.fake.state().request_headers.clone();
+        let mut stream = proxy.root.stream().unwrap();
+        stream.on_http_request_headers(4, true);
+        assert_eq!(
+            proxy.fake.state().request_headers,
+            before,
+            "{authority}: nothing written"
+        );
+        assert_eq!(proxy.fake.state().route_cache_clears, 0, "{authority}");
+    }
+    assert_eq!(proxy.counter("getReturn", "requests"), 0);
+    assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 0);
+    // In scope, with a port: routed and counted.
+    let _stream = proxy.request("GET", "/returns/1", &[], None);
+    assert_eq!(proxy.counter("getReturn", "requests"), 1);
+    proxy.fake.state().request_headers = vec![
+        (":method".into(), b"GET".to_vec()),
+        (":path".into(), b"/returns/1".to_vec()),
+        (":authority".into(), b"eu.returns.example:8443".to_vec()),
+    ];
+    let mut stream = proxy.root.stream().unwrap();
+    stream.on_http_request_headers(3, true);
+    assert_eq!(proxy.counter("getReturn", "requests"), 2);
+}
