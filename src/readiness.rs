@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use hashbrown::{HashMap, HashSet};
 use parallel_run_core::counters::{Counter, Gauge};
-use parallel_run_core::window::{self, Rule, Tally, Window};
+use parallel_run_core::window::{self, Tally, Window};
 use parallel_run_core::Mode;
 
 use crate::host::Host;
@@ -51,7 +51,7 @@ impl Readiness {
         let live: HashSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
         self.windows.retain(|id, _| live.contains(id.as_str()));
         for (index, operation) in plan.operations.iter().enumerate() {
-            let rule = Rule::default();
+            let rule = operation.readiness;
             let value = |counter| plugin.counters.value(host, index, counter);
             let (Some(shadowed), Some(matched), Some(unmatched), Some(failed)) = (
                 value(Counter::Shadowed),

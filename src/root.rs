@@ -11,7 +11,6 @@ use hashbrown::HashMap;
 use parallel_run_core::breaker::Change;
 use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
-use parallel_run_core::window::Rule;
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -103,9 +102,8 @@ impl<H: Host + Clone> Root<H> {
             counters::revision_fingerprint(&plan.revision),
         );
         for (index, operation) in plan.operations.iter().enumerate() {
-            let rule = Rule::default();
             for gauge in Gauge::ALL {
-                if let Some(value) = counters::config_gauge_value(operation, &rule, gauge) {
+                if let Some(value) = counters::config_gauge_value(operation, gauge) {
                     gauges.set(host, index, gauge, value);
                 }
             }

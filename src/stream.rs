@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use parallel_run_core::breaker::{self, Breaker};
+use parallel_run_core::breaker::Breaker;
 use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::ExchangeId;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
@@ -110,7 +110,7 @@ impl<H: Host> Stream<H> {
         let mut guard = self.vm.borrow_mut();
         let vm = &mut *guard;
         let max_open = usize::try_from(plan.max_inflight_shadows).unwrap_or(usize::MAX);
-        let breaker = breaker::settings(operation).map(|settings| {
+        let breaker = operation.circuit_breaker.map(|settings| {
             let breaker = vm
                 .breakers
                 .entry_ref(operation.id.as_str())

@@ -40,11 +40,6 @@ impl Default for Settings {
     }
 }
 
-/// The breaker settings of an operation; `None` when it has none.
-pub fn settings(_operation: &crate::Operation) -> Option<Settings> {
-    Some(Settings::default())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Closed,

@@ -149,7 +149,8 @@ pub fn operation_gauge(operation_id: &str, gauge: Gauge) -> String {
 
 /// The value of an operation's configuration gauge; `None` for the gauges
 /// the readiness window sets ([`crate::window`]).
-pub fn config_gauge_value(operation: &crate::Operation, rule: &crate::window::Rule, gauge: Gauge) -> Option<u64> {
+pub fn config_gauge_value(operation: &crate::Operation, gauge: Gauge) -> Option<u64> {
+    let rule = &operation.readiness;
     Some(match gauge {
         Gauge::Mode => operation.mode.code(),
         // Rates in [0, 1], validated: the casts cannot overflow.

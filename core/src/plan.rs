@@ -86,6 +86,10 @@ pub struct Operation {
     /// Distinct differing paths counted per operation; more go to overflow.
     pub max_diff_paths: usize,
     pub compare: CompareRules,
+    /// The readiness rule ([`crate::window`]).
+    pub readiness: crate::window::Rule,
+    /// `None` when the circuit breaker is switched off.
+    pub circuit_breaker: Option<crate::breaker::Settings>,
 }
 
 impl Operation {

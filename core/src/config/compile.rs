@@ -130,6 +130,8 @@ fn operation(
         learn_noise: settings.learn_noise,
         max_diff_paths: settings.max_diff_paths,
         compare: settings.compare,
+        readiness: settings.readiness,
+        circuit_breaker: settings.circuit_breaker,
     })
 }
 

@@ -16,6 +16,7 @@
 
 mod compile;
 mod error;
+mod guards;
 mod names;
 mod raw;
 mod read;

@@ -99,6 +99,8 @@ settings! {
     #[serde(default, deserialize_with = "whole_number")]
     max_diff_paths: u64,
     compare: Object<RawCompare>,
+    readiness: Object<RawReadiness>,
+    circuit_breaker: Object<RawBreaker>,
 }
 
 /// The fields of an operation that are not settings.
@@ -123,6 +125,33 @@ pub(super) struct RawCompare {
     pub status: Option<StatusMatch>,
     pub status_equivalent: Option<Vec<Vec<serde_json::Number>>>,
     pub masks: Option<Vec<StringOr<RawMask>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReadiness {
+    #[serde(default, deserialize_with = "whole_number")]
+    pub window_s: Option<u64>,
+    pub confidence: Option<f64>,
+    pub max_failure_rate: Option<f64>,
+    pub max_latency_ratio: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub ready_after_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreaker {
+    pub enabled: Option<bool>,
+    pub failure_rate: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub min_calls: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub window_s: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub cooldown_s: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub probes: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +209,16 @@ impl Described for RawOperation {
 
 impl Described for RawCompare {
     const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)";
+}
+
+impl Described for RawReadiness {
+    const OBJECT: &'static str =
+        "an object of readiness settings (window_s, confidence, max_failure_rate, max_latency_ratio, ready_after_s)";
+}
+
+impl Described for RawBreaker {
+    const OBJECT: &'static str =
+        "an object of circuit breaker settings (enabled, failure_rate, min_calls, window_s, cooldown_s, probes)";
 }
 
 impl Described for RawUnordered {

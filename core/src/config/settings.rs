@@ -5,14 +5,17 @@
 //! once however many operations inherit it. An operation's settings are its
 //! own layer over the defaults', over the built-in defaults.
 
+use super::guards::{BreakerLayer, ReadinessLayer};
 use super::raw::RawSettings;
 use super::rules::RulesLayer;
 use super::{
     ConfigError, DEFAULT_MAX_DIFF_PATHS, DEFAULT_MIN_SAMPLES, DEFAULT_SHADOW_TIMEOUT_MS, DEFAULT_TARGET_MATCH_RATE,
 };
+use crate::breaker;
 use crate::compare::CompareRules;
 use crate::limits::{DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, MAX_DIFF_PATHS, MAX_SHADOW_TIMEOUT_MS};
 use crate::plan::Mode;
+use crate::window::Rule;
 
 /// One layer, validated; `None` where it sets nothing.
 #[derive(Default)]
@@ -30,6 +33,8 @@ pub(super) struct Settings {
     pub learn_noise: Option<bool>,
     pub max_diff_paths: Option<usize>,
     pub compare: RulesLayer,
+    pub readiness: ReadinessLayer,
+    pub circuit_breaker: BreakerLayer,
 }
 
 /// Every setting of one operation, resolved.
@@ -45,6 +50,8 @@ pub(super) struct Resolved {
     pub learn_noise: bool,
     pub max_diff_paths: usize,
     pub compare: CompareRules,
+    pub readiness: Rule,
+    pub circuit_breaker: Option<breaker::Settings>,
 }
 
 impl Settings {
@@ -122,6 +129,8 @@ impl Settings {
                 })
                 .transpose()?,
             compare: RulesLayer::compile(raw.compare.map(|compare| compare.0), at)?,
+            readiness: ReadinessLayer::compile(raw.readiness.map(|r| r.0), at)?,
+            circuit_breaker: BreakerLayer::compile(raw.circuit_breaker.map(|b| b.0), at)?,
         })
     }
 
@@ -153,6 +162,8 @@ impl Settings {
                 .unwrap_or(DEFAULT_MAX_DIFF_PATHS),
             // A gzip or deflate body is decoded into no more than a body may be.
             compare: self.compare.over(&base.compare).into_rules(max_body_bytes),
+            readiness: self.readiness.resolve(&base.readiness),
+            circuit_breaker: self.circuit_breaker.resolve(&base.circuit_breaker),
         }
     }
 }
