@@ -1,7 +1,10 @@
-//! Readiness gauges: one VM per proxy, the main-thread VM (the first one,
-//! which serves no requests), reads each operation's shared counters on a
-//! tick, keeps its window ([`parallel_run_core::window`]) and writes the
-//! verdict to gauges. The work is per operation and tick, never per
+//! Readiness gauges: one VM per proxy reads each operation's shared
+//! counters on a tick, keeps its window ([`parallel_run_core::window`]) and
+//! writes the verdict to gauges. That VM holds a lease in shared data,
+//! renewed on every tick; when it stops (its worker is gone, its VM died),
+//! another takes over once the lease runs out. (The first VM number is not
+//! a safe choice: Envoy 1.40 configures a VM on the main thread that never
+//! ticks, measured.) The work is per operation and tick, never per
 //! request; the windows live in the VM, so a configuration push does not
 //! restart them, but a mode change does: shadow-phase and cutover-phase
 //! comparisons never mix.
@@ -21,6 +24,13 @@ use crate::vm::Plugin;
 /// per-tick evaluation with 10,000 operations (4 reads and 9 writes each).
 pub const EVALUATE_EVERY_TICKS: u64 = 5;
 
+/// The shared-data key of the lease: `<vm number> <expiry in seconds>`.
+const LEASE_KEY: &str = "parallel_run.readiness_lease";
+
+/// Seconds a lease lasts without renewal: a few ticks, so a stopped leader
+/// is replaced quickly, and a slow tick does not hand the lease around.
+const LEASE_S: u64 = 5;
+
 #[derive(Default)]
 pub struct Readiness {
     ticks: u64,
@@ -35,11 +45,36 @@ impl Readiness {
         self.windows.len()
     }
 
-    pub fn tick(&mut self, host: &impl Host, plugin: &Plugin) {
-        self.ticks += 1;
-        if self.ticks % EVALUATE_EVERY_TICKS != 1 {
-            return;
+    /// Creates the lease key, held by nobody, so that every later write
+    /// carries a compare-and-swap token (configuration runs on the main
+    /// thread before any worker VM exists).
+    pub fn prepare(host: &impl Host) {
+        if let Some((None, None)) = host.shared_data(LEASE_KEY) {
+            let _ = host.set_shared_data(LEASE_KEY, b"0 0", None);
         }
+    }
+
+    /// Takes or renews the lease; true while this VM holds it.
+    fn lead(&mut self, host: &impl Host, vm_number: u64, now_s: u64) -> bool {
+        let led = host.update(LEASE_KEY, |value| {
+            let holder = value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|text| {
+                let (vm, expiry) = text.split_once(' ')?;
+                Some((vm.parse::<u64>().ok()?, expiry.parse::<u64>().ok()?))
+            });
+            match holder {
+                Some((vm, expiry)) if vm != vm_number && expiry > now_s => (None, false),
+                _ => (Some(format!("{vm_number} {}", now_s + LEASE_S).into_bytes()), true),
+            }
+        });
+        let led = led.unwrap_or(false);
+        if !led && !self.windows.is_empty() {
+            // Another VM leads: its windows are the ones that count.
+            self.windows.clear();
+        }
+        led
+    }
+
+    pub fn tick(&mut self, host: &impl Host, plugin: &Plugin, vm_number: u64) {
         let Some(now_s) = host
             .now()
             .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -47,6 +82,13 @@ impl Readiness {
         else {
             return;
         };
+        if !self.lead(host, vm_number, now_s) {
+            return;
+        }
+        self.ticks += 1;
+        if self.ticks % EVALUATE_EVERY_TICKS != 1 {
+            return;
+        }
         let plan = &plugin.plan;
         let live: HashSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
         self.windows.retain(|id, _| live.contains(id.as_str()));

@@ -19,6 +19,7 @@ use crate::diff_paths::DiffPaths;
 use crate::host::Host;
 use crate::metrics::{OperationCounters, OperationGauges, OperationHistograms};
 use crate::noise::Noise;
+use crate::readiness::Readiness;
 use crate::record::record;
 use crate::stream::Stream;
 use crate::vm::{Plugin, Vm};
@@ -110,6 +111,7 @@ impl<H: Host + Clone> Root<H> {
         }
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);
+        Readiness::prepare(host);
         vm.wake.listen(host);
         self.plugin = Some(Rc::new(Plugin {
             plan,
@@ -309,8 +311,8 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                     let vm = &mut *self.vm.borrow_mut();
                     vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
                     tick_breakers(&self.host, vm);
-                    if vm.wake.vm_number() == Some(1) {
-                        vm.readiness.tick(&self.host, plugin);
+                    if let Some(vm_number) = vm.wake.vm_number() {
+                        vm.readiness.tick(&self.host, plugin, vm_number);
                     }
                 }
             }

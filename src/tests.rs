@@ -544,7 +544,7 @@ fn a_route_that_ignores_the_filters_choice_is_counted() {
 }
 
 #[test]
-fn the_main_thread_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
+fn the_leading_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
     let config = CONFIG.replace(
         r#""max_body_bytes": 64}"#,
         r#""max_body_bytes": 64, "min_samples": 20, "target_match_rate": 0.9}"#,
@@ -605,19 +605,30 @@ fn the_main_thread_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
 }
 
 #[test]
-fn only_the_first_vm_evaluates_readiness() {
-    let proxy = Vmx::start(CONFIG);
-    let mut worker = Vmx::on(proxy.fake.clone(), CONFIG);
-    assert_eq!(worker.vm.borrow().wake.vm_number(), Some(2));
-    for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
-        worker.root.on_tick();
+fn one_vm_holds_the_readiness_lease_and_another_takes_over_when_it_stops() {
+    let mut first = Vmx::start(CONFIG);
+    let mut second = Vmx::on(first.fake.clone(), CONFIG);
+    assert_eq!(second.vm.borrow().wake.vm_number(), Some(2));
+    for _ in 0..3 {
+        first.root.on_tick();
+        second.root.on_tick();
+        first.fake.advance(Duration::from_secs(1));
     }
-    assert_eq!(worker.vm.borrow().readiness.windows(), 0, "a worker keeps no window");
     assert_eq!(
-        proxy.vm.borrow().readiness.windows(),
-        0,
-        "nothing ticked on the main-thread VM yet"
+        first.vm.borrow().readiness.windows(),
+        3,
+        "the leader keeps a window per operation"
     );
+    assert_eq!(second.vm.borrow().readiness.windows(), 0, "the other keeps none");
+    // The leader stops ticking (its worker is gone): after the lease runs
+    // out, the other one leads.
+    for _ in 0..6 {
+        first.fake.advance(Duration::from_secs(1));
+        second.root.on_tick();
+    }
+    assert_eq!(second.vm.borrow().readiness.windows(), 3);
+    first.root.on_tick();
+    assert_eq!(first.vm.borrow().readiness.windows(), 0, "the old leader steps back");
 }
 
 #[test]
