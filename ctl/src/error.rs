@@ -33,6 +33,8 @@ pub enum Kind {
     NotConfirmed,
     /// `status --exit-code`: at least one operation is not ready.
     NotReadyStatus,
+    /// `status --exit-code`: Envoy's admin endpoint did not answer.
+    UnreachableStatus,
     /// `git` failed.
     Git,
 }
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Refused => "refused",
             Kind::NotConfirmed => "not_confirmed",
             Kind::NotReadyStatus => "not_ready",
+            Kind::UnreachableStatus => "unreachable",
             Kind::Git => "git",
         }
     }

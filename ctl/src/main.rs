@@ -48,7 +48,10 @@ pub struct Printed {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let output = cli.output;
+    let output = match &cli.command {
+        Command::Status(args) if args.json => Output::Json,
+        _ => cli.output,
+    };
     let stdout = &mut io::stdout().lock();
     match run(cli) {
         Ok((printed, error)) => {
@@ -82,6 +85,7 @@ pub fn set_field(document: &mut Value, key: &str, value: Value) {
 fn exit_status(error: &Error) -> u8 {
     match error.kind {
         Kind::NotReadyStatus => exit::NOT_READY,
+        Kind::UnreachableStatus => exit::UNREACHABLE,
         _ => exit::FAILED,
     }
 }
@@ -155,10 +159,7 @@ fn run(cli: Cli) -> Run {
     match cli.command {
         Command::Validate { config } => validate(&config).map(|p| (p, None)),
         Command::Apply(args) => apply::run(&args),
-        Command::Status(args) => {
-            let output = if args.json { Output::Json } else { cli.output };
-            status::run(&args, output)
-        }
+        Command::Status(args) => status::run(&args),
         Command::Cutover(args) => {
             let action = change::Action::Cutover(args.operations.clone());
             change_command(&args.target, &args.admin.admin, &action, &args.guard, &args.wait)

@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use crate::admin::Admin;
 use crate::audit;
 use crate::change;
-use crate::cli::{Output, StatusArgs, WaitCommandArgs};
-use crate::error::{exit, Error, Kind};
+use crate::cli::{StatusArgs, WaitCommandArgs};
+use crate::error::{Error, Kind};
 use crate::live::{self, Live, STATS_PREFIX};
 use crate::{groups, parse_admin, read_target, report, Printed, Run};
 
-pub fn run(args: &StatusArgs, output: Output) -> Run {
+pub fn run(args: &StatusArgs) -> Run {
     let doc = read_target(&args.target, "status")?;
     let plan = doc.plan()?;
     let admin = parse_admin(&args.admin.admin)?;
@@ -34,13 +34,7 @@ pub fn run(args: &StatusArgs, output: Output) -> Run {
         .unwrap_or_else(|| live::DEFAULT_FILTER_NAME.to_string());
     let live = match Live::read(&admin, &filter_name) {
         Ok(live) => live,
-        Err(err) if args.exit_code => {
-            eprintln!("{err}");
-            if output == Output::Json {
-                println!("{}", json!({"error": {"kind": "unreachable", "message": err.message}}));
-            }
-            std::process::exit(i32::from(exit::UNREACHABLE));
-        }
+        Err(err) if args.exit_code => return Err(Error::new(Kind::UnreachableStatus, err.message)),
         Err(err) => return Err(err),
     };
     let target = args
@@ -57,7 +51,6 @@ pub fn run(args: &StatusArgs, output: Output) -> Run {
     };
     crate::set_field(&mut printed.json, "sha256", json!(doc.sha256()));
     crate::set_field(&mut printed.json, "format", json!(doc.format.name()));
-    let _ = output;
     let error = if args.exit_code {
         let not_ready: Vec<&str> = status
             .rows

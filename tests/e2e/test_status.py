@@ -69,9 +69,10 @@ def counters(proxy):
     result = {}
     for op in (o["id"] for o in CONFIG["operations"]):
         prefix = STAT_PREFIX + op + "."
-        # Fixed counters only: the per-field ones (unmatched_path.<field>) hold a dot.
+        # Fixed counters only: the per-field ones (unmatched_path.<field>) hold a
+        # dot, and `mode` is a gauge (the mode Envoy runs), not a counter.
         result[op] = {name[len(prefix):]: value for name, value in stats.items()
-                      if name.startswith(prefix) and "." not in name[len(prefix):]}
+                      if name.startswith(prefix) and "." not in name[len(prefix):] and name[len(prefix):] != "mode"}
     return result
 
 
