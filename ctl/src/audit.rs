@@ -145,11 +145,31 @@ pub fn config_of<'a>(records: &'a [Record], revision: &str) -> Option<&'a Record
         .find(|r| r.new_revision == revision && r.config.is_some() && r.kind != "outcome")
 }
 
-/// Who runs the command: `$USER` (or `$LOGNAME`).
+/// Who runs the command: `$USER` (or `$LOGNAME`), else the name of the
+/// process's user id in /etc/passwd (containers often set neither).
 pub fn user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn user_from_passwd() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_string())
+    })
 }
 
 pub fn host() -> String {
