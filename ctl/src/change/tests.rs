@@ -594,3 +594,74 @@ fn a_later_revision_built_on_ours_counts_as_ours_being_active() {
     assert_eq!(descendant(&records, "rA", revision_fingerprint("rX")), None);
     assert_eq!(descendant(&records, "rB", revision_fingerprint("rA")), None);
 }
+
+#[test]
+fn git_commits_the_new_file_alone_with_the_record_as_message() {
+    let setup = Setup::new(CONFIG);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&setup.dir.path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "--quiet"]);
+    git(&["config", "user.email", "ops@example.invalid"]);
+    git(&["config", "user.name", "ops"]);
+    git(&["add", "parallel-run.json"]);
+    git(&["commit", "--quiet", "-m", "start"]);
+    let unrelated = setup.dir.write("notes.txt", "staged, not part of the cutover");
+    git(&["add", "notes.txt"]);
+
+    let report = setup
+        .run(
+            &Action::Cutover(vec!["getReturn".into()]),
+            &Guard {
+                git: true,
+                ..guard("ready for a week")
+            },
+        )
+        .unwrap();
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let head = git(&["rev-parse", "HEAD"]);
+    assert_eq!(report.json["git_commit"], head.trim());
+    let message = git(&["log", "-1", "--format=%B"]);
+    let revision = setup.config()["revision"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with(&format!(
+            "parallel-run: cutover getReturn cutover (revision {revision})\n\nready for a week\n"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("\"evidence\""), "{message}");
+    assert_eq!(git(&["show", "--name-only", "--format="]).trim(), "parallel-run.json");
+    assert_eq!(
+        git(&["diff", "--cached", "--name-only"]).trim(),
+        "notes.txt",
+        "other staged files stay staged"
+    );
+    drop(unrelated);
+
+    // Outside a repository: the file is written, the failure is reported.
+    let outside = Setup::new(CONFIG);
+    let report = outside
+        .run(
+            &Action::Cutover(vec!["getReturn".into()]),
+            &Guard {
+                git: true,
+                ..guard("x")
+            },
+        )
+        .unwrap();
+    let err = report.error.unwrap();
+    assert_eq!(err.kind, Kind::Git);
+    assert!(err.message.starts_with("written, but not committed: git add"), "{err}");
+    assert_eq!(mode_of(&outside.config(), "getReturn"), "cutover");
+}
