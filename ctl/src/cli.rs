@@ -64,6 +64,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Wait until Envoy runs a revision (e.g. after `kubectl apply`)
     Wait(WaitCommandArgs),
+    /// Stale routes and risky rules; exit status 1 on errors
+    Lint(LintArgs),
     /// Shell completions, generated from these definitions
     Completions {
         #[arg(value_enum)]
@@ -270,6 +272,23 @@ pub struct WaitCommandArgs {
     /// How long to wait: 30s, 2m, 500ms
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Operations in candidate (or cutover) for this many days are reported stale
+    #[arg(long, default_value_t = 14, value_name = "DAYS")]
+    pub stale_days: u64,
+    /// Only the rules that need no Envoy (configuration and audit log)
+    #[arg(long)]
+    pub no_envoy: bool,
+    /// Warnings fail too
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `30s`, `2m`, `500ms`, or plain seconds (`30`). At most an hour.

@@ -35,6 +35,8 @@ pub enum Kind {
     NotReadyStatus,
     /// `status --exit-code`: Envoy's admin endpoint did not answer.
     UnreachableStatus,
+    /// `lint` found errors (or warnings, with `--strict`).
+    Lint,
     /// `git` failed.
     Git,
 }
@@ -55,6 +57,7 @@ impl Kind {
             Kind::NotConfirmed => "not_confirmed",
             Kind::NotReadyStatus => "not_ready",
             Kind::UnreachableStatus => "unreachable",
+            Kind::Lint => "lint",
             Kind::Git => "git",
         }
     }

@@ -16,6 +16,7 @@ mod groups;
 mod history;
 mod http;
 mod jsonedit;
+mod lint;
 mod live;
 mod lock;
 mod readiness;
@@ -177,6 +178,7 @@ fn run(cli: Cli) -> Run {
         }
         Command::History(args) => history::run(&args).map(|p| (p, None)),
         Command::Wait(args) => status::wait(&args),
+        Command::Lint(args) => lint::run(&args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut bytes = Vec::new();

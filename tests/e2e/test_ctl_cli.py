@@ -143,3 +143,30 @@ def test_status_exit_code_gates_a_pipeline(backend, envoy, tmp):
     assert result.returncode == 4 and "cannot connect" in result.stderr, result.stderr
     # Without --exit-code the verdicts do not change the exit status.
     assert ctl("status", *where).returncode == 0
+
+
+def test_lint_reports_risky_rules_and_idle_operations(backend, envoy, tmp):
+    config = dict(CONFIG, operations=CONFIG["operations"] + [
+        {"id": "createItem", "method": "POST", "path": "/items"},  # shadow (the default), but POST
+    ])
+    legacy, candidate = backend(name="legacy"), backend(name="candidate")
+    proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=config, ecds=True)
+    assert http("GET", proxy.url("/items/1"))[0] == 200
+    assert http("POST", proxy.url("/items"), body={})[0] == 200
+    assert http("GET", proxy.url("/nowhere"))[0] == 200
+    wait_until(lambda: proxy.counter("wasmcustom.parallel_run.unknown_operation.requests") == 1, message="unknown")
+    where = ["--ecds", str(proxy.ecds_file), "--admin", proxy.admin_url()]
+
+    result = ctl("lint", *where, "-o", "json")
+    assert result.returncode == 0, result.stdout + result.stderr  # warnings only
+    findings = {(f["rule"], f["operation"]) for f in json.loads(result.stdout)["findings"]}
+    assert findings == {("unsafe_method_not_shadowed", "createItem"), ("no_traffic", "getOrder"),
+                        ("unknown_operation_traffic", None)}, findings
+    result = ctl("lint", *where, "--strict")
+    assert result.returncode == 1 and "0 error(s), 3 warning(s)" in result.stdout, result.stdout
+
+    same = tmp / "same.json"
+    same.write_text(json.dumps(dict(CONFIG, candidate={"cluster": "legacy"})))
+    result = ctl("lint", "--config", str(same), "--no-envoy")
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.count("error[same_cluster]") == 2 and "note: Envoy not asked" in result.stdout
