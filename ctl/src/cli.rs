@@ -66,6 +66,8 @@ pub enum Command {
     Wait(WaitCommandArgs),
     /// Stale routes and risky rules; exit status 1 on errors
     Lint(LintArgs),
+    /// Guarded automation: cut over what stays READY, roll back what breaks its floor
+    Watch(WatchArgs),
     /// Shell completions, generated from these definitions
     Completions {
         #[arg(value_enum)]
@@ -291,6 +293,69 @@ pub struct LintArgs {
     pub strict: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Only these operations (or group:NAME) [default: every operation]
+    #[arg(value_name = "OP")]
+    pub operations: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// How often to look, and at most one change per look
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Cut over an operation in shadow once READY this long without a break
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub ready_for: Duration,
+    /// Roll back an operation in cutover whose reverse-shadow match rate falls below this [default: its target_match_rate]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub rollback_below: Option<f64>,
+    /// Roll back an operation in cutover whose failed/shadowed rises above this
+    #[arg(long, default_value_t = 0.05, value_name = "RATE", value_parser = parse_rate)]
+    pub max_failure_rate: f64,
+    /// Never cut over, only roll back
+    #[arg(long)]
+    pub no_promote: bool,
+    /// Never roll back, only cut over
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Say what it would do, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after this long: 30m, 8h
+    #[arg(long, default_value = "1h", value_parser = parse_long_duration, value_name = "DURATION")]
+    pub duration: Duration,
+    /// Stop after this many changes
+    #[arg(long, value_name = "N")]
+    pub max_changes: Option<u32>,
+    /// How long each change waits for Envoy
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// A fraction between 0 and 1.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{text:?}: a fraction between 0 and 1 (0.95 means 95%)")),
+    }
+}
+
+/// Like [`parse_duration`], and hours, up to a week.
+pub fn parse_long_duration(text: &str) -> Result<Duration, String> {
+    if let Some(hours) = text.strip_suffix('h') {
+        let hours: f64 = hours
+            .parse()
+            .map_err(|_| format!("{text:?}: expected a duration such as 30m or 8h"))?;
+        if !(0.0..=168.0).contains(&hours) {
+            return Err(format!("{text:?}: at most a week"));
+        }
+        return Ok(Duration::from_secs_f64(hours * 3600.0));
+    }
+    parse_duration(text)
+}
+
 /// `30s`, `2m`, `500ms`, or plain seconds (`30`). At most an hour.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -331,6 +396,11 @@ mod tests {
         assert!(parse_duration("2h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("61m").unwrap_err().contains("1 hour"));
+        assert_eq!(parse_long_duration("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_long_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_long_duration("200h").is_err());
+        assert_eq!(parse_rate("0.95"), Ok(0.95));
+        assert!(parse_rate("95").unwrap_err().contains("0.95 means 95%"));
     }
 
     fn parse(line: &str) -> Result<Cli, clap::Error> {

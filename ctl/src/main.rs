@@ -27,6 +27,7 @@ mod status;
 mod testutil;
 mod transition;
 mod wasmplugin;
+mod watch;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -179,6 +180,7 @@ fn run(cli: Cli) -> Run {
         Command::History(args) => history::run(&args).map(|p| (p, None)),
         Command::Wait(args) => status::wait(&args),
         Command::Lint(args) => lint::run(&args),
+        Command::Watch(args) => watch::run(&args, cli.output),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut bytes = Vec::new();
