@@ -192,6 +192,19 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_bounded_and_chunked_ones_read() {
+        let (url, server) = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 64\r\n\r\n0123456789012345678901234567890123456789012345678901234567890123");
+        let authority = url.trim_start_matches("http://").to_string();
+        let err = http::get(&format!("{url}/x"), &authority, 10).err().unwrap();
+        assert_eq!(err, "answer larger than 10 bytes");
+        server.join().unwrap();
+        let (url, server) =
+            serve_once(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n");
+        assert_eq!(Admin::parse(&url).unwrap().get("/x").unwrap(), b"hello");
+        server.join().unwrap();
+    }
+
+    #[test]
     fn an_unreachable_admin_is_named() {
         // A port that was free a moment ago.
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -240,7 +240,7 @@ pub fn run(target: &Target, action: &Action, guard: &Guard, wait: &Wait) -> Resu
     for p in &mut draft.planned {
         p.group = new_groups.get(&p.operation).cloned();
     }
-    check_group_modes(&draft.planned, &new_groups, &new_plan, guard, &mut draft.overrides)?;
+    check_group_modes(&draft.planned, &new_groups, guard, &mut draft.overrides)?;
 
     // One cutover (one operation or one group) per command.
     let cutover_ids: Vec<&str> = draft
@@ -874,11 +874,9 @@ fn check_edit(text: &str, expected: &Value) -> Result<()> {
 fn check_group_modes(
     planned: &[Planned],
     groups: &std::collections::BTreeMap<String, String>,
-    plan: &Plan,
     guard: &Guard,
     overrides: &mut Vec<String>,
 ) -> Result<()> {
-    let _ = plan;
     let mut seen: Vec<&str> = Vec::new();
     for p in planned {
         let Some(group) = groups.get(&p.operation) else {

@@ -52,9 +52,13 @@ pub fn run(args: &StatusArgs) -> Run {
     crate::set_field(&mut printed.json, "sha256", json!(doc.sha256()));
     crate::set_field(&mut printed.json, "format", json!(doc.format.name()));
     let error = if args.exit_code {
+        // Named operations must each be READY; without names, every
+        // operation being compared (shadow, cutover) must be.
+        let named = !args.operations.is_empty();
         let not_ready: Vec<&str> = status
             .rows
             .iter()
+            .filter(|row| named || row.verdict != Verdict::NotShadowed)
             .filter(|row| !row.verdict.is_ready())
             .map(|row| row.operation.id.as_str())
             .collect();

@@ -518,18 +518,17 @@ fn groups_move_whole_or_not_at_all() {
     };
     let groups: std::collections::BTreeMap<String, String> =
         [("a".to_string(), "g".to_string()), ("b".to_string(), "g".to_string())].into();
-    let plan = Plan::parse(br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"}}"#).unwrap();
     let mut overrides = Vec::new();
     let same = [
         planned("a", Mode::Shadow, Mode::Cutover),
         planned("b", Mode::Shadow, Mode::Cutover),
     ];
-    check_group_modes(&same, &groups, &plan, &guard("x"), &mut overrides).unwrap();
+    check_group_modes(&same, &groups, &guard("x"), &mut overrides).unwrap();
     let mixed = [
         planned("a", Mode::Shadow, Mode::Cutover),
         planned("b", Mode::Legacy, Mode::Cutover),
     ];
-    let err = check_group_modes(&mixed, &groups, &plan, &guard("x"), &mut overrides).unwrap_err();
+    let err = check_group_modes(&mixed, &groups, &guard("x"), &mut overrides).unwrap_err();
     assert_eq!(err.kind, Kind::GroupSplit);
     assert!(err
         .message
