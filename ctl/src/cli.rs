@@ -68,6 +68,8 @@ pub enum Command {
     Lint(LintArgs),
     /// Guarded automation: cut over what stays READY, roll back what breaks its floor
     Watch(WatchArgs),
+    /// A configuration from an OpenAPI 3.0 or 3.1 spec: one operation per operationId
+    Init(InitArgs),
     /// Shell completions, generated from these definitions
     Completions {
         #[arg(value_enum)]
@@ -291,6 +293,37 @@ pub struct LintArgs {
     /// Warnings fail too
     #[arg(long)]
     pub strict: bool,
+    /// Also compare with an OpenAPI spec: operations missing on either side
+    #[arg(long, value_name = "SPEC")]
+    pub openapi: Option<PathBuf>,
+    /// The prefix the configuration's paths have over the spec's
+    #[arg(long, default_value = "", value_name = "PATH")]
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The OpenAPI 3.0 or 3.1 document (JSON or YAML)
+    #[arg(long, value_name = "SPEC")]
+    pub openapi: PathBuf,
+    /// Where to write the configuration [default: standard output]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// The Envoy cluster of the legacy implementation
+    #[arg(long, default_value = "legacy", value_name = "CLUSTER")]
+    pub legacy_cluster: String,
+    /// The Envoy cluster of the candidate
+    #[arg(long, default_value = "candidate", value_name = "CLUSTER")]
+    pub candidate_cluster: String,
+    /// A prefix for every path (the spec's paths are relative to its server URL)
+    #[arg(long, default_value = "", value_name = "PATH")]
+    pub base_path: String,
+    /// The mode of safe methods (GET, HEAD, OPTIONS, TRACE); unsafe ones start in legacy
+    #[arg(long, value_enum, default_value_t = ModeArg::Shadow)]
+    pub mode: ModeArg,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,7 +12,7 @@ use crate::cli::LintArgs;
 use crate::error::{Error, Kind};
 use crate::live::{self, Live, STATS_PREFIX};
 use crate::readiness::EnvoyAdmin;
-use crate::{parse_admin, read_target, revision, Printed, Run};
+use crate::{openapi, parse_admin, read_target, revision, Printed, Run};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -213,6 +213,32 @@ pub fn run(args: &LintArgs) -> Run {
         None => Vec::new(),
     };
     findings.extend(age_rules(&plan, &records, revision::now_seconds(), args.stale_days));
+    if let Some(spec_path) = &args.openapi {
+        let text = openapi::read(spec_path)?;
+        let spec = openapi::parse(&text, &spec_path.display().to_string(), &args.base_path)?;
+        let (missing, extra) = openapi::compare(&spec, &plan);
+        for op in missing {
+            findings.push(Finding {
+                severity: Severity::Warning,
+                rule: "not_configured",
+                operation: Some(op.id.clone()),
+                message: format!(
+                    "{} {} ({}) is in the spec but not in the configuration",
+                    op.method, op.path, op.at
+                ),
+            });
+        }
+        for id in extra {
+            findings.push(Finding {
+                severity: Severity::Warning,
+                rule: "not_in_spec",
+                operation: Some(id.clone()),
+                message: format!(
+                    "{id} is in the configuration but not in the spec: removed from the API, or a stale rule?"
+                ),
+            });
+        }
+    }
     let mut notes = Vec::new();
     if args.no_envoy {
         notes.push("Envoy not asked (--no-envoy): traffic rules skipped".to_string());

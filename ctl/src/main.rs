@@ -19,6 +19,7 @@ mod jsonedit;
 mod lint;
 mod live;
 mod lock;
+mod openapi;
 mod readiness;
 mod report;
 mod revision;
@@ -181,6 +182,7 @@ fn run(cli: Cli) -> Run {
         Command::Wait(args) => status::wait(&args),
         Command::Lint(args) => lint::run(&args),
         Command::Watch(args) => watch::run(&args, cli.output),
+        Command::Init(args) => openapi::run(&args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut bytes = Vec::new();
