@@ -42,6 +42,19 @@ $(STAMPS)/venv: tests/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	@mkdir -p $(STAMPS) && touch $@
 
+# Public OpenAPI documents for the `init --openapi` tests (tests/e2e/test_ctl_openapi.py):
+# GitHub's (1,471 operations) and ReadMe's examples of OpenAPI 3.0 and 3.1 shapes,
+# from the npm registry, project-locally.
+OPENAPI_SPECS := .cache/openapi-specs
+OCTOKIT_OPENAPI_VERSION := 23.0.2
+OAS_EXAMPLES_VERSION := 8.2.2
+
+$(STAMPS)/openapi-specs:
+	mkdir -p $(OPENAPI_SPECS)
+	npm install --prefix $(OPENAPI_SPECS) --no-save --no-audit --no-fund --ignore-scripts --loglevel=error \
+		@octokit/openapi@$(OCTOKIT_OPENAPI_VERSION) @readme/oas-examples@$(OAS_EXAMPLES_VERSION)
+	@mkdir -p $(STAMPS) && touch $@
+
 # The runner must match the wasm-bindgen version in Cargo.lock.
 $(WASM_TEST_RUNNER):
 	$(CARGO) install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)
@@ -85,7 +98,7 @@ unit-wasm: $(STAMPS)/targets $(WASM_TEST_RUNNER)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
 		$(CARGO) test -p parallel-run-core --target wasm32-unknown-unknown
 
-e2e: build $(STAMPS)/venv
+e2e: build $(STAMPS)/venv $(STAMPS)/openapi-specs
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
 test: lint unit unit-wasm e2e
@@ -97,7 +110,7 @@ demo: build $(STAMPS)/venv
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(TOOLS) $(STAMPS)
+	rm -rf $(VENV) $(TOOLS) $(STAMPS) .cache
 
 # ---------------------------------------------------------------- benchmark
 

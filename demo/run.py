@@ -7,12 +7,15 @@ then tells the migration story (sections headed "== "):
   setup:       the first configuration push (demo/config.json)
   1. shadow:   legacy serves, the candidate gets shadow copies; per-operation
                counters and match rates, and a few of the filter's log lines
-  2. cutover:  getReturn alone is switched to the candidate by a live
-               configuration push (parallel-run-ctl apply), no restart
+  2. cutover:  `parallel-run-ctl cutover getReturn` is refused (getReturn is
+               not READY); the demo then overrides the guard with --force and
+               a reason it prints (recorded in the audit log); getReturn alone
+               moves to the candidate by a live push, confirmed by Envoy
   3. refused:  a broken configuration is refused by parallel-run-ctl (and,
                written directly into the ECDS file, by the filter in Envoy);
                Envoy keeps serving with the last good one
-  4. rollback: getReturn goes back to legacy, again by a push
+  4. rollback: `parallel-run-ctl rollback getReturn`: legacy serves it again;
+               `parallel-run-ctl history` shows the audit trail
   5. result:   all expectations held, or which did not
 
 Every expectation is checked; the script exits non-zero with the list of
@@ -25,6 +28,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -100,51 +104,61 @@ def settings(config):
     return out
 
 
-def push(envoy, config, checks=None):
-    """Apply `config` with parallel-run-ctl and wait until Envoy uses it."""
+def ctl(envoy, *args):
+    """Runs parallel-run-ctl against the demo's Envoy (its ECDS file and admin endpoint)."""
+    command = [str(CTL_PATH), *args, "--ecds", str(envoy.ecds_file), "--admin", envoy.admin_url()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def push(envoy, config, tmp):
+    """`parallel-run-ctl apply` of `config`: validated, audited, and confirmed by Envoy."""
+    config_file = Path(tmp) / f"{config['revision']}.json"
+    config_file.write_text(json.dumps(config, indent=2))
     before = envoy.ecds_counts()
-    result = envoy.push_config(config)
+    result = ctl(envoy, "apply", str(config_file), "--reason", "demo: the starting configuration")
     if result.returncode != 0:
         raise DemoError(f"parallel-run-ctl refused revision {config.get('revision')!r} (exit {result.returncode}):\n"
                         f"{result.stdout}{result.stderr}")
-    try:
-        after = envoy.wait_config_applied(before)
-    except AssertionError as err:
-        said = (result.stdout + result.stderr).strip() or "(no output)"
-        raise DemoError(f"Envoy did not apply revision {config.get('revision')!r} after `{command_line(result)}` "
-                        f"exited 0 (it said: {said[:300]}): {err}") from None
+    after = envoy.ecds_counts()
     print(f"  $ {command_line(result)}  -> exit 0")
     for line in ctl_changes(result):
         print(f"    {line}")
     print(f"  Envoy ECDS: update_success {before['update_success']} -> {after['update_success']}, "
           f"config_reload {before['config_reload']} -> {after['config_reload']} (no restart)")
+    return result
 
 
 def command_line(result):
-    """The ctl command as a reader would type it (file names without the temp dir)."""
-    args = [Path(a).name if "/" in a else a for a in result.args]
+    """The ctl command as a reader would type it (file names without the temp dir, no --ecds/--admin)."""
+    args = list(result.args)
+    for option in ("--ecds", "--admin"):
+        if option in args:
+            at = args.index(option)
+            del args[at:at + 2]
+    args = [Path(a).name if "/" in a else a for a in args]
     args[0] = "parallel-run-ctl" if args[0] == CTL_PATH.name else args[0]
-    return " ".join(args)
+    return " ".join(f'"{a}"' if " " in a else a for a in args)
 
 
-def ctl_output(result):
+def ctl_output(result, tmp=None):
     """parallel-run-ctl's output lines, with the temp dir cut out of file names."""
     text = (result.stdout + result.stderr).strip()
-    if len(result.args) > 2:
-        text = text.replace(str(Path(result.args[2]).parent) + "/", "")
+    if tmp:
+        text = text.replace(str(tmp) + "/", "")
+    for arg in result.args:
+        if "/" in str(arg):
+            text = text.replace(str(Path(arg).parent) + "/", "")
     return [line for line in text.splitlines() if line.strip()]
 
 
 def ctl_changes(result, limit=4):
-    """What `apply` said changes: "revision A -> revision B" and one line per change."""
-    lines = ctl_output(result)
-    if result.args[0] == "python-fallback":
-        return []
+    """What a change said: "revision A -> revision B", one line per change, and Envoy's confirmation."""
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     out = []
     for line in lines:
-        if line.startswith("apply ") and ": " in line:
+        if line.startswith(("apply ", "cutover ", "rollback ", "set-mode ")) and ": " in line:
             out.append(line.split(": ", 1)[1])
-        elif line.startswith((" ", "\t")):
+        elif line.startswith((" ", "\t")) or line.startswith("Envoy "):
             out.append(line.strip())
     if len(out) > limit:
         out = out[:limit - 1] + [f"... ({len(out) - limit + 1} more changes)"]
@@ -413,7 +427,7 @@ def story(tmp, checks):
         print(f"  legacy  :{legacy.port}   candidate :{candidate.port}   Envoy :{envoy.port} (admin :{envoy.admin_port})")
         print(f"  known candidate bugs: getReturn ids {sorted(diffs['getReturn'])}, listReturns customers "
               f"{sorted(diffs['listReturns'])}, getLabel ids {sorted(diffs['getLabel'])}")
-        push(envoy, config)
+        push(envoy, config, tmp)
 
         heading("1. Shadow: legacy serves every client; GETs are copied to the candidate and compared")
         run_phase("shadow", envoy, legacy, candidate, config, "phase-1", TRAFFIC, checks, diffs)
@@ -433,14 +447,36 @@ def story(tmp, checks):
                       "shadow: getReturn's most frequent difference is /status (the candidate's status bug)")
         checks.report("shadow")
 
-        heading("2. Cutover: getReturn switched to the candidate by a live config push (legacy now gets the shadow copy)")
+        heading("2. Cutover: guarded by readiness; getReturn is not READY, so the demo says --force and why")
+        reason = "demo: cut over a not-ready operation to show the mechanism and its risk"
+        before_file = envoy.ecds_file.read_bytes()
+        result = ctl(envoy, "cutover", "getReturn", "--reason", "the candidate looks fine to me")
+        print(f"  $ {command_line(result)}  -> exit {result.returncode}")
+        for line in ctl_output(result)[:2]:
+            print(f"    {line[:200]}")
+        checks.expect(result.returncode == 1 and "getReturn is not READY" in result.stderr,
+                      f"cutover: the guard refuses the not-ready getReturn (exit {result.returncode}: {result.stderr[:200]})")
+        checks.expect(envoy.ecds_file.read_bytes() == before_file, "cutover: the refused cutover wrote nothing")
+        result = ctl(envoy, "cutover", "getReturn", "--force", "--reason", reason)
+        print(f"  $ {command_line(result)}  -> exit {result.returncode}")
+        for line in ctl_changes(result, limit=6):
+            print(f"    {line[:200]}")
+        checks.expect(result.returncode == 0 and "Envoy runs revision" in result.stdout,
+                      f"cutover: the forced cutover is confirmed by Envoy (exit {result.returncode}: {result.stderr[:300]})")
+        records = [json.loads(line) for line in envoy.ecds_file.with_name("parallel-run.audit.jsonl").read_text().splitlines()]
+        forced = [r for r in records if r["kind"] == "change" and r["action"] == "cutover"]
+        checks.expect(forced and forced[-1]["force"] and forced[-1]["reason"] == reason and forced[-1]["evidence"],
+                      "cutover: the audit log records the override, the reason and the readiness evidence")
+        if forced:
+            evidence = forced[-1]["evidence"][0]
+            print(f"  audit record: {forced[-1]['user']}@{forced[-1]['host']} FORCED, evidence {evidence['summary']} "
+                  f"({evidence['comparisons']} comparisons, target {evidence['target_match_rate']:.0%})")
         cutover = with_mode(config, "getReturn", "cutover", "demo-2-cutover-getReturn")
-        push(envoy, cutover)
         _, seen = run_phase("cutover", envoy, legacy, candidate, cutover, "phase-2", TRAFFIC, checks, diffs)
         got = seen.get("getReturn", {})
         print(f"  clients' getReturn answers now come from the candidate: "
               + ", ".join(f"{n}x {status} from {impl}" for (status, impl), n in sorted(got.items())))
-        print("  (getReturn was NOT READY: a real operator fixes the candidate first; the demo cuts over anyway to\n"
+        print("  (getReturn was NOT READY: a real operator fixes the candidate first; the demo forced it to\n"
               "   show the mechanism - and clients now get the candidate's bugs, e.g. the 404s. Hence step 4.)")
         checks.expect(any(status == 404 for status, _ in got) or not any(k in diffs["getReturn"] for k in (48, 49)),
                       "cutover: clients see the candidate's 404 for the unmigrated returns")
@@ -452,8 +488,10 @@ def story(tmp, checks):
         for op in broken["operations"]:
             if op["id"] == "getReturn":
                 op["target_match_rate"] = 95  # a percentage where a fraction belongs
+        broken_file = Path(tmp) / "demo-3-broken.json"
+        broken_file.write_text(json.dumps(broken, indent=2))
         before = envoy.ecds_counts()
-        result = envoy.push_config(broken)
+        result = ctl(envoy, "apply", str(broken_file), "--reason", "demo: a typo")
         message = ctl_output(result) or ["(no message)"]
         print(f"  $ {command_line(result)}   (getReturn target_match_rate: 95)  -> exit {result.returncode}")
         for line in message[:3]:
@@ -490,10 +528,22 @@ def story(tmp, checks):
                       f"refused: Envoy still answers 200 from the candidate (cutover kept): {answers}")
         checks.report("refused")
 
-        heading("4. Rollback: getReturn back to shadow mode, by pushing the previous config again")
+        heading("4. Rollback: getReturn back to shadow mode (legacy serves it again), audited and confirmed")
+        result = ctl(envoy, "rollback", "getReturn", "--reason", "demo: clients got the candidate's 404s")
+        print(f"  $ {command_line(result)}  -> exit {result.returncode}")
+        for line in ctl_changes(result, limit=6):
+            print(f"    {line[:200]}")
+        checks.expect(result.returncode == 0 and "Envoy runs revision" in result.stdout,
+                      f"rollback: confirmed by Envoy (exit {result.returncode}: {result.stderr[:300]})")
         rollback = with_mode(config, "getReturn", "shadow", "demo-4-rollback-getReturn")
-        push(envoy, rollback)
         run_phase("rollback", envoy, legacy, candidate, rollback, "phase-4", TRAFFIC, checks, diffs)
+        result = subprocess.run([str(CTL_PATH), "history", "--ecds", str(envoy.ecds_file)],
+                                capture_output=True, text=True, timeout=60)
+        print("  $ parallel-run-ctl history   (the audit trail, next to the ECDS file)")
+        for line in ctl_output(result)[1:]:
+            print(f"    {line[:220]}")
+        checks.expect(result.returncode == 0 and sum(" FORCED" in line for line in result.stdout.splitlines()) == 1,
+                      "rollback: history lists the changes, the forced cutover marked")
         checks.report("rollback")
         completed = True
     finally:
@@ -530,8 +580,8 @@ def main():
         for what in checks.failed:
             print(f"   - {what}")
         return 1
-    print("  all expectations held: shadow counts and comparisons, cutover of getReturn alone, "
-          "refused bad config, rollback")
+    print("  all expectations held: shadow counts and comparisons, the readiness guard, a forced and audited "
+          "cutover of getReturn alone, refused bad config, rollback")
     return 0
 
 

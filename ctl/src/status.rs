@@ -1,63 +1,124 @@
-//! `status`: the live counters of every configured operation, read from
-//! Envoy's admin endpoint, with its readiness verdict.
+//! `status`: every configured operation's live counters, the mode Envoy
+//! runs it in and its readiness verdict, read from Envoy's admin endpoint;
+//! says so when the file and Envoy disagree. And `wait`: until Envoy runs a
+//! revision.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
-use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::counters::{self, revision_fingerprint, Counter};
 use parallel_run_core::readiness::{self, Counts, Verdict};
-use parallel_run_core::{Operation, Plan};
+use parallel_run_core::{Mode, Operation, Plan};
 use serde_json::{json, Value};
 
-use crate::admin::{self, Admin};
-use crate::{ecds, load_config, print_lines, report};
+use crate::admin::Admin;
+use crate::audit;
+use crate::change;
+use crate::cli::{StatusArgs, WaitCommandArgs};
+use crate::error::{Error, Kind};
+use crate::live::{self, Live, STATS_PREFIX};
+use crate::{groups, parse_admin, read_target, report, Printed, Run};
 
-/// Where the operations, modes and thresholds come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// The ECDS resource file Envoy watches.
-    Ecds(PathBuf),
-    /// A plugin configuration file.
-    Config(PathBuf),
-}
-
-/// How Envoy names the filter's stats in `/stats`.
-const STATS_PREFIX: &str = "wasmcustom.";
-const STATS_FILTER: &str = r"^wasmcustom\.parallel_run\.";
-
-pub fn status(admin_url: &str, source: &Source, as_json: bool, out: &mut dyn Write) -> Result<(), String> {
-    let admin = Admin::parse(admin_url)?;
-    let (path, plan) = load_plan(source)?;
-    let body = admin.get(&admin::stats_path(STATS_FILTER))?;
-    let stats = admin::parse_stats(&body).map_err(|err| format!("Envoy admin at {}: {err}", admin.url()))?;
-    let status = Status::new(&plan, &stats);
-    if as_json {
-        let document = status.to_json(&admin, path, &plan);
-        let text = serde_json::to_string_pretty(&document).map_err(|err| format!("cannot serialise: {err}"))?;
-        print_lines(out, &[text])
+pub fn run(args: &StatusArgs) -> Run {
+    let doc = read_target(&args.target, "status")?;
+    let plan = doc.plan()?;
+    let admin = parse_admin(&args.admin.admin)?;
+    let groups = groups::read(&doc.config).map_err(|err| Error::invalid(format!("{}: {err}", doc.label())))?;
+    let selected = if args.operations.is_empty() {
+        plan.operations.iter().map(|op| op.id.clone()).collect()
     } else {
-        print_lines(out, &status.lines(&admin, path, &plan))
-    }
+        change::resolve(&args.operations, &plan, &groups)?
+    };
+    let filter_name = doc
+        .ecds_name
+        .clone()
+        .unwrap_or_else(|| live::DEFAULT_FILTER_NAME.to_string());
+    let live = match Live::read(&admin, &filter_name) {
+        Ok(live) => live,
+        Err(err) if args.exit_code => return Err(Error::new(Kind::UnreachableStatus, err.message)),
+        Err(err) => return Err(err),
+    };
+    let target = args
+        .target
+        .audit_log
+        .clone()
+        .or_else(|| doc.path.as_ref().map(|p| audit::path_for(p)));
+    let records = target.and_then(|log| audit::read(&log).ok()).unwrap_or_default();
+    let status = Status::new(&plan, &live.stats, &selected, &groups);
+    let label = doc.label();
+    let mut printed = Printed {
+        lines: status.lines(&admin, &label, &plan, &live, &records),
+        json: status.to_json(&admin, &label, &plan, &live, &records),
+    };
+    crate::set_field(&mut printed.json, "sha256", json!(doc.sha256()));
+    crate::set_field(&mut printed.json, "format", json!(doc.format.name()));
+    let error = if args.exit_code {
+        // Named operations must each be READY; without names, every
+        // operation being compared (shadow, cutover) must be.
+        let named = !args.operations.is_empty();
+        let not_ready: Vec<&str> = status
+            .rows
+            .iter()
+            .filter(|row| named || row.verdict != Verdict::NotShadowed)
+            .filter(|row| !row.verdict.is_ready())
+            .map(|row| row.operation.id.as_str())
+            .collect();
+        (!not_ready.is_empty())
+            .then(|| Error::new(Kind::NotReadyStatus, format!("not ready: {}", not_ready.join(", "))))
+    } else {
+        None
+    };
+    Ok((printed, error))
 }
 
-fn load_plan(source: &Source) -> Result<(&Path, Plan), String> {
-    match source {
-        Source::Config(path) => Ok((path, load_config(path)?.1)),
-        Source::Ecds(path) => {
-            let at = |err: String| format!("{}: {err}", path.display());
-            let text = std::fs::read_to_string(path).map_err(|err| at(format!("cannot read: {err}")))?;
-            let document: Value = serde_json::from_str(&text).map_err(|err| at(format!("invalid JSON: {err}")))?;
-            let config = ecds::read_config(&document).map_err(at)?;
-            let plan = Plan::parse(config.as_bytes()).map_err(|err| at(format!("{}: {err}", ecds::VALUE_PATH)))?;
-            Ok((path, plan))
+/// `wait [--revision R]`: until the revision gauge shows R (default: the file's).
+pub fn wait(args: &WaitCommandArgs) -> Run {
+    let admin = parse_admin(&args.admin.admin)?;
+    let (revision, filter_name) = match (&args.revision, &args.target.config, &args.target.ecds) {
+        (Some(revision), None, None) => (revision.clone(), live::DEFAULT_FILTER_NAME.to_string()),
+        (revision, _, _) => {
+            let doc = read_target(&args.target, "wait")?;
+            let plan = doc.plan()?;
+            (
+                revision.clone().unwrap_or(plan.revision),
+                doc.ecds_name.unwrap_or_else(|| live::DEFAULT_FILTER_NAME.to_string()),
+            )
         }
-    }
+    };
+    let before = Live::read(&admin, &filter_name)?;
+    let outcome = live::wait(&admin, &before, &revision, args.timeout);
+    let json = json!({
+        "revision": revision,
+        "revision_fingerprint": revision_fingerprint(&revision),
+        "outcome": outcome.name(),
+    });
+    let lines = if outcome.ok() {
+        vec![format!("Envoy runs revision {revision:?}")]
+    } else {
+        Vec::new()
+    };
+    let error = (!outcome.ok()).then(|| {
+        Error::new(
+            if matches!(outcome, live::Outcome::Refused { .. }) {
+                Kind::Refused
+            } else {
+                Kind::NotConfirmed
+            },
+            format!(
+                "revision {revision:?} not active after {} s ({})",
+                args.timeout.as_secs(),
+                outcome.name()
+            ),
+        )
+    });
+    Ok((Printed { lines, json }, error))
 }
 
 /// One configured operation and its counters.
 struct Row<'a> {
     operation: &'a Operation,
+    /// The mode Envoy runs it in (its mode gauge); `None` when Envoy has no gauge for it.
+    live_mode: Option<Mode>,
+    group: Option<String>,
     counts: Counts,
     /// Whether Envoy has any counter of this operation: it has not when the
     /// configuration it runs is not the one read (e.g. Envoy refused it).
@@ -109,13 +170,20 @@ struct Status<'a> {
 }
 
 impl<'a> Status<'a> {
-    fn new(plan: &'a Plan, stats: &BTreeMap<String, u64>) -> Status<'a> {
+    fn new(
+        plan: &'a Plan,
+        stats: &BTreeMap<String, u64>,
+        selected: &[String],
+        groups: &BTreeMap<String, String>,
+    ) -> Status<'a> {
         let stat = |name: String| stats.get(&format!("{STATS_PREFIX}{name}")).copied();
         let operation_prefix = format!("{STATS_PREFIX}{}.operation.", counters::PREFIX);
         let rows = plan
             .operations
             .iter()
+            .filter(|operation| selected.contains(&operation.id))
             .map(|operation| {
+                let live_mode = stat(counters::mode_gauge(&operation.id)).and_then(crate::transition::from_code);
                 let mut counts = Counts::default();
                 let mut in_envoy = false;
                 for counter in Counter::ALL {
@@ -124,10 +192,14 @@ impl<'a> Status<'a> {
                         in_envoy = true;
                     }
                 }
-                let verdict = readiness::assess_operation(&counts, operation);
+                // Judged in the mode Envoy runs, whatever the file says.
+                let mode = live_mode.unwrap_or(operation.mode);
+                let verdict = readiness::assess(&counts, mode, operation.target_match_rate, operation.min_samples);
                 let (differs_most, noise) = per_field(&format!("{operation_prefix}{}.", operation.id), stats);
                 Row {
                     operation,
+                    live_mode,
+                    group: groups.get(&operation.id).cloned(),
                     counts,
                     in_envoy,
                     verdict,
@@ -152,13 +224,15 @@ impl<'a> Status<'a> {
         }
     }
 
-    fn lines(&self, admin: &Admin, path: &Path, plan: &Plan) -> Vec<String> {
-        let mut lines = vec![format!(
-            "Envoy {}, {}: {}",
-            admin.url(),
-            path.display(),
-            report::headline(plan)
-        )];
+    fn lines(&self, admin: &Admin, label: &str, plan: &Plan, live: &Live, records: &[audit::Record]) -> Vec<String> {
+        let mut lines = vec![format!("Envoy {}, {label}: {}", admin.url(), report::headline(plan))];
+        lines.push(match live.revision_fingerprint() {
+            Some(_) if live.runs(&plan.revision) => format!("live: Envoy runs this revision ({:?})", plan.revision),
+            Some(_) => format!("live: {}", change::identify(live, records)),
+            None => {
+                "live: the filter exports no revision gauge (an older build?): modes below are the file's".to_string()
+            }
+        });
         let header = [
             "ID",
             "MODE",
@@ -181,7 +255,7 @@ impl<'a> Status<'a> {
             let c = &row.counts;
             vec![
                 row.operation.id.clone(),
-                row.operation.mode.as_str().to_string(),
+                row.live_mode.unwrap_or(row.operation.mode).as_str().to_string(),
                 c.get(Counter::Requests).to_string(),
                 c.get(Counter::Shadowed).to_string(),
                 c.get(Counter::Matched).to_string(),
@@ -206,6 +280,31 @@ impl<'a> Status<'a> {
             .filter(|row| !row.in_envoy)
             .map(|row| row.operation.id.as_str())
             .collect();
+        if live.revision_fingerprint().is_some() && !live.runs(&plan.revision) {
+            lines.push(format!(
+                "note: Envoy does not run {label}'s revision {:?} (fingerprint {}): the modes above are what Envoy runs; the file's did not go live (refused, or not loaded yet?)",
+                plan.revision,
+                revision_fingerprint(&plan.revision)
+            ));
+        }
+        let differ: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let live = row.live_mode?;
+                (live != row.operation.mode).then(|| {
+                    format!(
+                        "{} runs in {}, the file says {}",
+                        row.operation.id,
+                        live.as_str(),
+                        row.operation.mode.as_str()
+                    )
+                })
+            })
+            .collect();
+        if !differ.is_empty() {
+            lines.push(format!("note: Envoy and {label} disagree: {}", differ.join("; ")));
+        }
         if !missing.is_empty() {
             lines.push(format!(
                 "note: Envoy has no counters for {}: it does not run this configuration (refused, or not loaded yet?)",
@@ -225,7 +324,7 @@ impl<'a> Status<'a> {
         lines
     }
 
-    fn to_json(&self, admin: &Admin, path: &Path, plan: &Plan) -> Value {
+    fn to_json(&self, admin: &Admin, label: &str, plan: &Plan, live: &Live, records: &[audit::Record]) -> Value {
         let operations: Vec<Value> = self
             .rows
             .iter()
@@ -237,7 +336,10 @@ impl<'a> Status<'a> {
                     .collect();
                 json!({
                     "id": op.id,
-                    "mode": op.mode.as_str(),
+                    "mode": row.live_mode.unwrap_or(op.mode).as_str(),
+                    "live_mode": row.live_mode.map(Mode::as_str),
+                    "file_mode": op.mode.as_str(),
+                    "group": row.group,
                     "requests": c.get(Counter::Requests),
                     "shadowed": c.get(Counter::Shadowed),
                     "matched": c.get(Counter::Matched),
@@ -263,10 +365,20 @@ impl<'a> Status<'a> {
                 })
             })
             .collect();
+        let live_fp = live.revision_fingerprint();
         json!({
             "admin": admin.url(),
-            "config": path.display().to_string(),
+            "config": label,
             "revision": plan.revision,
+            "live": {
+                "revision_fingerprint": live_fp,
+                "runs_file_revision": live.runs(&plan.revision),
+                "revision": live_fp.and_then(|fp| records.iter().rev()
+                    .find(|r| revision_fingerprint(&r.new_revision) == fp)
+                    .map(|r| r.new_revision.clone())
+                    .or_else(|| (revision_fingerprint(&plan.revision) == fp).then(|| plan.revision.clone()))),
+                "ecds": live.ecds_json(),
+            },
             "operations": operations,
             "unknown_operation_requests": self.unknown_operation_requests,
             "not_configured": self.not_configured,
@@ -351,6 +463,17 @@ mod tests {
                       {"id":"listReturns","method":"GET","path":"/returns","target_match_rate":0.9995},
                       {"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
 
+    fn ids(plan: &Plan) -> Vec<String> {
+        plan.operations.iter().map(|op| op.id.clone()).collect()
+    }
+
+    fn live_of(stats: &BTreeMap<String, u64>) -> Live {
+        Live {
+            stats: stats.clone(),
+            filter_name: "parallel-run".into(),
+        }
+    }
+
     fn stats(entries: &[(&str, &str, u64)]) -> BTreeMap<String, u64> {
         entries
             .iter()
@@ -376,11 +499,18 @@ mod tests {
             ("removedOp", "requests", 9),
         ]);
         let admin = Admin::parse("127.0.0.1:9901").unwrap();
-        let lines = Status::new(&plan, &stats).lines(&admin, Path::new("c.json"), &plan);
+        let lines = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new()).lines(
+            &admin,
+            "c.json",
+            &plan,
+            &live_of(&stats),
+            &[],
+        );
         assert_eq!(
             lines,
             [
                 "Envoy http://127.0.0.1:9901, c.json: revision \"r7\", 3 operations",
+                "live: the filter exports no revision gauge (an older build?): modes below are the file's",
                 "ID            MODE    REQUESTS  SHADOWED  MATCHED  UNMATCHED  FAILED  ABANDONED  SKIPPED  IN-FLIGHT    RATE  TARGET  VERDICT",
                 "getReturn     shadow        25        22       18          2       1          0        3          1   90.0%   95.0%  below target 90.0% < 95.0%",
                 "listReturns   shadow         3         3        3          0       0          0        0          0  100.0%  99.95%  collecting 3/10",
@@ -397,7 +527,13 @@ mod tests {
         let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
         let stats = stats(&[("getReturn", "shadowed", 10), ("getReturn", "matched", 10)]);
         let admin = Admin::parse("http://127.0.0.1:9901").unwrap();
-        let document = Status::new(&plan, &stats).to_json(&admin, Path::new("c.json"), &plan);
+        let document = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new()).to_json(
+            &admin,
+            "c.json",
+            &plan,
+            &live_of(&stats),
+            &[],
+        );
         assert_eq!(document["revision"], "r7");
         assert_eq!(document["unknown_operation_requests"], 4);
         let get = &document["operations"][0];
@@ -470,9 +606,9 @@ mod tests {
             ("createReturn", "noise_path./now", 1),
         ]);
         let admin = Admin::parse("127.0.0.1:9901").unwrap();
-        let status = Status::new(&plan, &stats);
-        let lines = status.lines(&admin, Path::new("c.json"), &plan);
-        let after_table: Vec<&str> = lines.iter().skip(5).map(String::as_str).collect();
+        let status = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new());
+        let lines = status.lines(&admin, "c.json", &plan, &live_of(&stats), &[]);
+        let after_table: Vec<&str> = lines.iter().skip(6).map(String::as_str).collect();
         assert_eq!(
             after_table,
             [
@@ -484,7 +620,7 @@ mod tests {
             ]
         );
 
-        let document = status.to_json(&admin, Path::new("c.json"), &plan);
+        let document = status.to_json(&admin, "c.json", &plan, &live_of(&stats), &[]);
         let get = &document["operations"][0];
         assert_eq!(
             get["differs_most"],
@@ -513,7 +649,11 @@ mod tests {
             ("getReturn", "unmatched", 3),
             ("getReturn", "unmatched_path_overflow", 3),
         ]);
-        let row = Status::new(&plan, &stats).rows.into_iter().next().unwrap();
+        let row = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new())
+            .rows
+            .into_iter()
+            .next()
+            .unwrap();
         assert_eq!(
             field_lines(&row),
             ["getReturn differs most in: (+3 in fields beyond max_diff_paths)"]
@@ -527,26 +667,5 @@ mod tests {
         assert_eq!(target_percent(1.0), "100.0%");
         assert_eq!(target_percent(0.123456), "12.3456%");
         assert_eq!(target_percent(0.1234567), "12.3%");
-    }
-
-    #[test]
-    fn the_configuration_comes_from_the_ecds_file_or_a_config_file() {
-        let dir = crate::apply::tests::TempDir::new("status");
-        let config = dir.write("c.json", CONFIG);
-        let (_, plan) = load_plan(&Source::Config(config)).unwrap();
-        assert_eq!(plan.operations.len(), 3);
-
-        let resource = json!({"resources": [{"typed_config": {"config": {"configuration": {"value": CONFIG}}}}]});
-        let ecds_file = dir.write("ecds.json", &resource.to_string());
-        let (_, plan) = load_plan(&Source::Ecds(ecds_file)).unwrap();
-        assert_eq!(plan.revision, "r7");
-
-        let broken = json!({"resources": [{"typed_config": {"config": {"configuration": {"value": "{}"}}}}]});
-        let broken_file = dir.write("broken.json", &broken.to_string());
-        let err = load_plan(&Source::Ecds(broken_file.clone())).unwrap_err();
-        assert!(
-            err.starts_with(&format!("{}: {}: ", broken_file.display(), ecds::VALUE_PATH)),
-            "{err}"
-        );
     }
 }
