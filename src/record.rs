@@ -48,7 +48,7 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
         if let Some(suppressed) = vm.log_limit.admit(second, LOG_LINES_PER_SECOND) {
             host.log(
                 log::Level::Info,
-                &outcome::unmatched_line(&op.id, &settled.request_id, diff, suppressed),
+                &outcome::unmatched_line(&op.id, &settled.request_id, diff, &op.key_names, suppressed),
             );
         }
     }

@@ -16,7 +16,7 @@ const CONFIG: &str = r#"{
   "revision": "r1",
   "legacy": {"cluster": "legacy"},
   "candidate": {"cluster": "candidate"},
-  "defaults": {"shadow_timeout_ms": 1000, "max_body_bytes": 64},
+  "defaults": {"shadow_timeout_ms": 1000, "max_body_bytes": 64, "name_keys": true},
   "operations": [
     {"id": "getReturn", "method": "GET", "path": "/returns/{id}", "mode": "shadow"},
     {"id": "createReturn", "method": "POST", "path": "/returns", "mode": "shadow", "shadow_unsafe": true},
@@ -546,8 +546,8 @@ fn a_route_that_ignores_the_filters_choice_is_counted() {
 #[test]
 fn the_leading_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
     let config = CONFIG.replace(
-        r#""max_body_bytes": 64}"#,
-        r#""max_body_bytes": 64, "min_samples": 20, "target_match_rate": 0.9}"#,
+        r#""name_keys": true}"#,
+        r#""name_keys": true, "min_samples": 20, "target_match_rate": 0.9}"#,
     );
     let mut proxy = Vmx::start(&config);
     let gauge = |proxy: &Vmx, name: &str| proxy.fake.metric(&format!("parallel_run.operation.getReturn.{name}"));
@@ -745,4 +745,35 @@ fn a_host_outside_the_configuration_passes_through_untouched() {
     let mut stream = proxy.root.stream().unwrap();
     stream.on_http_request_headers(3, true);
     assert_eq!(proxy.counter("getReturn", "requests"), 2);
+}
+
+#[test]
+fn object_keys_reach_no_stat_name_and_no_log_line_unless_allowed() {
+    let config = CONFIG.replace(r#""name_keys": true"#, r#""name_keys": false"#);
+    let mut proxy = Vmx::start(&config);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(
+        &mut stream,
+        200,
+        r#"{"DE89370400440532013000":{"owner":"ann@example.com"}}"#,
+    );
+    proxy.wake();
+    proxy.reply(
+        proxy.tokens()[0],
+        200,
+        r#"{"DE89370400440532013000":{"owner":"bob@example.com"}}"#,
+    );
+    assert_eq!(proxy.counter("getReturn", "unmatched"), 1);
+    let names: Vec<String> = proxy.fake.state().metrics.iter().map(|m| m.1.clone()).collect();
+    assert!(
+        names.iter().all(|n| !n.contains("DE89") && !n.contains("owner")),
+        "{names:?}"
+    );
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./{}/{}"), 1);
+    let logs = proxy.fake.logs().join("\n");
+    assert!(
+        !logs.contains("DE89") && !logs.contains("owner") && !logs.contains("example.com"),
+        "{logs}"
+    );
+    assert!(logs.contains("json_paths=[/{}/{}]"), "{logs}");
 }

@@ -6,8 +6,61 @@
 //! A diff path is `status`, `header:<name>`, a JSON Pointer with array
 //! indices generalised to `*` (`/items/*/price`: one field however long the
 //! list), or `(body)` for a body that is not JSON or could not be read.
+//!
+//! Object keys can be data: a map keyed by account numbers or e-mail
+//! addresses would put them into stat names, Prometheus labels and log
+//! lines. So a key is named only where the operator allowed it
+//! (`name_keys`, [`KeyNames`]); any other key is written `{}`, and every
+//! all-digit token `*` (it may be an index or a numeric key, which the
+//! pointer cannot tell apart).
 
 use crate::compare::{Diff, MAX_REPORTED};
+
+/// Which JSON object keys may appear in a diff path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyNames {
+    /// None: every key is `{}`. The default, since keys can be data.
+    #[default]
+    Hidden,
+    /// Every key (`"name_keys": true`): for APIs whose keys are a schema.
+    All,
+    /// These keys, exactly (`"name_keys": ["status", "items", ...]`).
+    Only(Vec<String>),
+}
+
+impl KeyNames {
+    fn allows(&self, key: &str) -> bool {
+        match self {
+            KeyNames::Hidden => false,
+            KeyNames::All => true,
+            KeyNames::Only(keys) => keys.iter().any(|k| k == key),
+        }
+    }
+}
+
+/// An object key the policy does not name.
+pub const HIDDEN_KEY: &str = "{}";
+
+/// A concrete JSON Pointer as it may be shown in a log line: allowed keys
+/// and (with every key allowed) array indices kept, anything else hidden.
+pub fn redact(pointer: &str, names: &KeyNames) -> String {
+    if !pointer.starts_with('/') {
+        return pointer.to_string();
+    }
+    let mut out = String::with_capacity(pointer.len());
+    for token in pointer.split('/').skip(1) {
+        out.push('/');
+        let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+        if *names == KeyNames::All || (!digits && names.allows(token)) {
+            out.push_str(token);
+        } else if digits {
+            out.push('*');
+        } else {
+            out.push_str(HIDDEN_KEY);
+        }
+    }
+    out
+}
 
 /// A status difference.
 pub const STATUS: &str = "status";
@@ -16,9 +69,10 @@ pub const BODY: &str = "(body)";
 /// A JSON difference at the document's root (the whole document differs).
 pub const ROOT: &str = "(root)";
 
-/// The diff paths of a comparison, and whether the list is complete: a
-/// diff keeps at most [`MAX_REPORTED`] names per axis.
-pub fn of(diff: &Diff) -> (Vec<String>, bool) {
+/// The diff paths of a comparison, keys named as `names` allows, and
+/// whether the list is complete: a diff keeps at most [`MAX_REPORTED`]
+/// names per axis.
+pub fn of(diff: &Diff, names: &KeyNames) -> (Vec<String>, bool) {
     let mut paths = Vec::new();
     let mut complete = diff.headers.len() < MAX_REPORTED;
     if diff.status {
@@ -30,7 +84,7 @@ pub fn of(diff: &Diff) -> (Vec<String>, bool) {
             paths.push(BODY.to_string());
         }
         for pointer in &body.json_paths {
-            let path = generalize(pointer);
+            let path = generalize(&redact(pointer, names));
             if !paths.contains(&path) {
                 paths.push(path);
             }
@@ -81,15 +135,50 @@ mod tests {
 
     #[test]
     fn a_diff_names_its_paths_generalised() {
-        let (paths, complete) = of(&diff(true, &["etag"], &["/items/3/at", "/items/4/at", "/id"], 0));
+        let (paths, complete) = of(
+            &diff(true, &["etag"], &["/items/3/at", "/items/4/at", "/id"], 0),
+            &KeyNames::All,
+        );
         assert_eq!(paths, ["status", "header:etag", "/items/*/at", "/id"]);
         assert!(complete);
-        assert!(!of(&diff(false, &[], &["/a"], 2)).1);
+        assert!(!of(&diff(false, &[], &["/a"], 2), &KeyNames::All).1);
         let text = Diff {
             body: Some(BodyDiff::default()),
             ..Diff::default()
         };
-        assert_eq!(of(&text).0, [BODY]);
+        assert_eq!(of(&text, &KeyNames::Hidden).0, [BODY]);
+    }
+
+    #[test]
+    fn keys_are_named_only_where_the_operator_allowed_it() {
+        // A map keyed by account numbers and e-mail addresses.
+        let accounts = diff(
+            false,
+            &[],
+            &[
+                "/accounts/DE89370400440532013000/balance",
+                "/owners/ann@example.com",
+                "/42/x",
+            ],
+            0,
+        );
+        let (hidden, _) = of(&accounts, &KeyNames::Hidden);
+        assert_eq!(hidden, ["/{}/{}/{}", "/{}/{}", "/*/{}"]);
+        let only = KeyNames::Only(vec!["accounts".into(), "balance".into(), "owners".into()]);
+        let (named, _) = of(&accounts, &only);
+        assert_eq!(named, ["/accounts/{}/balance", "/owners/{}", "/*/{}"]);
+        assert_eq!(
+            redact("/accounts/DE89370400440532013000/balance", &only),
+            "/accounts/{}/balance"
+        );
+        assert_eq!(
+            redact("/items/3/etag", &KeyNames::All),
+            "/items/3/etag",
+            "all: the pointer as it is"
+        );
+        assert_eq!(redact("/items/3/etag", &KeyNames::Hidden), "/{}/*/{}");
+        assert_eq!(redact("(root)", &KeyNames::Hidden), "(root)");
+        assert_eq!(redact("", &KeyNames::Hidden), "", "the whole document");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::compare::{self, CompareRules, Diff};
 use crate::counters::Counter;
-use crate::diff_path;
+use crate::diff_path::{self, KeyNames};
 use crate::exchange::{CallReply, Leg, ServingReply, Settled};
 use crate::noise::only_noise;
 use crate::plan::Operation;
@@ -139,7 +139,7 @@ pub fn judge<O>(operation: &Operation, settled: &Settled<O>, noise: &[String]) -
         // failed repeat teaches nothing.
         judgement.repeat_diff = match compared {
             Outcome::Matched => Some(Vec::new()),
-            Outcome::Unmatched(diff) => Some(diff_path::of(&diff).0),
+            Outcome::Unmatched(diff) => Some(diff_path::of(&diff, &operation.key_names).0),
             Outcome::Failed(_) | Outcome::Abandoned => None,
         };
         return judgement;
@@ -152,9 +152,9 @@ pub fn judge<O>(operation: &Operation, settled: &Settled<O>, noise: &[String]) -
             Outcome::Matched
         }
         Outcome::Unmatched(diff) => {
-            let (paths, _) = diff_path::of(&diff);
+            let (paths, _) = diff_path::of(&diff, &operation.key_names);
             let noise = if operation.learn_noise { noise } else { &[] };
-            let matched = only_noise(&diff, noise);
+            let matched = only_noise(&diff, &operation.key_names, noise);
             if !matched {
                 judgement.diff_paths = paths.iter().filter(|p| !noise.contains(p)).cloned().collect();
             }
@@ -177,9 +177,10 @@ const LOGGED_NAMES: usize = 5;
 const LOGGED_REQUEST_ID_BYTES: usize = 64;
 
 /// The log line of an unmatched comparison. It names what differs, never a
-/// value: bodies carry personal data. `suppressed` is how many lines the
-/// rate limit held back before this one.
-pub fn unmatched_line(operation_id: &str, request_id: &str, diff: &Diff, suppressed: u64) -> String {
+/// value, and JSON object keys only as `names` allows: bodies carry
+/// personal data. `suppressed` is how many lines the rate limit held back
+/// before this one.
+pub fn unmatched_line(operation_id: &str, request_id: &str, diff: &Diff, names: &KeyNames, suppressed: u64) -> String {
     let mut axes = Vec::with_capacity(3);
     if diff.status {
         axes.push("status");
@@ -191,10 +192,18 @@ pub fn unmatched_line(operation_id: &str, request_id: &str, diff: &Diff, suppres
         axes.push("body");
     }
     let (paths, more) = match &diff.body {
-        Some(body) => (
-            first(&body.json_paths),
-            body.more + body.json_paths.len().saturating_sub(LOGGED_NAMES),
-        ),
+        Some(body) => {
+            let pointers: Vec<String> = body
+                .json_paths
+                .iter()
+                .take(LOGGED_NAMES)
+                .map(|p| diff_path::redact(p, names))
+                .collect();
+            (
+                first(&pointers),
+                body.more + body.json_paths.len().saturating_sub(LOGGED_NAMES),
+            )
+        }
         None => (String::new(), 0),
     };
     let mut line = format!(

@@ -90,6 +90,8 @@ pub struct Operation {
     pub readiness: crate::window::Rule,
     /// `None` when the circuit breaker is switched off.
     pub circuit_breaker: Option<crate::breaker::Settings>,
+    /// Which JSON object keys diff paths and log lines may name.
+    pub key_names: crate::diff_path::KeyNames,
 }
 
 impl Operation {

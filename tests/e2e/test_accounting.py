@@ -35,7 +35,7 @@ def plugin_config(revision, ignore_json_paths):
         "legacy": {"cluster": "legacy"},
         "candidate": {"cluster": "candidate"},
         "operation_header": "x-operation-id",
-        "defaults": {"mode": "legacy", "shadow_timeout_ms": 3000,
+        "defaults": {"mode": "legacy", "shadow_timeout_ms": 3000, "name_keys": True,
                      "compare": {"ignore_json_paths": ignore_json_paths}},
         "operations": [
             {"id": "getItem", "method": "GET", "path": "/items/{id}", "mode": "shadow"},

@@ -37,7 +37,7 @@ def plugin_config(operations=None, candidate=None, **top):
         "legacy": {"cluster": "legacy"},
         "candidate": candidate or {"cluster": "candidate"},
         "operation_header": "x-operation-id",
-        "defaults": {"mode": "legacy", "shadow_timeout_ms": 3000},
+        "defaults": {"mode": "legacy", "shadow_timeout_ms": 3000, "name_keys": True},
         "operations": operations if operations is not None else [operation()],
     }
     config.update(top)

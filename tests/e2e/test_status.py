@@ -22,7 +22,7 @@ CONFIG = {
     "revision": "status-1",
     "legacy": {"cluster": "legacy"},
     "candidate": {"cluster": "candidate"},
-    "defaults": {"mode": "shadow", "target_match_rate": 0.95, "min_samples": 20},
+    "defaults": {"mode": "shadow", "target_match_rate": 0.95, "min_samples": 20, "name_keys": True},
     "operations": [
         {"id": "getItem", "method": "GET", "path": "/items/{id}", "target_match_rate": 0.9},
         {"id": "getOrder", "method": "GET", "path": "/orders/{id}"},

@@ -46,7 +46,7 @@ def plugin_config(operations, **top):
         "legacy": {"cluster": "legacy"},
         "candidate": {"cluster": "candidate"},
         "operation_header": "x-operation-id",
-        "defaults": {"mode": "legacy", "shadow_timeout_ms": 3000},
+        "defaults": {"mode": "legacy", "shadow_timeout_ms": 3000, "name_keys": True},
         "operations": operations,
     }
     config.update(top)

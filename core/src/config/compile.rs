@@ -132,6 +132,7 @@ fn operation(
         compare: settings.compare,
         readiness: settings.readiness,
         circuit_breaker: settings.circuit_breaker,
+        key_names: settings.key_names,
     })
 }
 

@@ -101,6 +101,15 @@ settings! {
     compare: Object<RawCompare>,
     readiness: Object<RawReadiness>,
     circuit_breaker: Object<RawBreaker>,
+    name_keys: RawNameKeys,
+}
+
+/// `name_keys`: `true`, `false`, or the keys that may be named.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "true, false, or a list of JSON object keys")]
+pub(super) enum RawNameKeys {
+    All(bool),
+    Only(Vec<String>),
 }
 
 /// The fields of an operation that are not settings.

@@ -6,13 +6,14 @@
 //! own layer over the defaults', over the built-in defaults.
 
 use super::guards::{BreakerLayer, ReadinessLayer};
-use super::raw::RawSettings;
+use super::raw::{RawNameKeys, RawSettings};
 use super::rules::RulesLayer;
 use super::{
     ConfigError, DEFAULT_MAX_DIFF_PATHS, DEFAULT_MIN_SAMPLES, DEFAULT_SHADOW_TIMEOUT_MS, DEFAULT_TARGET_MATCH_RATE,
 };
 use crate::breaker;
 use crate::compare::CompareRules;
+use crate::diff_path::KeyNames;
 use crate::limits::{DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, MAX_DIFF_PATHS, MAX_SHADOW_TIMEOUT_MS};
 use crate::plan::Mode;
 use crate::window::Rule;
@@ -35,6 +36,7 @@ pub(super) struct Settings {
     pub compare: RulesLayer,
     pub readiness: ReadinessLayer,
     pub circuit_breaker: BreakerLayer,
+    pub name_keys: Option<KeyNames>,
 }
 
 /// Every setting of one operation, resolved.
@@ -52,6 +54,7 @@ pub(super) struct Resolved {
     pub compare: CompareRules,
     pub readiness: Rule,
     pub circuit_breaker: Option<breaker::Settings>,
+    pub key_names: KeyNames,
 }
 
 impl Settings {
@@ -131,6 +134,10 @@ impl Settings {
             compare: RulesLayer::compile(raw.compare.map(|compare| compare.0), at)?,
             readiness: ReadinessLayer::compile(raw.readiness.map(|r| r.0), at)?,
             circuit_breaker: BreakerLayer::compile(raw.circuit_breaker.map(|b| b.0), at)?,
+            name_keys: raw
+                .name_keys
+                .map(|keys| name_keys(keys, &field("name_keys")))
+                .transpose()?,
         })
     }
 
@@ -164,8 +171,40 @@ impl Settings {
             compare: self.compare.over(&base.compare).into_rules(max_body_bytes),
             readiness: self.readiness.resolve(&base.readiness),
             circuit_breaker: self.circuit_breaker.resolve(&base.circuit_breaker),
+            key_names: self
+                .name_keys
+                .clone()
+                .or_else(|| base.name_keys.clone())
+                .unwrap_or_default(),
         }
     }
+}
+
+/// Keys a diff path may name: each is a stats-name segment, so bounded.
+const MAX_NAMED_KEYS: usize = 256;
+const MAX_NAMED_KEY_BYTES: usize = 128;
+
+fn name_keys(raw: RawNameKeys, at: &str) -> Result<KeyNames, ConfigError> {
+    let keys = match raw {
+        RawNameKeys::All(true) => return Ok(KeyNames::All),
+        RawNameKeys::All(false) => return Ok(KeyNames::Hidden),
+        RawNameKeys::Only(keys) => keys,
+    };
+    if keys.len() > MAX_NAMED_KEYS {
+        return Err(ConfigError::new(
+            at,
+            format!("{} keys, at most {MAX_NAMED_KEYS}", keys.len()),
+        ));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        if key.is_empty() || key.len() > MAX_NAMED_KEY_BYTES || key.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                format!("{at}[{i}]"),
+                format!("a key is 1 to {MAX_NAMED_KEY_BYTES} bytes without control characters"),
+            ));
+        }
+    }
+    Ok(KeyNames::Only(keys))
 }
 
 /// A percentage (0-100, fractions allowed) in parts per million, so that

@@ -3,6 +3,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
 use crate::compare::HeaderPattern;
+use crate::diff_path::KeyNames;
 use crate::exchange::Leg;
 use crate::http::Response;
 use crate::Plan;
@@ -177,6 +178,7 @@ fn a_body_decoding_beyond_the_limit_fails_as_too_large() {
 fn operation(extra: &str) -> crate::Operation {
     let json = format!(
         r#"{{"legacy":{{"cluster":"l"}},"candidate":{{"cluster":"c"}},
+           "defaults":{{"name_keys":true}},
            "operations":[{{"id":"op","method":"GET","path":"/r","mode":"shadow"{extra}}}]}}"#
     );
     match Plan::parse(json.as_bytes()) {
@@ -206,6 +208,15 @@ fn a_match_counts_matched_and_no_diff_paths() {
     assert_eq!(judgement.counters(), [Counter::Matched]);
     assert!(judgement.diff_paths.is_empty());
     assert_eq!((judgement.repeat_diff, judgement.candidate_diff), (None, None));
+}
+
+#[test]
+fn diff_paths_name_keys_only_as_the_operation_allows() {
+    let call = shadowed(r#"{"DE001":{"n":1}}"#, r#"{"DE001":{"n":2}}"#);
+    let hidden = judge(&operation(r#","name_keys":false"#), &call, &[]);
+    assert_eq!(hidden.diff_paths, ["/{}/{}"]);
+    let some = judge(&operation(r#","name_keys":["n"]"#), &call, &[]);
+    assert_eq!(some.diff_paths, ["/{}/n"]);
 }
 
 #[test]
@@ -292,7 +303,7 @@ fn the_log_line_names_fields_never_values_and_escapes_the_request_id() {
     ) else {
         panic!("differs");
     };
-    let line = unmatched_line("getReturn", "abc\nop=forged x", &diff, 3);
+    let line = unmatched_line("getReturn", "abc\nop=forged x", &diff, &KeyNames::All, 3);
     assert!(line.contains("operation=getReturn"), "{line}");
     assert!(line.contains("json_paths=[/iban,/n]"), "{line}");
     assert!(!line.contains("DE00"), "{line}");
@@ -302,5 +313,13 @@ fn the_log_line_names_fields_never_values_and_escapes_the_request_id() {
         "{line}"
     );
     let long = "r".repeat(200);
-    assert!(unmatched_line("op", &long, &diff, 0).contains(&format!("request_id={}...", "r".repeat(64))));
+    assert!(
+        unmatched_line("op", &long, &diff, &KeyNames::All, 0).contains(&format!("request_id={}...", "r".repeat(64)))
+    );
+    // Keys the operator did not allow are not named.
+    let hidden = unmatched_line("op", "r", &diff, &KeyNames::Hidden, 0);
+    assert!(
+        hidden.contains("json_paths=[/{},/{}]") && !hidden.contains("iban"),
+        "{hidden}"
+    );
 }

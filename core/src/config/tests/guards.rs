@@ -78,3 +78,33 @@ fn bad_values_are_refused_with_the_field_path() {
     ));
     assert_eq!(err.path, "operations[0].readiness.confidence", "{err}");
 }
+
+#[test]
+fn object_keys_are_named_only_where_allowed() {
+    use crate::diff_path::KeyNames;
+    let plan = parse_ok(&config(
+        r#""defaults":{"name_keys":["status","items"]},
+           "operations":[{"id":"a","method":"GET","path":"/a"},
+                         {"id":"b","method":"GET","path":"/b","name_keys":true},
+                         {"id":"c","method":"GET","path":"/c","name_keys":false}]"#,
+    ));
+    assert_eq!(
+        plan.operations[0].key_names,
+        KeyNames::Only(vec!["status".into(), "items".into()])
+    );
+    assert_eq!(plan.operations[1].key_names, KeyNames::All);
+    assert_eq!(plan.operations[2].key_names, KeyNames::Hidden);
+    let default = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
+    assert_eq!(
+        default.operations[0].key_names,
+        KeyNames::Hidden,
+        "keys can be data: hidden by default"
+    );
+    let err = parse_err(&config(r#""defaults":{"name_keys":"yes"}"#));
+    assert!(
+        err.path.starts_with("defaults.name_keys") && err.message.contains("true, false, or a list"),
+        "{err}"
+    );
+    let err = parse_err(&config(r#""defaults":{"name_keys":["ok",""]}"#));
+    assert_eq!(err.path, "defaults.name_keys[1]", "{err}");
+}
