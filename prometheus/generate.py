@@ -431,9 +431,10 @@ and {on}
 failed over 5m (maximum {q(r.MAX_FAILURE)}): timeouts, connection errors, 5xx or bodies
 above max_body_bytes. Failed comparisons count neither way, so the operation cannot
 become READY, and the candidate is unhealthy or too slow. Clients are not affected
-(legacy serves). Which failure: `parallel-run-ctl status {op}` or
-sum by (operation_id) (rate(parallel_run_operation_failed_timeout[5m])) and the other
-failed_* counters. Check the candidate's health and shadow_timeout_ms.""")
+(legacy serves). Which failure: `parallel-run-ctl status {op}`, or the failed_timeout,
+failed_error, failed_5xx and failed_body_too_large counters, e.g.
+`sum by (instance) (rate(parallel_run_operation_failed_timeout{{operation_id="{op}"}}[5m]))`.
+Check the candidate's health and shadow_timeout_ms.""")
 
     alert("ShadowsUnaccounted", f"{r.UNACCOUNTED} > 0", "warning",
           f"{op}: shadow calls on {{{{ $labels.instance }}}} never got an outcome",
@@ -487,9 +488,12 @@ sum by ({by}) (increase(parallel_run_operation_routing_mismatch[5m])) > 0""", "c
 upstream cluster than the filter chose: the route ignores the route header
 (x-parallel-run-cluster). A cutover is then a silent no-op (legacy still serves while
 served_candidate counts up) and legacy may be compared with itself.
-Which replicas: sum by (instance) (increase(parallel_run_operation_routing_mismatch{{operation_id="{op}"}}[5m])).
-Check that the route forwards with cluster_header (README, Routing) or, on Istio, that
-the VirtualService matches the header; until then treat {op} as NOT cut over.""")
+Which replicas: `sum by (instance) (increase(parallel_run_operation_routing_mismatch{{operation_id="{op}"}}[5m]))`;
+`parallel-run-ctl status {op}` on one of them shows it too.
+Fix the route: it must forward with cluster_header (README, "Loading it into Envoy") or,
+on Istio, the VirtualService must match the header. Until then {op} is NOT cut over,
+whatever its mode says: roll the cutover back (`parallel-run-ctl rollback {op}`) so that
+the configuration says what really happens.""")
 
     alert("UnknownOperationTraffic", f"""
 sum by ({r.by_fleet}) (increase(parallel_run_unknown_operation_requests[15m])) > 0""" if p.fleet else """
