@@ -73,6 +73,20 @@ def recorded_names():
     return {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r}
 
 
+def derived_from_pending():
+    """Recording rules that read (directly or through other rules) a pending name:
+    they may have no sample until the filter exports it."""
+    rules = {r["record"]: r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]
+             if "record" in r}
+    tainted = pending_names()
+    while True:
+        more = {record for record, expr in rules.items()
+                if record not in tainted and {name for name, _ in selectors(expr)} & tainted}
+        if not more:
+            return tainted - pending_names()
+        tainted |= more
+
+
 def known_names():
     return filter_names() | pending_names() | ENVOY | recorded_names() | {"up"}
 

@@ -24,6 +24,7 @@ import time
 import harness
 import pytest
 from harness import REPO, Client, json_response, operation_counters, settle, wait_until
+from metric_names import derived_from_pending, pending_names, selectors
 from prometheus_server import Prometheus, write_rules
 
 WINDOW_S = 60
@@ -122,7 +123,7 @@ def instance(proxy):
 
 def test_fleet_match_rate_is_the_replicas_pooled_and_ready_for_cutover_fires_only_when_ready(
         wasm_path, backend, envoy, prometheus):
-    replicas = start_fleet(backend, envoy, wasm_path)
+    replicas = start_fleet(backend, envoy, wasm_path, ecds=True)
     prom = prometheus(replicas, ready_for="2s")
     # Two scrapes of every counter at 0 before any traffic: increase() then
     # needs no extrapolation towards the start of the window.
@@ -209,6 +210,34 @@ def test_fleet_match_rate_is_the_replicas_pooled_and_ready_for_cutover_fires_onl
     # No other alert is pending or firing on this healthy fleet, and every rule evaluates.
     assert {a["labels"]["alertname"] for a in prom.alerts()} == {"ReadyForCutover"}, prom.alerts()
     assert prom.rule_health() == {}
+
+    # The filter exports no max_failure_rate_bp yet: the rules use its default.
+    assert prom.by("operation_id:parallel_run_max_failure_rate:min") == {op: 0.05 for op in OPS}
+
+    # 4. Every query of the Grafana dashboard runs on this Prometheus, for the
+    # operation with differences, and returns data unless it reads a metric
+    # the filter has announced but does not export yet (or a rule made of one).
+    pending = pending_names() | derived_from_pending()
+    empty = []
+    for title, expr in dashboard_queries(operation="getLabel"):
+        result = prom.query(expr)
+        if not result and not {name for name, _ in selectors(expr)} & pending:
+            empty.append((title, expr))
+    assert empty == []
+
+
+def dashboard_queries(operation):
+    board = json.loads((REPO / "prometheus" / "grafana" / "parallel-run.json").read_text())
+    variables = {"$__rate_interval": "5s", "$__range": "1m", "$operation": operation}
+    queries = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name, value in variables.items():
+                expr = expr.replace(name, value)
+            queries.append((panel["title"], expr))
+    assert len(queries) >= 25
+    return queries
 
 
 def test_config_rejected_and_config_drift_from_two_real_replicas(wasm_path, backend, envoy, prometheus):
