@@ -26,7 +26,7 @@ PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak oci prometheus-setup prometheus-test
+.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
@@ -96,6 +96,15 @@ prometheus-test: $(PROMETHEUS_STAMP)
 	$(PYTHON) prometheus/generate.py --check
 	$(PROMTOOL) check rules prometheus/rules.yml prometheus/alerts.yml
 	$(PROMTOOL) test rules prometheus/tests.yml
+
+# Regenerate the shipped rules (prometheus/generate.py; `--help` for the window,
+# fleet labels, a PrometheusRule manifest) and the Grafana dashboard (with
+# grafana-foundation-sdk, in the venv); commit the result.
+prometheus-rules:
+	$(PYTHON) prometheus/generate.py
+
+dashboard: $(STAMPS)/venv
+	$(PY) prometheus/grafana/build.py
 
 e2e: build $(STAMPS)/venv $(PROMETHEUS_STAMP)
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider

@@ -111,3 +111,30 @@ def test_pending_names_land_together_or_not_at_all():
         assert not landed or landed == names, f"{group}: the filter defines {sorted(landed)} but not " \
             f"{sorted(names - landed)}: adapt prometheus/generate.py and tests/e2e/metric_names.py to its names"
     assert pending_names()
+
+
+def test_the_prometheus_rule_manifest_holds_the_same_groups(tmp):
+    result = run_generator("--out", str(tmp), "--prometheus-rule", "monitoring/parallel-run",
+                           "--rule-label", "release=prometheus")
+    assert result.returncode == 0, result.stderr
+    manifest = yaml.safe_load((tmp / "prometheusrule.yaml").read_text())
+    assert manifest["apiVersion"] == "monitoring.coreos.com/v1" and manifest["kind"] == "PrometheusRule"
+    assert manifest["metadata"] == {"name": "parallel-run", "namespace": "monitoring", "labels": {"release": "prometheus"}}
+    groups = [g for name in ("rules.yml", "alerts.yml") for g in yaml.safe_load((tmp / name).read_text())["groups"]]
+    assert manifest["spec"]["groups"] == groups
+    # What the operator hands Prometheus is a rule file with these groups: promtool accepts it.
+    (tmp / "from-manifest.yml").write_text(yaml.safe_dump({"groups": manifest["spec"]["groups"]}))
+    check = promtool("check", "rules", tmp / "from-manifest.yml")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prometheus-rule", "parallel-run"], "is not NAMESPACE/NAME"),
+    (["--prometheus-rule", "Monitoring/x"], "is not NAMESPACE/NAME"),
+    (["--prometheus-rule", "m/x", "--rule-label", "release=a b"], "--rule-label: release=a b is not a Kubernetes label"),
+    (["--rule-label", "release=prometheus"], "--rule-label: only with --prometheus-rule"),
+])
+def test_bad_prometheus_rule_options_are_refused(tmp, args, message):
+    result = run_generator(*args, "--out", str(tmp))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert list(tmp.iterdir()) == []
