@@ -138,3 +138,38 @@ def test_bad_prometheus_rule_options_are_refused(tmp, args, message):
     result = run_generator(*args, "--out", str(tmp))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert list(tmp.iterdir()) == []
+
+
+def test_the_readmes_match_rate_query_keeps_operations_whose_unmatched_series_is_absent(tmp):
+    readme = (REPO / "README.md").read_text()
+    query = readme.split("match rate of an operation is `matched / (matched + unmatched)`", 1)[1]
+    query = query.split("```promql\n", 1)[1].split("```", 1)[0]
+    series = {
+        # no `unmatched` series at all
+        'parallel_run_operation_matched{instance="a", operation_id="onlyMatched"}': "0+5x70",
+        # replica b has no `unmatched` series: 420 of 480
+        'parallel_run_operation_matched{instance="a", operation_id="pooled"}': "0+3x70",
+        'parallel_run_operation_unmatched{instance="a", operation_id="pooled"}': "0+1x70",
+        'parallel_run_operation_matched{instance="b", operation_id="pooled"}': "0+4x70",
+        # no `matched` series: 0, not absent
+        'parallel_run_operation_unmatched{instance="a", operation_id="onlyUnmatched"}': "0+2x70",
+        # nothing compared: no sample
+        'parallel_run_operation_matched{instance="a", operation_id="idle"}': "0+0x70",
+        'parallel_run_operation_unmatched{instance="a", operation_id="idle"}': "0+0x70",
+    }
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": k, "values": v} for k, v in series.items()],
+            "promql_expr_test": [{"expr": query, "eval_time": "60m", "exp_samples": [
+                {"labels": '{operation_id="onlyMatched"}', "value": 1},
+                {"labels": '{operation_id="pooled"}', "value": 0.875},
+                {"labels": '{operation_id="onlyUnmatched"}', "value": 0},
+            ]}],
+        }],
+    }
+    (tmp / "readme-test.yml").write_text(yaml.safe_dump(tests))
+    result = promtool("test", "rules", tmp / "readme-test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
