@@ -14,7 +14,6 @@ more). The test bounds each recorded value by it, and first checks the raw
 scraped counters, which are exact.
 """
 
-import copy
 import json
 import math
 import subprocess
@@ -251,7 +250,7 @@ def test_config_rejected_and_config_drift_from_two_real_replicas(wasm_path, back
     assert prom.alerts() == [], prom.alerts()
 
     # Envoy on b refuses a configuration (the filter's own validation): ConfigRejected for b only.
-    resource = copy.deepcopy(b._resource)
+    resource = json.loads(b.ecds_file.read_text())
     bad = dict(CONFIG, revision="prometheus-e2e-bad", operations=[dict(CONFIG["operations"][0], path="/returns/{id")])
     harness.set_plugin_config(resource["resources"][0]["typed_config"], bad)
     before = b.ecds_counts()
