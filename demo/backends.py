@@ -31,23 +31,19 @@ POST /returns creates a return in that implementation's own store (ids from
 stays in mode "legacy", so only legacy's store grows; the demo creates
 returns for customers W01..W05 and lists only C01..C10.)
 
-Run standalone for a manual look:
-    .venv/bin/python demo/backends.py      # prints the two ports, Ctrl-C stops
+Run standalone for a manual look, from the repository root:
+    .venv/bin/python -m demo.backends      # prints the two ports, Ctrl-C stops
 """
 
 import json
 import re
-import sys
 import threading
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-
-from harness import Backend, Response  # noqa: E402 - needs the path above
+from testbed.backend import Backend, Response
 
 SHADOW_MARKER = "x-parallel-run-shadow"  # core/src/http.rs: set on every shadow copy
 IDS = range(1, 51)

@@ -1,4 +1,4 @@
-"""The parallel-run demo: `make demo` (or `.venv/bin/python demo/run.py` from the repo root).
+"""The parallel-run demo: `make demo` (or `.venv/bin/python -m demo.run` from the repo root).
 
 Starts a legacy and a candidate "Returns" service (demo/backends.py) and a
 real Envoy with the parallel-run filter delivered by ECDS, all on 127.0.0.1,
@@ -31,15 +31,13 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-sys.path.insert(0, str(REPO / "demo"))
-
-import harness  # noqa: E402 - needs the path above
-from backends import CUSTOMERS, IDS, NEW_CUSTOMERS, expected_differences, start_backends  # noqa: E402
+from demo.backends import CUSTOMERS, IDS, NEW_CUSTOMERS, expected_differences, start_backends
+from testbed.counters import by_operation
+from testbed.envoy import CTL_PATH, REPO, WASM_PATH, Envoy, envoy_binary, set_plugin_config
+from testbed.net import Client, http, wait_until
+from testbed.table import text_table
 
 CONFIG_FILE = REPO / "demo" / "config.json"
-STAT_PREFIX = "wasmcustom.parallel_run.operation."
 UNMATCHED_LOG = "parallel-run: unmatched"
 OPERATIONS = ["getReturn", "listReturns", "createReturn", "getLabel", "getRefund"]
 CLIENTS = 4  # keep-alive client connections per traffic phase
@@ -125,7 +123,7 @@ def push(envoy, config, checks=None):
 def command_line(result):
     """The ctl command as a reader would type it (file names without the temp dir)."""
     args = [Path(a).name if "/" in a else a for a in result.args]
-    args[0] = "parallel-run-ctl" if args[0] == harness.CTL_PATH.name else args[0]
+    args[0] = "parallel-run-ctl" if args[0] == CTL_PATH.name else args[0]
     return " ".join(args)
 
 
@@ -157,7 +155,7 @@ def serving_now(envoy, rids=(1, 2, 3)):
     """[(status, implementation)] for GET /returns/<rid>, on fresh connections."""
     out = []
     for rid in rids:
-        status, headers, _ = harness.http("GET", envoy.url(f"/returns/{rid}"))
+        status, headers, _ = http("GET", envoy.url(f"/returns/{rid}"))
         out.append((status, (headers.get("x-implementation") or "?").split("/")[0]))
     return out
 
@@ -198,7 +196,7 @@ def send(envoy, plan):
     deadline = time.monotonic() + PHASE_DEADLINE_S
 
     def worker(part):
-        client = harness.Client(envoy.url(), timeout=10)
+        client = Client(envoy.url(), timeout=10)
         try:
             for op, method, path, body, _ in part:
                 if time.monotonic() > deadline:
@@ -214,7 +212,7 @@ def send(envoy, plan):
                     with lock:
                         errors.append(f"{method} {path}: {err!r}")
                     client.close()
-                    client = harness.Client(envoy.url(), timeout=10)
+                    client = Client(envoy.url(), timeout=10)
                 if key:
                     with lock:
                         per_op = seen.setdefault(op, {})
@@ -236,15 +234,6 @@ def send(envoy, plan):
 # ---------------------------------------------------------------- counters
 
 
-def counters(envoy):
-    """{operation: {counter: value}} of every parallel_run operation counter."""
-    out = {}
-    for name, value in envoy.stats(filter="^" + STAT_PREFIX.replace(".", r"\.")).items():
-        op, _, counter = name[len(STAT_PREFIX):].partition(".")
-        out.setdefault(op, {})[counter] = value
-    return out
-
-
 def delta(after, before):
     return {op: {k: v - before.get(op, {}).get(k, 0) for k, v in values.items()} for op, values in after.items()}
 
@@ -262,7 +251,7 @@ def settle(envoy, before, plan):
 
     def done():
         nonlocal last
-        last = delta(counters(envoy), before)
+        last = delta(by_operation(envoy), before)
         for op, n in sent.items():
             values = last.get(op, {})
             if values.get("requests", 0) < n or judged(values) < values.get("shadowed", 0):
@@ -270,7 +259,7 @@ def settle(envoy, before, plan):
         return True
 
     try:
-        harness.wait_until(done, timeout=SETTLE_TIMEOUT_S, interval=0.1, message="all shadows judged")
+        wait_until(done, timeout=SETTLE_TIMEOUT_S, interval=0.1, message="all shadows judged")
     except AssertionError:
         pass  # the checks below say what is missing
     return last
@@ -278,8 +267,7 @@ def settle(envoy, before, plan):
 
 def print_table(phase_delta, config):
     modes = settings(config)
-    print(f"  {'operation':<13}{'mode':<10}{'reqs':>5}{'legacy':>7}{'cand':>6}{'shadow':>7}{'match':>7}"
-          f"{'unmatch':>8} {'(st/hd/bd)':<11}{'fail':>5}{'skip':>5}  {'rate':>6} {'target':>6}  verdict")
+    rows = []
     for op in OPERATIONS:
         v = phase_delta.get(op, {})
         s = modes[op]
@@ -295,10 +283,14 @@ def print_table(phase_delta, config):
         else:
             rate_text, verdict = "-", "not compared"
         breakdown = f"({v.get('unmatched_status', 0)}/{v.get('unmatched_headers', 0)}/{v.get('unmatched_body', 0)})"
-        print(f"  {op:<13}{s['mode']:<10}{v.get('requests', 0):>5}{v.get('served_legacy', 0):>7}"
-              f"{v.get('served_candidate', 0):>6}{v.get('shadowed', 0):>7}{v.get('matched', 0):>7}"
-              f"{v.get('unmatched', 0):>8} {breakdown:<11}{v.get('failed', 0):>5}{skipped:>5}  {rate_text:>6} "
-              f"{s['target_match_rate']:>6.0%}  {verdict}")
+        rows.append([op, s["mode"], v.get("requests", 0), v.get("served_legacy", 0), v.get("served_candidate", 0),
+                     v.get("shadowed", 0), v.get("matched", 0), v.get("unmatched", 0), breakdown, v.get("failed", 0),
+                     skipped, rate_text, f"{s['target_match_rate']:.0%}", verdict])
+    columns = [("operation", "<"), ("mode", "<"), ("reqs", ">"), ("legacy", ">"), ("cand", ">"), ("shadow", ">"),
+               ("match", ">"), ("unmatch", ">"), ("(st/hd/bd)", "<"), ("fail", ">"), ("skip", ">"), ("rate", ">"),
+               ("target", ">"), ("verdict", "<")]
+    for line in text_table(columns, rows):
+        print(line)
 
 
 def backend_counts(legacy, candidate):
@@ -312,7 +304,7 @@ def backend_delta(after, before, backend, op, kind):
 def run_phase(label, envoy, legacy, candidate, config, seed, counts, checks, diffs):
     """One traffic phase: send, settle, print the table, check what both sides saw."""
     plan = traffic_plan(seed, counts)
-    before, seen_before = counters(envoy), backend_counts(legacy, candidate)
+    before, seen_before = by_operation(envoy), backend_counts(legacy, candidate)
     seen, errors, took = send(envoy, plan)
     phase = settle(envoy, before, plan)
     seen_after = backend_counts(legacy, candidate)
@@ -385,12 +377,11 @@ def unmatched_lines(envoy, limit=5):
 
 def differing_fields(envoy):
     """{operation: [(count, field), ...]} from the per-field counters, most first."""
-    prefix = "wasmcustom.parallel_run.operation."
-    stats = envoy.stats(filter=r"^wasmcustom\.parallel_run\.operation\.[^.]+\.unmatched_path\.")
     fields = {}
-    for name, value in stats.items():
-        op, field = name[len(prefix):].split(".unmatched_path.", 1)
-        fields.setdefault(op, []).append((value, field))
+    for op, values in by_operation(envoy).items():
+        for name, value in values.items():
+            if name.startswith("unmatched_path."):
+                fields.setdefault(op, []).append((value, name.removeprefix("unmatched_path.")))
     return {op: sorted(found, reverse=True) for op, found in fields.items()}
 
 
@@ -402,10 +393,10 @@ def heading(text):
 
 
 def prerequisites():
-    missing = [str(p.relative_to(REPO)) for p in (harness.WASM_PATH, harness.CTL_PATH) if not p.exists()]
+    missing = [str(p.relative_to(REPO)) for p in (WASM_PATH, CTL_PATH) if not p.exists()]
     if missing:
         raise DemoError(f"not built: {', '.join(missing)} (run `make demo`, which builds them first)")
-    harness.envoy_binary()
+    envoy_binary()
 
 
 def story(tmp, checks):
@@ -418,7 +409,7 @@ def story(tmp, checks):
     envoy = None
     completed = False
     try:
-        envoy = harness.Envoy(tmp, {"legacy": legacy.port, "candidate": candidate.port}, ecds=True)
+        envoy = Envoy(tmp, {"legacy": legacy.port, "candidate": candidate.port}, ecds=True)
         print(f"  legacy  :{legacy.port}   candidate :{candidate.port}   Envoy :{envoy.port} (admin :{envoy.admin_port})")
         print(f"  known candidate bugs: getReturn ids {sorted(diffs['getReturn'])}, listReturns customers "
               f"{sorted(diffs['listReturns'])}, getLabel ids {sorted(diffs['getLabel'])}")
@@ -478,7 +469,7 @@ def story(tmp, checks):
         resource = json.loads(good_text)
         # (a new revision, so it differs from anything Envoy has seen: Envoy treats a
         # resource identical to the last one it read as a no-op success)
-        harness.set_plugin_config(resource["resources"][0]["typed_config"], dict(broken, revision="demo-3-broken-direct"))
+        set_plugin_config(resource["resources"][0]["typed_config"], dict(broken, revision="demo-3-broken-direct"))
         before = envoy.ecds_counts()
         envoy.write_ecds(json.dumps(resource, indent=2))
         try:

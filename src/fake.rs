@@ -52,6 +52,8 @@ pub struct State {
     pub logs: Vec<(log::Level, String)>,
     /// By metric id: kind, name, value.
     pub metrics: Vec<(MetricKind, String, u64)>,
+    /// Histogram samples, by metric id.
+    pub samples: Vec<(u32, u64)>,
     pub shared: BTreeMap<String, (Vec<u8>, u32)>,
     pub interference: BTreeMap<String, Interference>,
     /// By queue id: name and messages waiting.
@@ -86,6 +88,18 @@ impl Fake {
             .filter(|(_, n, _)| n == name)
             .map(|(_, _, v)| *v)
             .sum()
+    }
+
+    /// The samples recorded into histogram `name`.
+    pub fn samples(&self, name: &str) -> Vec<u64> {
+        let state = self.0.borrow();
+        let named = |id: &u32| state.metrics.get(*id as usize).is_some_and(|m| m.1 == name);
+        state
+            .samples
+            .iter()
+            .filter(|(id, _)| named(id))
+            .map(|(_, v)| *v)
+            .collect()
     }
 
     pub fn advance(&self, by: Duration) {
@@ -216,6 +230,14 @@ impl Host for Fake {
 
     fn record_metric(&self, id: u32, value: u64) {
         let mut state = self.state();
+        if state
+            .metrics
+            .get(id as usize)
+            .is_some_and(|m| m.0 == MetricKind::Histogram)
+        {
+            state.samples.push((id, value));
+            return;
+        }
         let Some(name) = state.metrics.get(id as usize).map(|m| m.1.clone()) else {
             return;
         };
@@ -226,6 +248,12 @@ impl Host for Fake {
         if let Some(metric) = state.metrics.get_mut(id as usize) {
             metric.2 = value;
         }
+    }
+
+    fn metric_value(&self, id: u32) -> Option<u64> {
+        let state = self.0.borrow();
+        let name = &state.metrics.get(id as usize)?.1;
+        Some(state.metrics.iter().filter(|m| &m.1 == name).map(|m| m.2).sum())
     }
 
     fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {

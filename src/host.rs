@@ -22,6 +22,7 @@ pub type Headers = Vec<(String, Vec<u8>)>;
 pub enum MetricKind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// A shared-data write with a compare-and-swap token that lost the race.
@@ -72,7 +73,10 @@ pub trait Host {
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&self, id: u32);
+    /// Sets a gauge, or records one sample of a histogram.
     fn record_metric(&self, id: u32, value: u64);
+    /// A metric's value, summed over every VM (counters are shared).
+    fn metric_value(&self, id: u32) -> Option<u64>;
 
     // ---- shared data and queues (shared by every VM of the plugin)
 
@@ -216,6 +220,7 @@ impl Host for Proxy {
         let kind = match kind {
             MetricKind::Counter => MetricType::Counter,
             MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
         };
         match hostcalls::define_metric(kind, name) {
             Ok(id) => Some(id),
@@ -237,6 +242,10 @@ impl Host for Proxy {
 
     fn record_metric(&self, id: u32, value: u64) {
         let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn metric_value(&self, id: u32) -> Option<u64> {
+        hostcalls::get_metric(id).ok()
     }
 
     fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {

@@ -22,6 +22,7 @@ mod diff_paths;
 mod host;
 mod metrics;
 mod noise;
+mod readiness;
 mod record;
 mod root;
 mod stream;

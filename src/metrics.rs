@@ -7,7 +7,7 @@
 //! pushes.
 
 use hashbrown::HashMap;
-use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
 use parallel_run_core::Plan;
 
 use crate::host::{Host, MetricKind};
@@ -75,9 +75,79 @@ impl OperationCounters {
         }
     }
 
+    /// A counter's value, summed over every VM of the proxy.
+    pub fn value(&self, host: &impl Host, operation: usize, counter: Counter) -> Option<u64> {
+        let id = self
+            .operations
+            .get(operation)?
+            .get(counter.index())
+            .copied()
+            .flatten()?;
+        host.metric_value(id)
+    }
+
     pub fn count_unknown(&self, host: &impl Host) {
         if let Some(id) = self.unknown_operation {
             host.increment_metric(id);
+        }
+    }
+}
+
+/// The gauge handles of one plan's operations, by operation index.
+pub struct OperationGauges {
+    operations: Vec<[Option<u32>; Gauge::ALL.len()]>,
+}
+
+impl OperationGauges {
+    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationGauges {
+        let operations = plan
+            .operations
+            .iter()
+            .map(|op| Gauge::ALL.map(|g| metrics.id(host, MetricKind::Gauge, &counters::operation_gauge(&op.id, g))))
+            .collect();
+        OperationGauges { operations }
+    }
+
+    pub fn set(&self, host: &impl Host, operation: usize, gauge: Gauge, value: u64) {
+        let id = self
+            .operations
+            .get(operation)
+            .and_then(|ids| ids.get(gauge.index()))
+            .copied()
+            .flatten();
+        if let Some(id) = id {
+            host.record_metric(id, value);
+        }
+    }
+}
+
+/// The histogram handles of one plan's operations, by operation index.
+pub struct OperationHistograms {
+    operations: Vec<[Option<u32>; Histogram::ALL.len()]>,
+}
+
+impl OperationHistograms {
+    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationHistograms {
+        let operations = plan
+            .operations
+            .iter()
+            .map(|op| {
+                Histogram::ALL
+                    .map(|h| metrics.id(host, MetricKind::Histogram, &counters::operation_histogram(&op.id, h)))
+            })
+            .collect();
+        OperationHistograms { operations }
+    }
+
+    pub fn record(&self, host: &impl Host, operation: usize, histogram: Histogram, value: u64) {
+        let id = self
+            .operations
+            .get(operation)
+            .and_then(|ids| ids.get(histogram.index()))
+            .copied()
+            .flatten();
+        if let Some(id) = id {
+            host.record_metric(id, value);
         }
     }
 }

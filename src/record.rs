@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use parallel_run_core::exchange::Settled;
-use parallel_run_core::outcome::{self, Outcome};
+use parallel_run_core::outcome::{self, Failure, Outcome};
 
 use crate::host::Host;
 use crate::vm::{OperationRef, Vm};
@@ -22,6 +22,14 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     let judgement = outcome::judge(op, &settled, vm.noise.learned(&op.id));
     for counter in judgement.counters() {
         operation.count(host, counter);
+    }
+    if let (Some(outcome), Some(breaker)) = (&judgement.outcome, vm.breakers.get_mut(&op.id)) {
+        match outcome {
+            Outcome::Failed(Failure::Timeout | Failure::Error | Failure::Status5xx) => breaker.record(true),
+            Outcome::Matched | Outcome::Unmatched(_) => breaker.record(false),
+            // Neither says anything about the shadow backend's health.
+            Outcome::Failed(Failure::BodyTooLarge) | Outcome::Abandoned => {}
+        }
     }
     if let Some(paths) = &judgement.repeat_diff {
         vm.noise.record_repeat(&op.id, paths);

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
-use parallel_run_core::counters::{self, Counter, Gauge};
+use parallel_run_core::breaker::Change;
+use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -16,8 +17,9 @@ use proxy_wasm::types::ContextType;
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::OperationCounters;
+use crate::metrics::{OperationCounters, OperationGauges, OperationHistograms};
 use crate::noise::Noise;
+use crate::readiness::Readiness;
 use crate::record::record;
 use crate::stream::Stream;
 use crate::vm::{Plugin, Vm};
@@ -30,6 +32,8 @@ const TICK: Duration = Duration::from_secs(1);
 struct OpenCall {
     exchange: ExchangeId,
     leg: Leg,
+    /// When it went out, for the shadow's latency.
+    sent: Option<SystemTime>,
     /// From here on a reply without headers is a timeout.
     deadline: Option<SystemTime>,
 }
@@ -89,6 +93,8 @@ impl<H: Host + Clone> Root<H> {
         let mut vm = self.vm.borrow_mut();
         let host = &self.host;
         let counters = OperationCounters::define(host, &mut vm.metrics, &plan);
+        let gauges = OperationGauges::define(host, &mut vm.metrics, &plan);
+        let histograms = OperationHistograms::define(host, &mut vm.metrics, &plan);
         // What Envoy runs, for `status` and alerts: set by every VM, the
         // same values, only for a configuration that was accepted.
         vm.metrics.set_gauge(
@@ -96,17 +102,23 @@ impl<H: Host + Clone> Root<H> {
             counters::REVISION_GAUGE,
             counters::revision_fingerprint(&plan.revision),
         );
-        for operation in &plan.operations {
+        for (index, operation) in plan.operations.iter().enumerate() {
             for gauge in Gauge::ALL {
-                let value = counters::gauge_value(operation, gauge);
-                vm.metrics
-                    .set_gauge(host, &counters::operation_gauge(&operation.id, gauge), value);
+                if let Some(value) = counters::config_gauge_value(operation, gauge) {
+                    gauges.set(host, index, gauge, value);
+                }
             }
         }
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);
+        Readiness::prepare(host);
         vm.wake.listen(host);
-        self.plugin = Some(Rc::new(Plugin { plan, counters }));
+        self.plugin = Some(Rc::new(Plugin {
+            plan,
+            counters,
+            gauges,
+            histograms,
+        }));
         host.set_tick_period(TICK);
         true
     }
@@ -157,6 +169,7 @@ impl<H: Host + Clone> Root<H> {
                         OpenCall {
                             exchange,
                             leg,
+                            sent: now,
                             deadline,
                         },
                     );
@@ -177,9 +190,13 @@ impl<H: Host + Clone> Root<H> {
 
     /// What a call's reply came to. The body is read only when it fits.
     fn read_reply(&self, call: &OpenCall, num_headers: usize, body_size: usize, max_body_bytes: usize) -> CallReply {
+        let now = self.host.now();
         // A connection failure or reset calls back with no headers at all.
         if num_headers == 0 {
-            return reply::without_headers(self.host.now(), call.deadline);
+            return reply::without_headers(now, call.deadline);
+        }
+        if call.leg == Leg::Shadow {
+            self.record_latency(call, now);
         }
         let headers = self.host.call_response_headers();
         let body = match body_size {
@@ -240,6 +257,18 @@ impl<H: Host + Clone> Context for Root<H> {
 }
 
 impl<H: Host> Root<H> {
+    /// The shadow backend's latency, for a reply it sent.
+    fn record_latency(&self, call: &OpenCall, now: Option<SystemTime>) {
+        let Some(elapsed) = now.zip(call.sent).and_then(|(now, sent)| now.duration_since(sent).ok()) else {
+            return;
+        };
+        let vm = self.vm.borrow();
+        if let Some(operation) = vm.exchanges.operation(call.exchange) {
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            operation.record(&self.host, Histogram::ShadowLatencyMs, ms);
+        }
+    }
+
     /// Every call this root still has open ends its exchange as abandoned:
     /// the replies will never arrive.
     fn cancel_calls(&mut self) {
@@ -281,6 +310,10 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                 if let Some(plugin) = &self.plugin {
                     let vm = &mut *self.vm.borrow_mut();
                     vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
+                    tick_breakers(&self.host, vm);
+                    if let Some(vm_number) = vm.wake.vm_number() {
+                        vm.readiness.tick(&self.host, plugin, vm_number);
+                    }
                 }
             }
         }
@@ -292,5 +325,39 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// Moves every circuit breaker of the VM on, and tells the operator when
+/// shadowing of an operation pauses or resumes.
+fn tick_breakers(host: &impl Host, vm: &mut Vm) {
+    if vm.breakers.is_empty() {
+        return;
+    }
+    let Some(now_s) = host
+        .now()
+        .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+    else {
+        return;
+    };
+    for (operation, breaker) in vm.breakers.iter_mut() {
+        let cooldown = breaker.settings().cooldown_s;
+        let message = match breaker.tick(now_s) {
+            None => continue,
+            Some(Change::Opened { failures, outcomes }) => format!(
+                "parallel-run: circuit open operation={operation}: {failures} of {outcomes} shadow calls failed; \
+                 shadowing paused for {cooldown} s, then probed"
+            ),
+            Some(Change::Reopened) => {
+                format!(
+                    "parallel-run: circuit open operation={operation}: probes failed; paused for another {cooldown} s"
+                )
+            }
+            Some(Change::Closed) => {
+                format!("parallel-run: circuit closed operation={operation}: probes succeeded; shadowing resumes")
+            }
+        };
+        host.log(log::Level::Warn, &message);
     }
 }

@@ -5,8 +5,10 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::SystemTime;
 
-use parallel_run_core::counters::Counter;
+use parallel_run_core::breaker::Breaker;
+use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::ExchangeId;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::Side;
@@ -26,6 +28,8 @@ pub struct Stream<H: Host> {
     operation: Option<usize>,
     /// This request's exchange, while it is shadowed and open.
     exchange: Option<ExchangeId>,
+    /// When the shadowed request was complete: the serving latency starts.
+    completed_at: Option<SystemTime>,
 }
 
 /// The request headers as they arrived, read once.
@@ -49,6 +53,7 @@ impl<H: Host> Stream<H> {
             plugin,
             operation: None,
             exchange: None,
+            completed_at: None,
         }
     }
 
@@ -57,7 +62,8 @@ impl<H: Host> Stream<H> {
     fn route(&self, headers: &RequestHeaders, method: &str, path: &str) -> Option<usize> {
         let plan = &self.plugin.plan;
         let operation_id = plan.operation_header.as_deref().and_then(|name| headers.get(name));
-        let index = plan.classify(method, path, operation_id);
+        let authority = headers.get(":authority").unwrap_or_default();
+        let index = plan.classify_request(method, path, authority, operation_id);
         let (backend, side) = match index.and_then(|i| plan.operation(i)) {
             Some(operation) => operation.serving(),
             None => (&plan.legacy, Side::Legacy),
@@ -101,9 +107,21 @@ impl<H: Host> Stream<H> {
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
         };
-        let mut vm = self.vm.borrow_mut();
+        let mut guard = self.vm.borrow_mut();
+        let vm = &mut *guard;
         let max_open = usize::try_from(plan.max_inflight_shadows).unwrap_or(usize::MAX);
-        let repeat = match shadow::decide(operation, facts, vm.exchanges.open_count(), max_open) {
+        let breaker = operation.circuit_breaker.map(|settings| {
+            let breaker = vm
+                .breakers
+                .entry_ref(operation.id.as_str())
+                .or_insert_with(|| Breaker::new(settings));
+            if *breaker.settings() != settings {
+                *breaker = Breaker::new(settings);
+            }
+            breaker
+        });
+        let open = vm.exchanges.open_count();
+        let repeat = match shadow::decide(operation, facts, open, max_open, breaker) {
             Decision::Off => return,
             Decision::Skip(counter) => {
                 self.plugin.counters.count(&self.host, index, counter);
@@ -123,9 +141,21 @@ impl<H: Host> Stream<H> {
             .exchanges
             .open(operation_ref, request_id, operation.max_body_bytes, outgoing);
         self.exchange = Some(id);
-        drop(vm);
+        drop(guard);
         if end_of_stream {
             self.request_complete();
+        }
+    }
+
+    fn record_serving_latency(&self, started: SystemTime) {
+        let (Some(index), Some(now)) = (self.operation, self.host.now()) else {
+            return;
+        };
+        if let Ok(elapsed) = now.duration_since(started) {
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            self.plugin
+                .histograms
+                .record(&self.host, index, Histogram::ServingLatencyMs, ms);
         }
     }
 
@@ -148,6 +178,7 @@ impl<H: Host> Stream<H> {
         if vm.exchanges.request_complete(id) {
             vm.outbox.push(id);
             vm.wake.root(&self.host);
+            self.completed_at = self.host.now();
         }
     }
 
@@ -157,6 +188,9 @@ impl<H: Host> Stream<H> {
     /// copied, and the end of the stream closes what is left.
     fn response_complete(&mut self) {
         let Some(id) = self.exchange else { return };
+        if let Some(started) = self.completed_at.take() {
+            self.record_serving_latency(started);
+        }
         let mut vm = self.vm.borrow_mut();
         let settled = vm.exchanges.serving_done(id);
         if !settled.is_empty() {
@@ -183,6 +217,12 @@ impl<H: Host> Context for Stream<H> {}
 impl<H: Host> HttpContext for Stream<H> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = RequestHeaders(self.host.request_headers());
+        let authority = headers.get(":authority").unwrap_or_default();
+        // A host the configuration does not cover (a shared gateway) passes
+        // through untouched: no header written, no route-cache clear.
+        if !self.plugin.plan.in_scope(authority) {
+            return Action::Continue;
+        }
         let (method, path) = (headers.text(":method"), headers.text(":path"));
         self.operation = self.route(&headers, method, path);
         if let Some(index) = self.operation {

@@ -542,3 +542,207 @@ fn a_route_that_ignores_the_filters_choice_is_counted() {
     proxy.wake();
     assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 1);
 }
+
+#[test]
+fn the_leading_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
+    let config = CONFIG.replace(
+        r#""max_body_bytes": 64}"#,
+        r#""max_body_bytes": 64, "min_samples": 20, "target_match_rate": 0.9}"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let gauge = |proxy: &Vmx, name: &str| proxy.fake.metric(&format!("parallel_run.operation.getReturn.{name}"));
+    let evaluate = |proxy: &mut Vmx| {
+        for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
+            proxy.root.on_tick();
+        }
+    };
+    let traffic = |proxy: &mut Vmx, n: usize, candidate_body: &str| {
+        for _ in 0..n {
+            let mut stream = proxy.request("GET", "/returns/1", &[], None);
+            proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+            proxy.wake();
+            let token = *proxy.tokens().last().unwrap();
+            proxy.reply(token, 200, candidate_body);
+        }
+    };
+    // Comparisons made before the window existed are not in it.
+    traffic(&mut proxy, 30, r#"{"a":2}"#);
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "window_comparisons"), 0);
+    assert_eq!(gauge(&proxy, "window_s"), 600);
+    assert_eq!(gauge(&proxy, "max_failure_rate_bp"), 500);
+
+    traffic(&mut proxy, 100, r#"{"a":1}"#);
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "window_comparisons"), 100);
+    assert_eq!(gauge(&proxy, "window_matched"), 100);
+    assert_eq!(gauge(&proxy, "match_rate_bp"), 10_000);
+    // 100 of 100: the Wilson lower bound at 95% is 96.30%.
+    assert_eq!(gauge(&proxy, "match_rate_lower_bp"), 9630);
+    assert_eq!(
+        (gauge(&proxy, "ready"), gauge(&proxy, "ready_for_s")),
+        (0, 0),
+        "met, not yet for long"
+    );
+
+    proxy.fake.advance(Duration::from_secs(300));
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "ready_for_s"), 300);
+    assert_eq!(gauge(&proxy, "ready"), 1);
+
+    // The candidate regresses: not ready at the next evaluation.
+    traffic(&mut proxy, 40, r#"{"a":3}"#);
+    evaluate(&mut proxy);
+    assert_eq!(gauge(&proxy, "window_comparisons"), 140);
+    assert_eq!((gauge(&proxy, "ready"), gauge(&proxy, "ready_for_s")), (0, 0));
+    // listReturns, in cutover, is judged on its own (here: no traffic).
+    assert_eq!(
+        proxy
+            .fake
+            .metric("parallel_run.operation.listReturns.window_comparisons"),
+        0
+    );
+}
+
+#[test]
+fn one_vm_holds_the_readiness_lease_and_another_takes_over_when_it_stops() {
+    let mut first = Vmx::start(CONFIG);
+    let mut second = Vmx::on(first.fake.clone(), CONFIG);
+    assert_eq!(second.vm.borrow().wake.vm_number(), Some(2));
+    for _ in 0..3 {
+        first.root.on_tick();
+        second.root.on_tick();
+        first.fake.advance(Duration::from_secs(1));
+    }
+    assert_eq!(
+        first.vm.borrow().readiness.windows(),
+        3,
+        "the leader keeps a window per operation"
+    );
+    assert_eq!(second.vm.borrow().readiness.windows(), 0, "the other keeps none");
+    // The leader stops ticking (its worker is gone): after the lease runs
+    // out, the other one leads.
+    for _ in 0..6 {
+        first.fake.advance(Duration::from_secs(1));
+        second.root.on_tick();
+    }
+    assert_eq!(second.vm.borrow().readiness.windows(), 3);
+    first.root.on_tick();
+    assert_eq!(first.vm.borrow().readiness.windows(), 0, "the old leader steps back");
+}
+
+#[test]
+fn latency_is_recorded_per_side_for_shadowed_requests() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.fake.advance(Duration::from_millis(40));
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    proxy.fake.advance(Duration::from_millis(120));
+    proxy.reply(proxy.tokens()[0], 200, "{}");
+    let samples = |side: &str| {
+        proxy
+            .fake
+            .samples(&format!("parallel_run.operation.getReturn.latency_ms.{side}"))
+    };
+    assert_eq!(samples("serving"), [40]);
+    assert_eq!(samples("shadow"), [120], "from dispatch (at the wake-up) to the reply");
+    // Requests that are not shadowed cost no clock reads and record nothing.
+    let mut stream = proxy.request("GET", "/unknown", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    assert_eq!(samples("serving").len(), 1);
+}
+
+#[test]
+fn a_failing_candidate_opens_the_circuit_and_shadowing_resumes_when_it_is_back() {
+    let mut proxy = Vmx::start(CONFIG);
+    let shadow = |proxy: &mut Vmx, healthy: bool| {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, "{}");
+        proxy.wake();
+        let before = proxy.fake.state().calls.len();
+        if let Some(token) = proxy.tokens().last().copied().filter(|_| before > 0) {
+            if healthy {
+                proxy.reply(token, 200, "{}");
+            } else {
+                proxy.root.on_http_call_response(token, 0, 0, 0);
+            }
+        }
+    };
+    let tick_for = |proxy: &mut Vmx, seconds: u64| {
+        for _ in 0..seconds {
+            proxy.fake.advance(Duration::from_secs(1));
+            proxy.root.on_tick();
+        }
+    };
+    proxy.root.on_tick();
+    for _ in 0..20 {
+        shadow(&mut proxy, false);
+    }
+    // The window starts at the breaker's first tick after its first request.
+    tick_for(&mut proxy, 11);
+    let logs = proxy.fake.logs().join("\n");
+    assert!(logs.contains("circuit open operation=getReturn: 20 of 20"), "{logs}");
+    let calls = proxy.fake.state().calls.len();
+    for _ in 0..3 {
+        shadow(&mut proxy, true);
+    }
+    assert_eq!(proxy.fake.state().calls.len(), calls, "no call while open");
+    assert_eq!(proxy.counter("getReturn", "skipped_circuit_open"), 3);
+    // After the cooldown, probes go out; healthy answers close the circuit.
+    tick_for(&mut proxy, 30);
+    for _ in 0..5 {
+        shadow(&mut proxy, true);
+    }
+    assert_eq!(proxy.fake.state().calls.len(), calls + 5);
+    tick_for(&mut proxy, 1);
+    assert!(proxy
+        .fake
+        .logs()
+        .iter()
+        .any(|l| l.contains("circuit closed operation=getReturn")));
+    shadow(&mut proxy, true);
+    assert_eq!(proxy.fake.state().calls.len(), calls + 6);
+    assert_eq!(proxy.counter("getReturn", "skipped_circuit_open"), 3);
+    assert_eq!(proxy.counter("getReturn", "failed_error"), 20);
+    assert_eq!(proxy.outcomes("getReturn"), proxy.counter("getReturn", "shadowed"));
+}
+
+#[test]
+fn a_host_outside_the_configuration_passes_through_untouched() {
+    let config = CONFIG.replace(
+        r#""revision": "r1","#,
+        r#""revision": "r1", "hosts": ["api.example", "*.returns.example"],"#,
+    );
+    let proxy = Vmx::start(&config);
+    for authority in ["other.example", "returns.example.evil"] {
+        proxy.fake.state().request_headers = vec![
+            (":method".into(), b"GET".to_vec()),
+            (":path".into(), b"/returns/1".to_vec()),
+            (":authority".into(), authority.as_bytes().to_vec()),
+            ("x-parallel-run-cluster".into(), b"candidate".to_vec()),
+        ];
+        let before = proxy.fake.state().request_headers.clone();
+        let mut stream = proxy.root.stream().unwrap();
+        stream.on_http_request_headers(4, true);
+        assert_eq!(
+            proxy.fake.state().request_headers,
+            before,
+            "{authority}: nothing written"
+        );
+        assert_eq!(proxy.fake.state().route_cache_clears, 0, "{authority}");
+    }
+    assert_eq!(proxy.counter("getReturn", "requests"), 0);
+    assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 0);
+    // In scope, with a port: routed and counted.
+    let _stream = proxy.request("GET", "/returns/1", &[], None);
+    assert_eq!(proxy.counter("getReturn", "requests"), 1);
+    proxy.fake.state().request_headers = vec![
+        (":method".into(), b"GET".to_vec()),
+        (":path".into(), b"/returns/1".to_vec()),
+        (":authority".into(), b"eu.returns.example:8443".to_vec()),
+    ];
+    let mut stream = proxy.root.stream().unwrap();
+    stream.on_http_request_headers(3, true);
+    assert_eq!(proxy.counter("getReturn", "requests"), 2);
+}

@@ -4,15 +4,19 @@
 
 use std::rc::Rc;
 
-use parallel_run_core::counters::Counter;
+use hashbrown::HashMap;
+use parallel_run_core::breaker::Breaker;
+
+use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::{ExchangeId, Exchanges, Settled};
 use parallel_run_core::log_limit::LogLimit;
 use parallel_run_core::{Operation, Plan};
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::{Metrics, OperationCounters};
+use crate::metrics::{Metrics, OperationCounters, OperationGauges, OperationHistograms};
 use crate::noise::Noise;
+use crate::readiness::Readiness;
 use crate::wake::Wake;
 
 /// One accepted plugin configuration: its plan and its counter handles. A
@@ -21,6 +25,8 @@ use crate::wake::Wake;
 pub struct Plugin {
     pub plan: Plan,
     pub counters: OperationCounters,
+    pub gauges: OperationGauges,
+    pub histograms: OperationHistograms,
 }
 
 /// The operation an exchange belongs to, in the configuration that
@@ -39,6 +45,10 @@ impl OperationRef {
     pub fn count(&self, host: &impl Host, counter: Counter) {
         self.plugin.counters.count(host, self.index, counter);
     }
+
+    pub fn record(&self, host: &impl Host, histogram: Histogram, value: u64) {
+        self.plugin.histograms.record(host, self.index, histogram, value);
+    }
 }
 
 #[derive(Default)]
@@ -55,6 +65,10 @@ pub struct Vm {
     pub diff_paths: DiffPaths,
     /// Bounds the unmatched log lines of this VM.
     pub log_limit: LogLimit,
+    pub readiness: Readiness,
+    /// Per operation id: its circuit breaker. Kept across pushes, like the
+    /// backend's health it tracks.
+    pub breakers: HashMap<String, Breaker>,
 }
 
 impl Vm {

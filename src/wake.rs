@@ -64,6 +64,12 @@ impl Wake {
         self.sent = false;
     }
 
+    /// This VM's number: 1 for the first VM of the plugin, which is Envoy's
+    /// main-thread VM (it is configured before any worker VM exists).
+    pub fn vm_number(&self) -> Option<u64> {
+        self.vm_number
+    }
+
     /// The root runs from its tick: the next stream must wake it again.
     pub fn reset(&mut self) {
         self.sent = false;

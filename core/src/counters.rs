@@ -55,6 +55,8 @@ metrics! {
     SkippedSampledOut => "skipped_sampled_out",
     SkippedBodyTooLarge => "skipped_body_too_large",
     SkippedOverload => "skipped_overload",
+    /// The operation's circuit breaker is open ([`crate::breaker`]).
+    SkippedCircuitOpen => "skipped_circuit_open",
     NoiseSamples => "noise_samples",
     /// Diff paths past `max_diff_paths`, which got no counter of their own.
     DiffPathsOverflow => "unmatched_path_overflow",
@@ -74,6 +76,22 @@ metrics! {
     /// `target_match_rate` in basis points (0.99 is 9900).
     TargetMatchRateBp => "target_match_rate_bp",
     MinSamples => "min_samples",
+    /// The readiness window (`readiness.window_s`), seconds.
+    WindowS => "window_s",
+    /// `readiness.max_failure_rate` in basis points.
+    MaxFailureRateBp => "max_failure_rate_bp",
+    /// Over the window (`parallel_run_core::window`): matched + unmatched.
+    WindowComparisons => "window_comparisons",
+    WindowMatched => "window_matched",
+    WindowFailed => "window_failed",
+    /// The window's match rate, in basis points (0 before a comparison).
+    MatchRateBp => "match_rate_bp",
+    /// The lower bound of its Wilson interval at `readiness.confidence`.
+    MatchRateLowerBp => "match_rate_lower_bp",
+    /// 1 while the rule has held for `readiness.ready_after_s`.
+    Ready => "ready",
+    /// How long the rule has held without a break (0 when it does not).
+    ReadyForS => "ready_for_s",
 }}
 
 pub const PREFIX: &str = "parallel_run";
@@ -107,19 +125,47 @@ pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
 /// Requests that matched no operation (served by the default legacy backend).
 pub const UNKNOWN_OPERATION_REQUESTS: &str = "parallel_run.unknown_operation.requests";
 
+metrics! {
+    /// Every per-operation histogram: `parallel_run.operation.<id>.<name>`,
+    /// in milliseconds. The shipped `stats_tags` turn the last segment into
+    /// a `side` label (`serving`, `shadow`).
+    Histogram {
+    /// The serving backend: from the complete request to the last byte of
+    /// its response, for shadowed requests.
+    ServingLatencyMs => "latency_ms.serving",
+    /// The shadow call: from dispatch to its reply.
+    ShadowLatencyMs => "latency_ms.shadow",
+}}
+
+/// `parallel_run.operation.<id>.<histogram>`.
+pub fn operation_histogram(operation_id: &str, histogram: Histogram) -> String {
+    format!("{PREFIX}.operation.{operation_id}.{}", histogram.name())
+}
+
 /// `parallel_run.operation.<id>.<gauge>`.
 pub fn operation_gauge(operation_id: &str, gauge: Gauge) -> String {
     format!("{PREFIX}.operation.{operation_id}.{}", gauge.name())
 }
 
-/// The value of an operation's gauge in the configuration that holds it.
-pub fn gauge_value(operation: &crate::Operation, gauge: Gauge) -> u64 {
-    match gauge {
+/// The value of an operation's configuration gauge; `None` for the gauges
+/// the readiness window sets ([`crate::window`]).
+pub fn config_gauge_value(operation: &crate::Operation, gauge: Gauge) -> Option<u64> {
+    let rule = &operation.readiness;
+    Some(match gauge {
         Gauge::Mode => operation.mode.code(),
-        // A rate in [0, 1], validated: the cast cannot overflow.
+        // Rates in [0, 1], validated: the casts cannot overflow.
         Gauge::TargetMatchRateBp => (operation.target_match_rate * 10_000.0).round() as u64,
         Gauge::MinSamples => operation.min_samples,
-    }
+        Gauge::WindowS => rule.window_s,
+        Gauge::MaxFailureRateBp => (rule.max_failure_rate * 10_000.0).round() as u64,
+        Gauge::WindowComparisons
+        | Gauge::WindowMatched
+        | Gauge::WindowFailed
+        | Gauge::MatchRateBp
+        | Gauge::MatchRateLowerBp
+        | Gauge::Ready
+        | Gauge::ReadyForS => return None,
+    })
 }
 
 /// `parallel_run.operation.<id>.mode`: what is live, not what a file says.

@@ -4,12 +4,15 @@
 //! response data and carries out its decisions, so every rule can be tested
 //! on the host and compiled to wasm unchanged.
 
+pub mod breaker;
 pub mod compare;
 pub mod config;
 pub mod counters;
 pub mod diff_path;
 pub mod exchange;
+pub mod hosts;
 pub mod http;
+pub mod limits;
 pub mod log_limit;
 pub mod matcher;
 pub mod noise;
@@ -20,6 +23,7 @@ pub mod reply;
 pub mod routing;
 pub mod sampling;
 pub mod shadow;
+pub mod window;
 
 pub use config::ConfigError;
 pub use plan::{Backend, Mode, Operation, Plan};

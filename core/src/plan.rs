@@ -4,6 +4,8 @@
 use serde::Deserialize;
 
 use crate::compare::CompareRules;
+use crate::hosts::{self, Hosts};
+use crate::limits::MAX_ID_BYTES;
 use crate::matcher::Matcher;
 
 /// The migration phase of one operation.
@@ -61,6 +63,12 @@ pub struct Operation {
     pub id: String,
     pub method: String,
     pub path: String,
+    /// The authorities this operation answers on; `None`: every one in the
+    /// plan's scope. A request to another host is not this operation.
+    pub hosts: Option<Hosts>,
+    /// Operations of one group change mode together (the CLI enforces it):
+    /// endpoints that must flip at once, such as a pair sharing a contract.
+    pub group: Option<String>,
     pub mode: Mode,
     pub legacy: Backend,
     pub candidate: Backend,
@@ -78,9 +86,22 @@ pub struct Operation {
     /// Distinct differing paths counted per operation; more go to overflow.
     pub max_diff_paths: usize,
     pub compare: CompareRules,
+    /// The readiness rule ([`crate::window`]).
+    pub readiness: crate::window::Rule,
+    /// `None` when the circuit breaker is switched off.
+    pub circuit_breaker: Option<crate::breaker::Settings>,
 }
 
 impl Operation {
+    /// Whether this operation answers on `host` (see [`hosts::host_of`];
+    /// `None` is an authority too long to be any host).
+    pub fn serves_host(&self, host: Option<&[u8]>) -> bool {
+        match &self.hosts {
+            None => true,
+            Some(hosts) => host.is_some_and(|host| hosts.matches_host(host)),
+        }
+    }
+
     /// The backend that answers the client, and which side it is.
     pub fn serving(&self) -> (&Backend, Side) {
         match self.mode {
@@ -106,6 +127,9 @@ pub struct Plan {
     pub route_header: String,
     pub operation_header: Option<String>,
     pub max_inflight_shadows: u32,
+    /// The authorities the filter acts on at all; `None`: every one. A
+    /// request to another host passes through untouched.
+    pub hosts: Option<Hosts>,
     /// Serves requests that match no operation.
     pub legacy: Backend,
     pub candidate: Backend,
@@ -115,24 +139,70 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn parse(json: &[u8]) -> Result<Plan, crate::ConfigError> {
-        crate::config::parse(json)
+    /// Whether the filter acts on a request to this `:authority` at all: the
+    /// top-level `hosts`, every host when there is none. Out of scope, a
+    /// request is not classified, routed, counted or shadowed.
+    pub fn in_scope(&self, authority: &[u8]) -> bool {
+        match &self.hosts {
+            None => true,
+            Some(hosts) => hosts.matches_authority(authority),
+        }
     }
 
-    /// The index of the operation a request belongs to. A known id in the
-    /// operation header wins over the path when the method agrees, for
-    /// gateways that already name operations.
+    /// The index of the operation a request belongs to, honouring every
+    /// `hosts` list: `None` out of the plan's scope, or when no operation of
+    /// this method, path and host exists. A known id in the operation header
+    /// (the value of the header the plan names as `operation_header`; ignored
+    /// when it names none) wins over the path when the method and host
+    /// agree, for gateways that already name operations.
+    pub fn classify_request(
+        &self,
+        method: &str,
+        path: &str,
+        authority: &[u8],
+        operation_header: Option<&[u8]>,
+    ) -> Option<usize> {
+        if !self.in_scope(authority) {
+            return None;
+        }
+        let host = hosts::host_of(authority);
+        self.classify_where(method, path, operation_header, |op| op.serves_host(host))
+    }
+
+    /// [`Plan::classify_request`] without hosts: the authority is not looked
+    /// at, and an operation limited to some hosts matches on every host. The
+    /// same as `classify_request` for a configuration without `hosts`.
     pub fn classify(&self, method: &str, path: &str, operation_header: Option<&[u8]>) -> Option<usize> {
-        if let Some(id) = operation_header.and_then(|v| std::str::from_utf8(v).ok()) {
-            // The method must agree: a header naming a GET operation must not
-            // turn a POST into it.
+        self.classify_where(method, path, operation_header, |_| true)
+    }
+
+    fn classify_where(
+        &self,
+        method: &str,
+        path: &str,
+        operation_header: Option<&[u8]>,
+        serves: impl Fn(&Operation) -> bool,
+    ) -> Option<usize> {
+        // The method must agree: a header naming a GET operation must not
+        // turn a POST into it; nor may it name an operation of another host.
+        let accepts = |index: usize| {
+            self.operations
+                .get(index)
+                .is_some_and(|op| op.method == method && serves(op))
+        };
+        // Only where the configuration names an operation header (a caller
+        // cannot make a client's header count by mistake), and no id longer
+        // than any configured one is looked at further.
+        let id = operation_header.filter(|v| self.operation_header.is_some() && v.len() <= MAX_ID_BYTES);
+        if let Some(id) = id.and_then(|v| std::str::from_utf8(v).ok()) {
             if let Some(&index) = self.by_id.get(id) {
-                if self.operations.get(index).is_some_and(|op| op.method == method) {
+                if accepts(index) {
                     return Some(index);
                 }
             }
         }
-        self.matcher.find(method, path)
+        self.matcher
+            .find(method, path, |index| self.operations.get(index).is_some_and(&serves))
     }
 
     pub fn operation(&self, index: usize) -> Option<&Operation> {

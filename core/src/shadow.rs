@@ -1,6 +1,7 @@
 //! Whether a request gets a shadow copy (and a noise repeat), and what the
 //! copies carry.
 
+use crate::breaker::Breaker;
 use crate::counters::Counter;
 use crate::exchange::{CallSpec, Outgoing};
 use crate::http::{is_hop_by_hop_or_framing, is_unsafe_method, SHADOW_MARKER_HEADER};
@@ -30,9 +31,17 @@ pub enum Decision {
 }
 
 /// Decides in order of cost to the operator's trust: an unsafe method is
-/// never shadowed by accident, then sampling, then the body limit, and last
-/// the worker's bound on open exchanges (`open` of `max_open`).
-pub fn decide(operation: &Operation, request: RequestFacts<'_>, open: usize, max_open: usize) -> Decision {
+/// never shadowed by accident, then sampling, then the body limit, then the
+/// VM's bound on open exchanges (`open` of `max_open`), and last the
+/// operation's circuit breaker, which lets a probe through only for a
+/// request that would be shadowed.
+pub fn decide(
+    operation: &Operation,
+    request: RequestFacts<'_>,
+    open: usize,
+    max_open: usize,
+    breaker: Option<&mut Breaker>,
+) -> Decision {
     if operation.shadow().is_none() {
         return Decision::Off;
     }
@@ -50,6 +59,9 @@ pub fn decide(operation: &Operation, request: RequestFacts<'_>, open: usize, max
     }
     if open >= max_open {
         return Decision::Skip(Counter::SkippedOverload);
+    }
+    if breaker.is_some_and(|breaker| !breaker.allow()) {
+        return Decision::Skip(Counter::SkippedCircuitOpen);
     }
     // Asking the serving backend twice is only harmless for safe methods.
     // A sample of its own, salted, so it is not the same slice of traffic
@@ -143,7 +155,7 @@ mod tests {
     fn safe_request_in_shadow_mode_is_shadowed() {
         let plan = plan("");
         assert_eq!(
-            decide(&plan.operations[0], facts("GET", b"id", None), 0, 8),
+            decide(&plan.operations[0], facts("GET", b"id", None), 0, 8, None),
             Decision::Shadow { repeat: false }
         );
     }
@@ -156,10 +168,10 @@ mod tests {
                           {"id":"c","method":"GET","path":"/c","mode":"cutover"}]}"#;
         let plan = Plan::parse(json).unwrap();
         let get = facts("GET", b"id", None);
-        assert_eq!(decide(&plan.operations[0], get, 0, 8), Decision::Off);
-        assert_eq!(decide(&plan.operations[1], get, 0, 8), Decision::Off);
+        assert_eq!(decide(&plan.operations[0], get, 0, 8, None), Decision::Off);
+        assert_eq!(decide(&plan.operations[1], get, 0, 8, None), Decision::Off);
         assert_eq!(
-            decide(&plan.operations[2], get, 0, 8),
+            decide(&plan.operations[2], get, 0, 8, None),
             Decision::Shadow { repeat: false }
         );
     }
@@ -170,12 +182,12 @@ mod tests {
         let plan_opt_in = plan(r#","shadow_unsafe":true"#);
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
             assert_eq!(
-                decide(&plan_default.operations[0], facts(method, b"id", None), 0, 8),
+                decide(&plan_default.operations[0], facts(method, b"id", None), 0, 8, None),
                 Decision::Skip(Counter::SkippedUnsafeMethod),
                 "{method}"
             );
             assert_eq!(
-                decide(&plan_opt_in.operations[0], facts(method, b"id", None), 0, 8),
+                decide(&plan_opt_in.operations[0], facts(method, b"id", None), 0, 8, None),
                 Decision::Shadow { repeat: false }
             );
         }
@@ -185,21 +197,53 @@ mod tests {
     fn sampling_body_limit_and_overload_are_counted_apart() {
         let none = plan(r#","shadow_percent":0"#);
         assert_eq!(
-            decide(&none.operations[0], facts("GET", b"id", None), 0, 8),
+            decide(&none.operations[0], facts("GET", b"id", None), 0, 8, None),
             Decision::Skip(Counter::SkippedSampledOut)
         );
         let small = plan(r#","max_body_bytes":10"#);
         assert_eq!(
-            decide(&small.operations[0], facts("GET", b"id", Some(11)), 0, 8),
+            decide(&small.operations[0], facts("GET", b"id", Some(11)), 0, 8, None),
             Decision::Skip(Counter::SkippedBodyTooLarge)
         );
         assert_eq!(
-            decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8),
+            decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8, None),
             Decision::Shadow { repeat: false }
         );
         assert_eq!(
-            decide(&small.operations[0], facts("GET", b"id", None), 8, 8),
+            decide(&small.operations[0], facts("GET", b"id", None), 8, 8, None),
             Decision::Skip(Counter::SkippedOverload)
+        );
+    }
+
+    #[test]
+    fn an_open_circuit_skips_only_requests_that_would_be_shadowed() {
+        use crate::breaker::Settings;
+        let plan = plan("");
+        let mut breaker = Breaker::new(Settings::default());
+        breaker.tick(0);
+        for _ in 0..20 {
+            breaker.record(true);
+        }
+        breaker.tick(10);
+        let get = facts("GET", b"id", None);
+        assert_eq!(
+            decide(&plan.operations[0], get, 0, 8, Some(&mut breaker)),
+            Decision::Skip(Counter::SkippedCircuitOpen)
+        );
+        // Overload is decided first: it does not touch the breaker.
+        assert_eq!(
+            decide(&plan.operations[0], get, 8, 8, Some(&mut breaker)),
+            Decision::Skip(Counter::SkippedOverload)
+        );
+        assert_eq!(
+            decide(
+                &plan.operations[0],
+                get,
+                0,
+                8,
+                Some(&mut Breaker::new(Settings::default()))
+            ),
+            Decision::Shadow { repeat: false }
         );
     }
 
@@ -210,7 +254,7 @@ mod tests {
         let repeats = (0..2_000)
             .filter(|i| {
                 let key = format!("req-{i}");
-                decide(operation, facts("GET", key.as_bytes(), None), 0, 8) == Decision::Shadow { repeat: true }
+                decide(operation, facts("GET", key.as_bytes(), None), 0, 8, None) == Decision::Shadow { repeat: true }
             })
             .count();
         // 30% of 2,000 = 600; the binomial sd is ~20.
@@ -218,12 +262,12 @@ mod tests {
         // Never for an unsafe method, even when it is shadowed.
         let unsafe_too = plan(r#","noise_percent":100,"shadow_unsafe":true"#);
         assert_eq!(
-            decide(&unsafe_too.operations[0], facts("POST", b"id", None), 0, 8),
+            decide(&unsafe_too.operations[0], facts("POST", b"id", None), 0, 8, None),
             Decision::Shadow { repeat: false }
         );
         let all = plan(r#","noise_percent":100"#);
         assert_eq!(
-            decide(&all.operations[0], facts("GET", b"id", None), 0, 8),
+            decide(&all.operations[0], facts("GET", b"id", None), 0, 8, None),
             Decision::Shadow { repeat: true }
         );
     }

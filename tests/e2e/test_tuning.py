@@ -440,12 +440,15 @@ def test_noise_repeats_only_safe_methods(backend, envoy, wasm_path):
     def handler(request):
         return json_response({"updated_at": stamp()})
 
-    settings = {"noise_percent": 100, "learn_noise": True, "shadow_unsafe": True}
-    ops = [
-        operation("createOrder", "/orders", method="POST", **settings),
-        operation("getOrder", "/orders/{id}", **settings),
-    ]
-    legacy, candidate, proxy = start(backend, envoy, handler, handler, ops)
+    # Inherited from the defaults: set on the POST operation itself, noise
+    # settings are refused as having no effect; inherited, the filter must
+    # still never repeat a POST.
+    defaults = {"mode": "legacy", "shadow_timeout_ms": 3000, "noise_percent": 100, "learn_noise": True,
+                "shadow_unsafe": True}
+    ops = [operation("createOrder", "/orders", method="POST"), operation("getOrder", "/orders/{id}")]
+    legacy = backend(handler, name="legacy")
+    candidate = backend(handler, name="candidate")
+    proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=plugin_config(ops, defaults=defaults))
 
     posts = 5
     assert send(proxy, ["/orders"] * posts, "post", method="POST", body={"amount": 1}) == [200] * posts

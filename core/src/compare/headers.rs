@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::{CompareRules, MAX_REPORTED};
+use super::{media_type, CompareRules, MAX_REPORTED};
 
 /// Headers that differ between any two implementations, or any two answers
 /// of one: compared never. `*` at the end matches a prefix.
@@ -63,58 +63,6 @@ fn is_default_ignored(lower_name: &str) -> bool {
         })
 }
 
-/// A media type's `type/subtype`, without parameters or surrounding space.
-pub(super) fn media_type_essence(value: &[u8]) -> &[u8] {
-    value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii()
-}
-
-/// A Content-Type as compared: type, subtype and parameter names
-/// lower-cased, parameters sorted, quotes removed, and the noise left out:
-/// `charset=utf-8` (JSON's only encoding, and everyone's default) and
-/// `boundary` (random per multipart response).
-fn normalized_media_type(value: &[u8]) -> Vec<u8> {
-    let mut parts = value.split(|&b| b == b';');
-    let mut out = parts.next().unwrap_or_default().trim_ascii().to_ascii_lowercase();
-    let mut parameters: Vec<(Vec<u8>, usize)> = Vec::new();
-    for parameter in parts {
-        let (name, value) = match parameter.iter().position(|&b| b == b'=') {
-            Some(eq) => (
-                parameter.get(..eq).unwrap_or_default(),
-                parameter.get(eq + 1..).unwrap_or_default(),
-            ),
-            None => (parameter, &b""[..]),
-        };
-        let name = name.trim_ascii().to_ascii_lowercase();
-        let value = value.trim_ascii();
-        let value = value
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(value);
-        if name.is_empty() || name == b"boundary" {
-            continue;
-        }
-        let value = if name == b"charset" {
-            let charset = value.to_ascii_lowercase();
-            if charset == b"utf-8" || charset == b"utf8" {
-                continue;
-            }
-            charset
-        } else {
-            value.to_vec()
-        };
-        let mut parameter = name;
-        parameter.push(b'=');
-        parameter.extend_from_slice(&value);
-        parameters.push((parameter, 0));
-    }
-    super::json::sort_forms(&mut parameters);
-    for (parameter, _) in parameters {
-        out.push(b';');
-        out.extend_from_slice(&parameter);
-    }
-    out
-}
-
 /// Values per compared name, in arrival order.
 fn compared<'a>(
     rules: &CompareRules,
@@ -133,7 +81,7 @@ fn compared<'a>(
             continue;
         }
         let value = if lower == "content-type" {
-            Cow::Owned(normalized_media_type(value))
+            Cow::Owned(media_type::normalized(value))
         } else {
             Cow::Borrowed(value.as_slice())
         };

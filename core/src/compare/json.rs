@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Number, Value};
 
+use super::sort::sort_forms;
 use super::{BodyDiff, CompareRules, MAX_REPORTED};
 
 /// How deep the comparison walks. serde_json refuses documents nested more
@@ -17,7 +18,7 @@ pub const MAX_DEPTH: usize = 160;
 pub(super) fn looks_like_json(content_type: Option<&[u8]>, body: &[u8]) -> bool {
     match content_type {
         Some(media_type) => {
-            let media_type = super::headers::media_type_essence(media_type);
+            let media_type = super::media_type::essence(media_type);
             media_type.eq_ignore_ascii_case(b"application/json")
                 || media_type
                     .len()
@@ -414,14 +415,6 @@ impl<'v> Walker<'_, 'v> {
             .filter_map(|(form, index)| Some((form, items.get(index)?)))
             .collect()
     }
-}
-
-/// Every sort of this module goes through this one function (sorting by
-/// form, then by index): one instantiation of the sort keeps the module
-/// small.
-#[inline(never)]
-pub(super) fn sort_forms(forms: &mut [(Vec<u8>, usize)]) {
-    forms.sort_unstable();
 }
 
 enum Merged<'v> {

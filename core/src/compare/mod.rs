@@ -13,6 +13,8 @@ pub mod encoding;
 mod headers;
 pub mod json;
 pub mod mask;
+mod media_type;
+mod sort;
 
 use std::borrow::Cow;
 
@@ -61,7 +63,7 @@ impl Default for CompareRules {
             null_equals_missing: false,
             status: StatusRules::default(),
             masks: Vec::new(),
-            max_decoded_bytes: usize::try_from(crate::config::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            max_decoded_bytes: usize::try_from(crate::limits::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
         }
     }
 }

@@ -4,6 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use super::*;
 use crate::compare::json::PointerPattern;
 use crate::compare::{HeaderPattern, NumberTolerance, StatusMatch};
+use crate::plan::{Backend, Mode, Operation};
 
 /// The example configuration of the issue.
 const EXAMPLE: &str = r#"{"revision":"2026-11-22.1","route_header":"x-parallel-run-cluster","legacy":{"cluster":"legacy"},"candidate":{"cluster":"candidate","authority":"returns.internal"},"operation_header":"x-operation-id","defaults":{"mode":"legacy","shadow_percent":100,"shadow_timeout_ms":3000,"max_body_bytes":1048576,"target_match_rate":0.99,"min_samples":100},"operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}","mode":"shadow","candidate":{"cluster":"returns-v2"},"target_match_rate":0.95},{"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
@@ -855,4 +856,73 @@ fn noise_learning_errors_name_the_field() {
         assert_eq!(err.path, at, "{err}");
         assert!(err.message.contains(needle), "{err}");
     }
+}
+
+mod guards;
+mod headers;
+mod scoping;
+
+#[test]
+fn an_array_is_not_an_object_even_with_the_fields_in_order() {
+    for (json, path, expected) in [
+        (r#"["legacy",null]"#.to_string(), "", "must be a JSON object"),
+        (
+            r#"{"legacy":["l",null],"candidate":{"cluster":"c"}}"#.to_string(),
+            "legacy",
+            "expected an object with \"cluster\"",
+        ),
+        (
+            config(r#""defaults":[]"#),
+            "defaults",
+            "expected an object of operation settings",
+        ),
+        (
+            with_ops(r#"["a","GET","/a",null,null,null,null]"#),
+            "operations[0]",
+            "expected an operation object",
+        ),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","compare":[]}"#),
+            "operations[0].compare",
+            "expected an object of comparison rules",
+        ),
+        (
+            with_ops(r#"{"id":"a","method":"GET","path":"/a","compare":{"number_tolerance":[1,null]}}"#),
+            "operations[0].compare.number_tolerance",
+            "expected an object with \"absolute\"",
+        ),
+    ] {
+        let err = parse_err(&json);
+        assert_eq!(err.path, path, "{json}: {err}");
+        assert!(err.message.contains(expected), "{json}: {err}");
+    }
+}
+
+#[test]
+fn noise_settings_of_an_unsafe_operation_are_refused_as_without_effect() {
+    for (method, settings, at) in [
+        ("POST", r#""noise_percent":5"#, "operations[0].noise_percent"),
+        (
+            "DELETE",
+            r#""noise_percent":100,"learn_noise":true"#,
+            "operations[0].noise_percent",
+        ),
+        ("PUT", r#""learn_noise":true"#, "operations[0].learn_noise"),
+    ] {
+        let err = parse_err(&config(&format!(
+            r#""defaults":{{"noise_percent":10}},"operations":[{{"id":"a","method":"{method}","path":"/a","shadow_unsafe":true,{settings}}}]"#
+        )));
+        assert_eq!(err.path, at, "{method} {settings}: {err}");
+        assert!(err.message.contains("safe methods only"), "{err}");
+        assert!(err.message.contains("no effect"), "{err}");
+    }
+    // Zero is no claim; inherited settings apply where they can; safe methods may.
+    let plan = parse_ok(&config(
+        r#""defaults":{"noise_percent":10,"learn_noise":true},
+           "operations":[{"id":"a","method":"POST","path":"/a","noise_percent":0,"learn_noise":false},
+                         {"id":"b","method":"POST","path":"/b"},
+                         {"id":"c","method":"GET","path":"/c","noise_percent":50}]"#,
+    ));
+    assert_eq!(op(&plan, "b").noise_per_million, 100_000);
+    assert_eq!(op(&plan, "c").noise_per_million, 500_000);
 }

@@ -136,3 +136,174 @@ fn mode_names_round_trip_through_the_configuration() {
         assert_eq!(Plan::parse(json.as_bytes()).unwrap().operations[0].mode, mode);
     }
 }
+
+// ------------------------------------------------------------------ host scoping
+
+const SCOPED: &str = r#"{
+    "legacy": {"cluster": "legacy"},
+    "candidate": {"cluster": "candidate"},
+    "hosts": ["*.example.com", "shop.example.net"],
+    "operation_header": "x-operation-id",
+    "operations": [
+        {"id": "euOrder", "method": "GET", "path": "/orders/{id}", "hosts": ["eu.example.com"]},
+        {"id": "usOrder", "method": "GET", "path": "/orders/{id}", "hosts": ["us.example.com", "*.us.example.com"]},
+        {"id": "anyOrder", "method": "GET", "path": "/orders/{id}", "hosts": ["shop.example.net"]},
+        {"id": "summary", "method": "GET", "path": "/orders/summary", "hosts": ["eu.example.com"]},
+        {"id": "health", "method": "GET", "path": "/health"}
+    ]
+}"#;
+
+fn scoped() -> Plan {
+    Plan::parse(SCOPED.as_bytes()).unwrap()
+}
+
+fn classify_at<'a>(plan: &'a Plan, method: &str, path: &str, authority: &str) -> Option<&'a str> {
+    id(plan, plan.classify_request(method, path, authority.as_bytes(), None))
+}
+
+#[test]
+fn without_hosts_every_authority_is_in_scope() {
+    let plan = plan();
+    for authority in ["", "api.example.com", "10.0.0.1:8080", "[::1]:80", "\u{fc}ber"] {
+        assert!(plan.in_scope(authority.as_bytes()), "{authority}");
+        assert_eq!(
+            classify_at(&plan, "GET", "/returns/42", authority),
+            Some("getReturn"),
+            "{authority}"
+        );
+    }
+}
+
+#[test]
+fn the_top_level_hosts_decide_the_scope() {
+    let plan = scoped();
+    for authority in [
+        "eu.example.com",
+        "EU.Example.COM:8443",
+        "a.b.example.com",
+        "shop.example.net",
+        "shop.example.net.",
+    ] {
+        assert!(plan.in_scope(authority.as_bytes()), "{authority}");
+    }
+    for authority in [
+        "example.com",
+        "shop.example.org",
+        "www.example.net",
+        "",
+        ":443",
+        "example.com.evil.org",
+    ] {
+        assert!(!plan.in_scope(authority.as_bytes()), "{authority}");
+        // Out of scope, nothing is classified, not even by id.
+        assert_eq!(classify_at(&plan, "GET", "/health", authority), None, "{authority}");
+        assert_eq!(
+            plan.classify_request("GET", "/health", authority.as_bytes(), Some(b"health")),
+            None
+        );
+    }
+}
+
+#[test]
+fn an_operation_s_hosts_pick_it_among_same_path_operations() {
+    let plan = scoped();
+    assert_eq!(
+        classify_at(&plan, "GET", "/orders/1", "eu.example.com"),
+        Some("euOrder")
+    );
+    assert_eq!(
+        classify_at(&plan, "GET", "/orders/1", "us.example.com:443"),
+        Some("usOrder")
+    );
+    assert_eq!(
+        classify_at(&plan, "GET", "/orders/1", "east.us.example.com"),
+        Some("usOrder")
+    );
+    assert_eq!(
+        classify_at(&plan, "GET", "/orders/1", "SHOP.example.net"),
+        Some("anyOrder")
+    );
+    // In scope, but no operation of this path answers on this host.
+    assert_eq!(classify_at(&plan, "GET", "/orders/1", "asia.example.com"), None);
+    // Without hosts of its own, an operation answers on every host in scope.
+    assert_eq!(classify_at(&plan, "GET", "/health", "asia.example.com"), Some("health"));
+}
+
+#[test]
+fn a_literal_of_another_host_falls_back_to_the_template() {
+    let plan = scoped();
+    assert_eq!(
+        classify_at(&plan, "GET", "/orders/summary", "eu.example.com"),
+        Some("summary")
+    );
+    assert_eq!(
+        classify_at(&plan, "GET", "/orders/summary", "us.example.com"),
+        Some("usOrder")
+    );
+}
+
+#[test]
+fn the_operation_header_cannot_cross_hosts() {
+    let plan = scoped();
+    let header = |authority: &str, id: &[u8]| {
+        let index = plan.classify_request("GET", "/elsewhere", authority.as_bytes(), Some(id));
+        index.map(|i| plan.operations[i].id.as_str())
+    };
+    assert_eq!(header("eu.example.com", b"euOrder"), Some("euOrder"));
+    assert_eq!(header("us.example.com", b"euOrder"), None);
+    assert_eq!(header("us.example.com", b"health"), Some("health"));
+}
+
+#[test]
+fn the_authority_agnostic_classify_ignores_hosts() {
+    let plan = scoped();
+    // The first operation of the path, whatever the host: what the filter did
+    // before host scoping, kept for callers that do not know the authority.
+    assert_eq!(id(&plan, plan.classify("GET", "/orders/1", None)), Some("euOrder"));
+    assert_eq!(
+        id(&plan, plan.classify("GET", "/orders/summary", None)),
+        Some("summary")
+    );
+    assert_eq!(
+        id(&plan, plan.classify("GET", "/orders/1", Some(b"usOrder"))),
+        Some("usOrder")
+    );
+}
+
+#[test]
+fn an_over_long_operation_header_is_not_looked_up() {
+    let plan = plan();
+    let long = vec![b'a'; 100_000];
+    assert_eq!(
+        plan.classify("POST", "/returns", Some(&long)),
+        by_index(&plan, "createReturn")
+    );
+}
+
+#[test]
+fn without_an_operation_header_configured_a_header_value_is_ignored() {
+    let plan = Plan::parse(
+        br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"operations":[
+            {"id":"a","method":"GET","path":"/a"},{"id":"b","method":"GET","path":"/b"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(plan.classify("GET", "/a", Some(b"b")), Some(0));
+    assert_eq!(plan.classify_request("GET", "/x", b"h", Some(b"b")), None);
+}
+
+fn by_index(plan: &Plan, name: &str) -> Option<usize> {
+    plan.operations.iter().position(|o| o.id == name)
+}
+
+#[test]
+fn groups_are_exposed() {
+    let plan = Plan::parse(
+        br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"operations":[
+            {"id":"a","method":"GET","path":"/a","group":"pair"},
+            {"id":"b","method":"PUT","path":"/a","group":"pair"},
+            {"id":"c","method":"GET","path":"/c"}]}"#,
+    )
+    .unwrap();
+    let groups: Vec<_> = plan.operations.iter().map(|o| o.group.as_deref()).collect();
+    assert_eq!(groups, [Some("pair"), Some("pair"), None]);
+}

@@ -1,0 +1,239 @@
+//! From the raw document to the [`Plan`]: the top level, then each
+//! operation in order (its names, its settings over the defaults', its place
+//! in the matcher), stopping at the first error.
+
+use super::names;
+use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
+use super::settings::Settings;
+use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
+use crate::hosts::Hosts;
+use crate::http::is_unsafe_method;
+use crate::limits::{MAX_INFLIGHT_SHADOWS, MAX_OPERATIONS};
+use crate::matcher::{parse_template, Matcher};
+use crate::plan::{Backend, Operation, Plan};
+
+pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
+    let revision = raw.revision.as_deref().map(names::revision).transpose()?;
+    let route_header = match raw.route_header {
+        Some(name) => names::routing_header(&name, "route_header")?,
+        None => DEFAULT_ROUTE_HEADER.to_string(),
+    };
+    let operation_header = raw
+        .operation_header
+        .map(|name| names::routing_header(&name, "operation_header"))
+        .transpose()?;
+    if operation_header.as_deref() == Some(route_header.as_str()) {
+        // The filter overwrites the route header: the operation id would be lost.
+        return Err(ConfigError::new(
+            "operation_header",
+            format!("\"{route_header}\" is also the route_header; they must differ"),
+        ));
+    }
+    let max_inflight_shadows = raw.max_inflight_shadows.unwrap_or(DEFAULT_MAX_INFLIGHT_SHADOWS);
+    if max_inflight_shadows == 0 || max_inflight_shadows > MAX_INFLIGHT_SHADOWS {
+        return Err(ConfigError::new(
+            "max_inflight_shadows",
+            format!("must be between 1 and {MAX_INFLIGHT_SHADOWS}"),
+        ));
+    }
+    let hosts = raw.hosts.as_deref().map(|list| hosts(list, "hosts")).transpose()?;
+    let legacy = top_backend(&raw.legacy.0, "legacy")?;
+    let candidate = top_backend(&raw.candidate.0, "candidate")?;
+    // Compiled once, and reported at `defaults.*` even when no operation
+    // inherits them.
+    let defaults = Settings::compile(raw.defaults.0, "defaults")?;
+    if raw.operations.len() > MAX_OPERATIONS {
+        return Err(ConfigError::new(
+            "operations",
+            format!("{} operations, at most {MAX_OPERATIONS}", raw.operations.len()),
+        ));
+    }
+
+    let mut plan = Plan {
+        revision: revision.unwrap_or_default(),
+        route_header,
+        operation_header,
+        max_inflight_shadows,
+        hosts,
+        legacy,
+        candidate,
+        operations: Vec::with_capacity(raw.operations.len()),
+        matcher: Matcher::default(),
+        by_id: hashbrown::HashMap::with_capacity(raw.operations.len()),
+    };
+    for (index, op) in raw.operations.into_iter().enumerate() {
+        let at = format!("operations[{index}]");
+        let (identity, own) = op.0.split();
+        let operation = operation(&plan, identity, own, &defaults, &at)?;
+        add(&mut plan, operation, index, &at)?;
+    }
+    Ok(plan)
+}
+
+fn operation(
+    plan: &Plan,
+    identity: RawIdentity,
+    own: RawSettings,
+    defaults: &Settings,
+    at: &str,
+) -> Result<Operation, ConfigError> {
+    let id = names::id(&identity.id, &format!("{at}.id"))?;
+    let method = names::method(&identity.method, &format!("{at}.method"))?;
+    let group = identity
+        .group
+        .as_deref()
+        .map(|group| names::id(group, &format!("{at}.group")))
+        .transpose()?;
+    let hosts = identity
+        .hosts
+        .as_deref()
+        .map(|list| hosts(list, &format!("{at}.hosts")))
+        .transpose()?;
+    if let (Some(outer), Some(own)) = (&plan.hosts, &hosts) {
+        if let Some(i) = outer.first_uncovered(own) {
+            return Err(ConfigError::new(
+                format!("{at}.hosts[{i}]"),
+                format!(
+                    "\"{}\" is outside the top-level hosts: requests to it pass through, so this operation would never see them",
+                    own.patterns().get(i).map(ToString::to_string).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    let own = Settings::compile(own, at)?;
+    no_effect(&own, &method, at)?;
+    let settings = own.resolve(defaults);
+    // Only checked where the two meet: an operation may switch learning on
+    // under defaults that sample.
+    if settings.learn_noise && settings.noise_per_million == 0 {
+        return Err(ConfigError::new(
+            format!("{at}.learn_noise"),
+            "needs noise_percent above 0: noise is learned from the requests sent twice to the serving backend",
+        ));
+    }
+    Ok(Operation {
+        id,
+        method,
+        path: identity.path,
+        hosts,
+        group,
+        mode: settings.mode,
+        legacy: override_backend(&plan.legacy, identity.legacy.as_ref(), &format!("{at}.legacy"))?,
+        candidate: override_backend(&plan.candidate, identity.candidate.as_ref(), &format!("{at}.candidate"))?,
+        sample_per_million: settings.sample_per_million,
+        shadow_timeout_ms: settings.shadow_timeout_ms,
+        max_body_bytes: settings.max_body_bytes,
+        target_match_rate: settings.target_match_rate,
+        min_samples: settings.min_samples,
+        shadow_unsafe: settings.shadow_unsafe,
+        noise_per_million: settings.noise_per_million,
+        learn_noise: settings.learn_noise,
+        max_diff_paths: settings.max_diff_paths,
+        compare: settings.compare,
+        readiness: settings.readiness,
+        circuit_breaker: settings.circuit_breaker,
+    })
+}
+
+/// Refuses an operation's own setting that cannot change anything, so that
+/// nobody believes it does. Inherited settings are not checked: `defaults`
+/// speak for many operations, and apply where they can.
+fn no_effect(own: &Settings, method: &str, at: &str) -> Result<(), ConfigError> {
+    if !is_unsafe_method(method) {
+        return Ok(());
+    }
+    // A noise repeat sends the request to the serving backend a second time:
+    // for an unsafe method that would be a second real request, so the
+    // filter never repeats one.
+    let why =
+        format!("{method} is not a safe method, and noise repeats are sent for safe methods only: this has no effect");
+    if own.noise_per_million.is_some_and(|n| n > 0) {
+        return Err(ConfigError::new(format!("{at}.noise_percent"), why));
+    }
+    if own.learn_noise == Some(true) {
+        return Err(ConfigError::new(format!("{at}.learn_noise"), why));
+    }
+    Ok(())
+}
+
+/// Enters the operation into the plan: a unique id, and a method and path
+/// template no other operation serves on the same hosts.
+fn add(plan: &mut Plan, operation: Operation, index: usize, at: &str) -> Result<(), ConfigError> {
+    if let Some(first) = plan.by_id.get(&operation.id) {
+        return Err(ConfigError::new(
+            format!("{at}.id"),
+            format!("duplicate id \"{}\" (also operations[{first}])", operation.id),
+        ));
+    }
+    let segments = parse_template(&operation.path).map_err(|msg| ConfigError::new(format!("{at}.path"), msg))?;
+    let operations = &plan.operations;
+    let overlaps = |other: usize| {
+        operations
+            .get(other)
+            .is_some_and(|other| hosts_overlap(other.hosts.as_ref(), operation.hosts.as_ref()))
+    };
+    if let Err(other) = plan.matcher.insert(&operation.method, &segments, index, overlaps) {
+        let other_op = plan.operations.get(other);
+        let on_hosts = if other_op.is_some_and(|o| o.hosts.is_some()) || operation.hosts.is_some() {
+            " on the same hosts"
+        } else {
+            ""
+        };
+        return Err(ConfigError::new(
+            format!("{at}.path"),
+            format!(
+                "{} {} is already matched by operations[{other}] (\"{}\"){on_hosts}",
+                operation.method,
+                operation.path,
+                other_op.map(|o| o.id.as_str()).unwrap_or_default()
+            ),
+        ));
+    }
+    plan.by_id.insert(operation.id.clone(), index);
+    plan.operations.push(operation);
+    Ok(())
+}
+
+/// Whether some request host is served by both (`None`: every host).
+fn hosts_overlap(a: Option<&Hosts>, b: Option<&Hosts>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.overlaps(b),
+        _ => true,
+    }
+}
+
+fn hosts(list: &[String], at: &str) -> Result<Hosts, ConfigError> {
+    Hosts::parse(list).map_err(|(index, message)| match index {
+        Some(i) => ConfigError::new(format!("{at}[{i}]"), message),
+        None => ConfigError::new(at, message),
+    })
+}
+
+fn top_backend(raw: &RawBackend, at: &str) -> Result<Backend, ConfigError> {
+    let cluster = match &raw.cluster {
+        Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?,
+        None => return Err(ConfigError::new(format!("{at}.cluster"), "missing field")),
+    };
+    Ok(Backend {
+        cluster,
+        authority: raw
+            .authority
+            .as_deref()
+            .map(|a| names::authority(a, &format!("{at}.authority")))
+            .transpose()?,
+    })
+}
+
+fn override_backend(base: &Backend, own: Option<&RawBackend>, at: &str) -> Result<Backend, ConfigError> {
+    let Some(own) = own else { return Ok(base.clone()) };
+    Ok(Backend {
+        cluster: match &own.cluster {
+            Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?,
+            None => base.cluster.clone(),
+        },
+        authority: match &own.authority {
+            Some(a) => Some(names::authority(a, &format!("{at}.authority"))?),
+            None => base.authority.clone(),
+        },
+    })
+}

@@ -1,0 +1,53 @@
+//! The plugin configuration as operators write it, its validation, and its
+//! compilation into the immutable [`Plan`] the filter consults.
+//!
+//! Parsing is strict: unknown fields are errors, because a typo in a
+//! migration configuration must not pass silently. Every error names the
+//! field path and the problem, e.g. `operations[2].path: unbalanced '{'`,
+//! and every input has a bound ([`crate::limits`]).
+//!
+//! - `read`: bytes to the raw document (size, syntax, shape, nothing after it);
+//! - `raw`: the serde types, the document as written;
+//! - `names`: ids, methods, header names, clusters, authorities, revision;
+//! - `settings` and `rules`: the settings and comparison rules of `defaults`
+//!   and of each operation, compiled once each, then laid over each other;
+//! - `compile`: the raw document to the [`Plan`];
+//! - `error`: [`ConfigError`].
+
+mod compile;
+mod error;
+mod guards;
+mod names;
+mod raw;
+mod read;
+mod rules;
+mod settings;
+
+/// Defined with the other bounds on bodies; named here too, with the other
+/// defaults.
+pub use crate::limits::DEFAULT_MAX_BODY_BYTES;
+pub use error::ConfigError;
+
+use crate::plan::Plan;
+
+pub const DEFAULT_ROUTE_HEADER: &str = "x-parallel-run-cluster";
+pub const DEFAULT_MAX_INFLIGHT_SHADOWS: u32 = 256;
+pub const DEFAULT_SHADOW_TIMEOUT_MS: u64 = 3000;
+pub const DEFAULT_TARGET_MATCH_RATE: f64 = 0.99;
+pub const DEFAULT_MIN_SAMPLES: u64 = 100;
+pub const DEFAULT_MAX_DIFF_PATHS: usize = 20;
+
+/// Parses and validates a plugin configuration, compiling it into a [`Plan`].
+pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
+    compile::compile(read::read(json)?)
+}
+
+impl Plan {
+    /// Parses and validates a plugin configuration (see [`parse`]).
+    pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
+        parse(json)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+//! The configuration as operators write it: serde types, one per object of
+//! the document, strict (an unknown field is an error, because a typo in a
+//! migration configuration must not pass silently). Nothing here validates a
+//! value beyond its JSON type; that is `compile`'s.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::compare::StatusMatch;
+use crate::plan::Mode;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub revision: Option<String>,
+    pub route_header: Option<String>,
+    pub legacy: Object<RawBackend>,
+    pub candidate: Object<RawBackend>,
+    pub operation_header: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub max_inflight_shadows: Option<u32>,
+    pub hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub defaults: Object<RawSettings>,
+    #[serde(default)]
+    pub operations: Vec<Object<RawOperation>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub cluster: Option<String>,
+    pub authority: Option<String>,
+}
+
+/// Declares the settings once, for the two places they are written:
+/// `defaults` ([`RawSettings`]) and each operation ([`RawOperation`], its
+/// identity plus the same settings). serde's `flatten` would do it, but it
+/// cannot be combined with `deny_unknown_fields`, and a separate nested
+/// object would change the format. Both structs are derived, so an error
+/// keeps its exact field path (`operations[3].shadow_percent`) and an
+/// unknown field lists every known one.
+macro_rules! settings {
+    ($( $(#[$attr:meta])* $field:ident: $ty:ty, )*) => {
+        /// What `defaults` may set, and every operation may override.
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawSettings {
+            $( $(#[$attr])* pub $field: Option<$ty>, )*
+        }
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawOperation {
+            id: String,
+            method: String,
+            path: String,
+            group: Option<String>,
+            hosts: Option<Vec<String>>,
+            legacy: Option<Object<RawBackend>>,
+            candidate: Option<Object<RawBackend>>,
+            $( $(#[$attr])* $field: Option<$ty>, )*
+        }
+
+        impl RawOperation {
+            /// What names and routes the operation, and its own settings.
+            pub(super) fn split(self) -> (RawIdentity, RawSettings) {
+                let identity = RawIdentity {
+                    id: self.id,
+                    method: self.method,
+                    path: self.path,
+                    group: self.group,
+                    hosts: self.hosts,
+                    legacy: self.legacy.map(|Object(backend)| backend),
+                    candidate: self.candidate.map(|Object(backend)| backend),
+                };
+                (identity, RawSettings { $( $field: self.$field, )* })
+            }
+        }
+    };
+}
+
+settings! {
+    mode: Mode,
+    shadow_percent: f64,
+    #[serde(default, deserialize_with = "whole_number")]
+    shadow_timeout_ms: u64,
+    #[serde(default, deserialize_with = "whole_number")]
+    max_body_bytes: u64,
+    target_match_rate: f64,
+    #[serde(default, deserialize_with = "whole_number")]
+    min_samples: u64,
+    shadow_unsafe: bool,
+    noise_percent: f64,
+    learn_noise: bool,
+    #[serde(default, deserialize_with = "whole_number")]
+    max_diff_paths: u64,
+    compare: Object<RawCompare>,
+    readiness: Object<RawReadiness>,
+    circuit_breaker: Object<RawBreaker>,
+}
+
+/// The fields of an operation that are not settings.
+pub(super) struct RawIdentity {
+    pub id: String,
+    pub method: String,
+    pub path: String,
+    pub group: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub legacy: Option<RawBackend>,
+    pub candidate: Option<RawBackend>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCompare {
+    pub ignore_headers: Option<Vec<String>>,
+    pub ignore_json_paths: Option<Vec<String>>,
+    pub unordered_arrays: Option<Vec<StringOr<RawUnordered>>>,
+    pub number_tolerance: Option<Object<RawTolerance>>,
+    pub null_equals_missing: Option<bool>,
+    pub status: Option<StatusMatch>,
+    pub status_equivalent: Option<Vec<Vec<serde_json::Number>>>,
+    pub masks: Option<Vec<StringOr<RawMask>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReadiness {
+    #[serde(default, deserialize_with = "whole_number")]
+    pub window_s: Option<u64>,
+    pub confidence: Option<f64>,
+    pub max_failure_rate: Option<f64>,
+    pub max_latency_ratio: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub ready_after_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreaker {
+    pub enabled: Option<bool>,
+    pub failure_rate: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub min_calls: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub window_s: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub cooldown_s: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub probes: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUnordered {
+    pub path: String,
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTolerance {
+    pub absolute: Option<f64>,
+    pub relative: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMask {
+    pub pattern: String,
+    pub name: Option<String>,
+}
+
+/// A JSON object, and only an object. serde's derived structs also accept
+/// an array of their fields in declaration order (`["legacy", null]` as a
+/// backend), which nobody means to write and a strict parser refuses.
+pub(super) struct Object<T>(pub T);
+
+impl<T: Default> Default for Object<T> {
+    fn default() -> Self {
+        Object(T::default())
+    }
+}
+
+/// What an object of this type is, for "invalid type: ..., expected ...".
+pub(super) trait Described {
+    const OBJECT: &'static str;
+}
+
+impl Described for RawConfig {
+    const OBJECT: &'static str = "a parallel-run configuration object";
+}
+
+impl Described for RawBackend {
+    const OBJECT: &'static str = "an object with \"cluster\" and optionally \"authority\"";
+}
+
+impl Described for RawSettings {
+    const OBJECT: &'static str = "an object of operation settings";
+}
+
+impl Described for RawOperation {
+    const OBJECT: &'static str = "an operation object with \"id\", \"method\" and \"path\"";
+}
+
+impl Described for RawCompare {
+    const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)";
+}
+
+impl Described for RawReadiness {
+    const OBJECT: &'static str =
+        "an object of readiness settings (window_s, confidence, max_failure_rate, max_latency_ratio, ready_after_s)";
+}
+
+impl Described for RawBreaker {
+    const OBJECT: &'static str =
+        "an object of circuit breaker settings (enabled, failure_rate, min_calls, window_s, cooldown_s, probes)";
+}
+
+impl Described for RawUnordered {
+    const OBJECT: &'static str = "an object with \"path\" and optionally \"key\"";
+}
+
+impl Described for RawTolerance {
+    const OBJECT: &'static str = "an object with \"absolute\" and/or \"relative\"";
+}
+
+impl Described for RawMask {
+    const OBJECT: &'static str = "an object with \"pattern\" and optionally \"name\"";
+}
+
+impl<'de, T: Deserialize<'de> + Described> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Described> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::OBJECT)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+/// A list entry written either as a string or as an object.
+pub(super) enum StringOr<T> {
+    Str(String),
+    Obj(T),
+}
+
+trait Expecting {
+    const EXPECTING: &'static str;
+}
+
+impl Expecting for RawUnordered {
+    const EXPECTING: &'static str = "a JSON Pointer string or an object {\"path\": ..., \"key\": ...}";
+}
+
+impl Expecting for RawMask {
+    const EXPECTING: &'static str = "a built-in mask name or an object {\"pattern\": ..., \"name\": ...}";
+}
+
+impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for StringOr<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for EntryVisitor<T> {
+            type Value = StringOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(StringOr::Str(value.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(StringOr::Obj)
+            }
+        }
+        deserializer.deserialize_any(EntryVisitor(PhantomData))
+    }
+}
+
+/// Istio hands `pluginConfig` over as a protobuf Struct, whose numbers are
+/// doubles: accept `3000.0` where a whole number is expected, not `3000.5`.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        let float = number.as_f64()?;
+        // 2^64 as f64 is exact; at or above it the cast would saturate.
+        (float >= 0.0 && float.fract() == 0.0 && float < 18_446_744_073_709_551_616.0).then_some(float as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {number}")))
+}

@@ -1,0 +1,247 @@
+//! Comparison rules (`compare`), compiled once where they are written:
+//! `defaults.compare` once for the whole configuration, an operation's own
+//! `compare` once for it; an operation then takes each field from its own
+//! layer, else from the defaults' (a list or an object as a whole; `[]`
+//! clears an inherited list).
+
+use super::names;
+use super::raw::{RawCompare, RawMask, RawUnordered, StringOr};
+use super::ConfigError;
+use crate::compare::json::PointerPattern;
+use crate::compare::{CompareRules, HeaderPattern, Mask, NumberTolerance, StatusMatch, StatusRules, UnorderedArray};
+use crate::limits::{MAX_IGNORE_HEADERS, MAX_IGNORE_JSON_PATHS, MAX_MASKS, MAX_POINTER_BYTES, MAX_UNORDERED_ARRAYS};
+
+/// One place's comparison rules, compiled; `None` where it sets nothing.
+#[derive(Default)]
+pub(super) struct RulesLayer {
+    ignore_headers: Option<Vec<HeaderPattern>>,
+    ignore_json_paths: Option<Vec<PointerPattern>>,
+    unordered_arrays: Option<Vec<UnorderedArray>>,
+    number_tolerance: Option<NumberTolerance>,
+    null_equals_missing: Option<bool>,
+    status: Option<StatusMatch>,
+    status_equivalent: Option<Vec<Vec<u16>>>,
+    masks: Option<Vec<Mask>>,
+}
+
+impl RulesLayer {
+    /// Compiles `raw`, written at `at` (`defaults`, `operations[3]`).
+    pub(super) fn compile(raw: Option<RawCompare>, at: &str) -> Result<RulesLayer, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(RulesLayer::default());
+        };
+        let at = format!("{at}.compare");
+        Ok(RulesLayer {
+            ignore_headers: raw
+                .ignore_headers
+                .map(|list| ignore_headers(&list, &format!("{at}.ignore_headers")))
+                .transpose()?,
+            ignore_json_paths: raw
+                .ignore_json_paths
+                .map(|list| ignore_json_paths(&list, &format!("{at}.ignore_json_paths")))
+                .transpose()?,
+            unordered_arrays: raw
+                .unordered_arrays
+                .map(|list| unordered_arrays(&list, &format!("{at}.unordered_arrays")))
+                .transpose()?,
+            number_tolerance: raw
+                .number_tolerance
+                .map(|t| number_tolerance(t.0.absolute, t.0.relative, &format!("{at}.number_tolerance")))
+                .transpose()?,
+            null_equals_missing: raw.null_equals_missing,
+            status: raw.status,
+            status_equivalent: raw
+                .status_equivalent
+                .map(|groups| status_equivalent(&groups, &format!("{at}.status_equivalent")))
+                .transpose()?,
+            masks: raw.masks.map(|list| masks(&list, &format!("{at}.masks"))).transpose()?,
+        })
+    }
+
+    /// Each field from this layer, else from `base`.
+    pub(super) fn over(self, base: &RulesLayer) -> RulesLayer {
+        RulesLayer {
+            ignore_headers: self.ignore_headers.or_else(|| base.ignore_headers.clone()),
+            ignore_json_paths: self.ignore_json_paths.or_else(|| base.ignore_json_paths.clone()),
+            unordered_arrays: self.unordered_arrays.or_else(|| base.unordered_arrays.clone()),
+            number_tolerance: self.number_tolerance.or(base.number_tolerance),
+            null_equals_missing: self.null_equals_missing.or(base.null_equals_missing),
+            status: self.status.or(base.status),
+            status_equivalent: self.status_equivalent.or_else(|| base.status_equivalent.clone()),
+            masks: self.masks.or_else(|| base.masks.clone()),
+        }
+    }
+
+    /// The rules an operation compares by; bodies decode into at most
+    /// `max_decoded_bytes` (its `max_body_bytes`).
+    pub(super) fn into_rules(self, max_decoded_bytes: usize) -> CompareRules {
+        CompareRules {
+            ignore_headers: self.ignore_headers.unwrap_or_default(),
+            ignore_json_paths: self.ignore_json_paths.unwrap_or_default(),
+            unordered_arrays: self.unordered_arrays.unwrap_or_default(),
+            number_tolerance: self.number_tolerance,
+            null_equals_missing: self.null_equals_missing.unwrap_or(false),
+            status: StatusRules {
+                matching: self.status.unwrap_or_default(),
+                equivalent: self.status_equivalent.unwrap_or_default(),
+            },
+            masks: self.masks.unwrap_or_default(),
+            max_decoded_bytes,
+        }
+    }
+}
+
+fn check_count<T>(list: &[T], max: usize, at: &str) -> Result<(), ConfigError> {
+    if list.len() > max {
+        return Err(ConfigError::new(
+            at,
+            format!("{} entries, at most {max} are allowed", list.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON Pointer's length, before it is parsed or quoted.
+fn check_pointer(pointer: &str, at: &str) -> Result<(), ConfigError> {
+    if pointer.len() > MAX_POINTER_BYTES {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "{} bytes, a JSON Pointer has at most {MAX_POINTER_BYTES}",
+                pointer.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn ignore_headers(list: &[String], at: &str) -> Result<Vec<HeaderPattern>, ConfigError> {
+    check_count(list, MAX_IGNORE_HEADERS, at)?;
+    let mut patterns = Vec::with_capacity(list.len());
+    for (i, name) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        // A pattern is a header name with an optional trailing '*'.
+        names::check_header_length(name, &at)?;
+        patterns.push(HeaderPattern::parse(name).map_err(|msg| ConfigError::new(at, msg))?);
+    }
+    Ok(patterns)
+}
+
+fn ignore_json_paths(list: &[String], at: &str) -> Result<Vec<PointerPattern>, ConfigError> {
+    check_count(list, MAX_IGNORE_JSON_PATHS, at)?;
+    let mut patterns = Vec::with_capacity(list.len());
+    for (i, pointer) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        check_pointer(pointer, &at)?;
+        patterns.push(PointerPattern::parse(pointer).map_err(|msg| ConfigError::new(at, msg))?);
+    }
+    Ok(patterns)
+}
+
+fn unordered_arrays(list: &[StringOr<RawUnordered>], at: &str) -> Result<Vec<UnorderedArray>, ConfigError> {
+    check_count(list, MAX_UNORDERED_ARRAYS, at)?;
+    let mut arrays = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let (path, key, path_at) = match entry {
+            StringOr::Str(path) => (path, None, at.clone()),
+            StringOr::Obj(RawUnordered { path, key }) => (path, key.as_deref(), format!("{at}.path")),
+        };
+        check_pointer(path, &path_at)?;
+        let path = PointerPattern::parse_location(path).map_err(|msg| ConfigError::new(path_at, msg))?;
+        let key = match key {
+            Some(key) => {
+                let key_at = format!("{at}.key");
+                check_pointer(key, &key_at)?;
+                Some(UnorderedArray::parse_key(key).map_err(|msg| ConfigError::new(key_at, msg))?)
+            }
+            None => None,
+        };
+        arrays.push(UnorderedArray { path, key });
+    }
+    Ok(arrays)
+}
+
+fn number_tolerance(absolute: Option<f64>, relative: Option<f64>, at: &str) -> Result<NumberTolerance, ConfigError> {
+    if absolute.is_none() && relative.is_none() {
+        return Err(ConfigError::new(at, "set \"absolute\" and/or \"relative\""));
+    }
+    for (name, bound) in [("absolute", absolute), ("relative", relative)] {
+        if let Some(bound) = bound {
+            if !(bound.is_finite() && bound >= 0.0) {
+                return Err(ConfigError::new(
+                    format!("{at}.{name}"),
+                    format!("{bound} is not a finite number >= 0"),
+                ));
+            }
+        }
+    }
+    Ok(NumberTolerance { absolute, relative })
+}
+
+/// Groups of equal codes. Bounded without a limit of its own: a code is in
+/// one group at most, so 500 codes in all; a duplicate is refused when it
+/// is met, before the next one is read.
+fn status_equivalent(groups: &[Vec<serde_json::Number>], at: &str) -> Result<Vec<Vec<u16>>, ConfigError> {
+    let mut out: Vec<Vec<u16>> = Vec::with_capacity(groups.len().min(250));
+    for (i, group) in groups.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        if group.len() < 2 {
+            return Err(ConfigError::new(at, "a group needs at least two status codes"));
+        }
+        let mut codes = Vec::with_capacity(group.len().min(500));
+        for (j, number) in group.iter().enumerate() {
+            let code = number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (100.0..=599.0).contains(f))
+                .map(|f| f as u16)
+                .ok_or_else(|| {
+                    ConfigError::new(format!("{at}[{j}]"), format!("{number} is not a status code (100-599)"))
+                })?;
+            if codes.contains(&code) {
+                return Err(ConfigError::new(
+                    format!("{at}[{j}]"),
+                    format!("{code} appears twice in the group"),
+                ));
+            }
+            if let Some(other) = out.iter().position(|g| g.contains(&code)) {
+                return Err(ConfigError::new(
+                    format!("{at}[{j}]"),
+                    format!("{code} is already in status_equivalent[{other}]; merge the two groups"),
+                ));
+            }
+            codes.push(code);
+        }
+        out.push(codes);
+    }
+    Ok(out)
+}
+
+fn masks(list: &[StringOr<RawMask>], at: &str) -> Result<Vec<Mask>, ConfigError> {
+    if list.len() > MAX_MASKS {
+        return Err(ConfigError::new(
+            at,
+            format!("{} masks, at most {MAX_MASKS} are allowed", list.len()),
+        ));
+    }
+    let mut masks = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let mask = match entry {
+            StringOr::Str(name) => {
+                names::check_id_length(name, &at)?;
+                Mask::builtin(name).map_err(|msg| ConfigError::new(at, msg))?
+            }
+            StringOr::Obj(RawMask { pattern, name }) => {
+                let name = name.as_deref().unwrap_or("masked");
+                let name_at = format!("{at}.name");
+                names::check_id_length(name, &name_at)?;
+                Mask::check_name(name).map_err(|msg| ConfigError::new(name_at, msg))?;
+                // The mask module bounds the pattern's length itself.
+                Mask::custom(name, pattern).map_err(|msg| ConfigError::new(format!("{at}.pattern"), msg))?
+            }
+        };
+        masks.push(mask);
+    }
+    Ok(masks)
+}

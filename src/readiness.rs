@@ -1,0 +1,137 @@
+//! Readiness gauges: one VM per proxy reads each operation's shared
+//! counters on a tick, keeps its window ([`parallel_run_core::window`]) and
+//! writes the verdict to gauges. That VM holds a lease in shared data,
+//! renewed on every tick; when it stops (its worker is gone, its VM died),
+//! another takes over once the lease runs out. (The first VM number is not
+//! a safe choice: Envoy 1.40 configures a VM on the main thread that never
+//! ticks, measured.) The work is per operation and tick, never per
+//! request; the windows live in the VM, so a configuration push does not
+//! restart them, but a mode change does: shadow-phase and cutover-phase
+//! comparisons never mix.
+
+use std::time::SystemTime;
+
+use hashbrown::{HashMap, HashSet};
+use parallel_run_core::counters::{Counter, Gauge};
+use parallel_run_core::window::{self, Tally, Window};
+use parallel_run_core::Mode;
+
+use crate::host::Host;
+use crate::vm::Plugin;
+
+/// Ticks between evaluations. The gauges are read by scrapes every 10 s or
+/// more; evaluating every 5 s keeps the main thread's work at a fifth of a
+/// per-tick evaluation with 10,000 operations (4 reads and 9 writes each).
+pub const EVALUATE_EVERY_TICKS: u64 = 5;
+
+/// The shared-data key of the lease: `<vm number> <expiry in seconds>`.
+const LEASE_KEY: &str = "parallel_run.readiness_lease";
+
+/// Seconds a lease lasts without renewal: a few ticks, so a stopped leader
+/// is replaced quickly, and a slow tick does not hand the lease around.
+const LEASE_S: u64 = 5;
+
+#[derive(Default)]
+pub struct Readiness {
+    ticks: u64,
+    /// Per operation id: the mode and window length the window is for.
+    windows: HashMap<String, (Mode, u64, Window)>,
+}
+
+impl Readiness {
+    /// Operations this VM keeps a window for.
+    #[cfg(test)]
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Creates the lease key, held by nobody, so that every later write
+    /// carries a compare-and-swap token (configuration runs on the main
+    /// thread before any worker VM exists).
+    pub fn prepare(host: &impl Host) {
+        if let Some((None, None)) = host.shared_data(LEASE_KEY) {
+            let _ = host.set_shared_data(LEASE_KEY, b"0 0", None);
+        }
+    }
+
+    /// Takes or renews the lease; true while this VM holds it.
+    fn lead(&mut self, host: &impl Host, vm_number: u64, now_s: u64) -> bool {
+        let led = host.update(LEASE_KEY, |value| {
+            let holder = value.and_then(|v| std::str::from_utf8(v).ok()).and_then(|text| {
+                let (vm, expiry) = text.split_once(' ')?;
+                Some((vm.parse::<u64>().ok()?, expiry.parse::<u64>().ok()?))
+            });
+            match holder {
+                Some((vm, expiry)) if vm != vm_number && expiry > now_s => (None, false),
+                _ => (Some(format!("{vm_number} {}", now_s + LEASE_S).into_bytes()), true),
+            }
+        });
+        let led = led.unwrap_or(false);
+        if !led && !self.windows.is_empty() {
+            // Another VM leads: its windows are the ones that count.
+            self.windows.clear();
+        }
+        led
+    }
+
+    pub fn tick(&mut self, host: &impl Host, plugin: &Plugin, vm_number: u64) {
+        let Some(now_s) = host
+            .now()
+            .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+        else {
+            return;
+        };
+        if !self.lead(host, vm_number, now_s) {
+            return;
+        }
+        self.ticks += 1;
+        if self.ticks % EVALUATE_EVERY_TICKS != 1 {
+            return;
+        }
+        let plan = &plugin.plan;
+        let live: HashSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
+        self.windows.retain(|id, _| live.contains(id.as_str()));
+        for (index, operation) in plan.operations.iter().enumerate() {
+            let rule = operation.readiness;
+            let value = |counter| plugin.counters.value(host, index, counter);
+            let (Some(shadowed), Some(matched), Some(unmatched), Some(failed)) = (
+                value(Counter::Shadowed),
+                value(Counter::Matched),
+                value(Counter::Unmatched),
+                value(Counter::Failed),
+            ) else {
+                continue;
+            };
+            let tally = Tally {
+                shadowed,
+                matched,
+                unmatched,
+                failed,
+            };
+            let fresh = || (operation.mode, rule.window_s, Window::new(rule.window_s));
+            let entry = self.windows.entry_ref(operation.id.as_str()).or_insert_with(fresh);
+            if (entry.0, entry.1) != (operation.mode, rule.window_s) {
+                *entry = fresh();
+            }
+            let window = &mut entry.2;
+            window.observe(now_s, tally);
+            let (evaluation, held_for) = window.judge(now_s, &rule, operation.target_match_rate, operation.min_samples);
+            let ready = operation.shadow().is_some() && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
+            let set = |gauge, value| plugin.gauges.set(host, index, gauge, value);
+            set(Gauge::WindowComparisons, evaluation.tally.comparisons());
+            set(Gauge::WindowMatched, evaluation.tally.matched);
+            set(Gauge::WindowFailed, evaluation.tally.failed);
+            set(
+                Gauge::MatchRateBp,
+                evaluation.match_rate.map_or(0, window::basis_points),
+            );
+            set(
+                Gauge::MatchRateLowerBp,
+                window::basis_points(evaluation.match_rate_lower),
+            );
+            set(Gauge::Ready, u64::from(ready));
+            set(Gauge::ReadyForS, if evaluation.meets.is_ok() { held_for } else { 0 });
+        }
+    }
+}

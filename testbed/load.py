@@ -1,0 +1,151 @@
+"""Load generators: one bounded run of oha or wrk against a loopback URL,
+POSTing a JSON body, summarised as one dict (JSON-serialisable, so a run's
+raw numbers can be written out as they are).
+
+Every run is bounded twice: by the generator's own duration and by a
+process timeout on top. The generator's CPU (user + system, its whole life)
+is part of the result, so that a setup in which the load generator rather
+than the proxy is the bottleneck can be recognised.
+
+    oha  closed loop (`-c` connections, each sending as soon as it has its
+         answer) or a fixed rate (`-q` with `--latency-correction`: latency
+         counted from when a request should have left, so a stall is not
+         hidden by the generator waiting). `-w`: requests in flight at the
+         end are awaited, so every request sent is answered.
+    wrk  closed loop only, one thread by default; a Lua script sets the body
+         and prints the summary as JSON. At the end of its duration wrk closes
+         its connections with up to one request each still in flight: those
+         reached the proxy but have no answer.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from testbed.process import children_cpu_seconds
+
+REPO = Path(__file__).resolve().parents[1]
+OHA = Path(os.environ.get("OHA") or REPO / ".tools" / "bin" / "oha")
+WRK = Path(os.environ.get("WRK") or shutil.which("wrk") or "/usr/bin/wrk")
+
+# On top of the generator's own duration: start-up, awaiting the last answers (-w), exit.
+PROCESS_SLACK_S = 60
+
+WRK_SCRIPT = """-- written by testbed/load.py: POST the body file, print the summary as JSON.
+local file = assert(io.open(%(body)s, "rb"))
+wrk.method = "POST"
+wrk.body = file:read("*a")
+file:close()
+wrk.headers["Content-Type"] = "application/json"
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d,' ..
+    '"p50_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def available(generator):
+    """Is the generator's binary there?"""
+    return (OHA if generator == "oha" else WRK).exists()
+
+
+def version(generator):
+    """The generator's name and version, e.g. "oha 1.14.0", "wrk debian/4.1.0-3+b2"."""
+    binary = OHA if generator == "oha" else WRK
+    out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
+    words = (out.stdout or out.stderr).split()
+    return " ".join(words[:2]) if words else generator
+
+
+def _run(cmd, timeout):
+    before = children_cpu_seconds()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return out, children_cpu_seconds() - before
+
+
+def oha_command(url, body_file, duration, connections, rate=None, extra=()):
+    """The oha command line: closed loop, or a fixed `rate` (req/s) with latency correction."""
+    cmd = [str(OHA), "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(connections),
+           "-w", "-t", "20s", "-m", "POST", "-T", "application/json", "-D", str(body_file)]
+    if rate:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    return cmd + list(extra) + [url]
+
+
+def oha_summary(data, duration, generator_cpu_s, rate=None):
+    """The summary of oha's JSON output `data` (a dict)."""
+    summary = data["summary"]
+    codes = {str(k): v for k, v in (data.get("statusCodeDistribution") or {}).items()}
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    elapsed = summary.get("total") or duration
+    pct = data.get("latencyPercentiles") or {}
+    return {
+        "generator": "oha",
+        "rps": ok / elapsed if elapsed else 0.0,
+        "ok": ok,
+        "non2xx": sum(codes.values()) - ok,
+        "errors": sum((data.get("errorDistribution") or {}).values()),
+        "error_kinds": data.get("errorDistribution") or {},
+        "p50_ms": (pct.get("p50") or 0.0) * 1000,
+        "p99_ms": (pct.get("p99") or 0.0) * 1000,
+        "max_ms": (summary.get("slowest") or 0.0) * 1000,
+        "elapsed_s": elapsed,
+        "generator_cpu_s": generator_cpu_s,
+        "target_rate": rate,
+        "unanswered_max": 0,  # -w: every request sent is answered
+    }
+
+
+def oha(url, body_file, duration, connections, rate=None):
+    """One oha run: closed loop, or a fixed `rate` (req/s) with latency correction."""
+    out, cpu = _run(oha_command(url, body_file, duration, connections, rate), duration + PROCESS_SLACK_S)
+    if out.returncode != 0:
+        raise RuntimeError(f"oha failed ({out.returncode}): {out.stderr[-2000:]}")
+    return oha_summary(json.loads(out.stdout), duration, cpu, rate)
+
+
+def wrk(url, body_file, duration, connections, threads=1, script_dir=None):
+    """One wrk run: closed loop. `duration` is rounded to whole seconds (wrk's unit)."""
+    seconds = max(1, round(duration))
+    script = Path(script_dir or body_file.parent) / f"wrk-{Path(body_file).stem}.lua"
+    script.write_text(WRK_SCRIPT % {"body": json.dumps(str(body_file))})
+    cmd = [str(WRK), "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "20s",
+           "-s", str(script), url]
+    out, cpu = _run(cmd, seconds + PROCESS_SLACK_S)
+    line = next((line for line in out.stdout.splitlines() if line.startswith('{"requests"')), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-1500:]} {out.stderr[-1500:]}")
+    data = json.loads(line)
+    elapsed = data["duration_us"] / 1e6 or seconds
+    # wrk counts every answer in `requests`; answers with a status >= 400 in `status` as well.
+    ok = data["requests"] - data["status"]
+    kinds = {k: data[k] for k in ("connect", "read", "write", "timeout") if data[k]}
+    return {
+        "generator": "wrk",
+        "rps": ok / elapsed,
+        "ok": ok,
+        "non2xx": data["status"],
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
+        "p50_ms": data["p50_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000,
+        "max_ms": data["max_us"] / 1000,
+        "elapsed_s": elapsed,
+        "generator_cpu_s": cpu,
+        "target_rate": None,
+        "unanswered_max": connections,  # cut at the end: at most one in flight per connection
+    }
+
+
+def closed_loop(generator, url, body_file, duration, connections, **options):
+    """A closed-loop run with the named generator ("oha" or "wrk")."""
+    if generator == "wrk":
+        return wrk(url, body_file, duration, connections, **options)
+    return oha(url, body_file, duration, connections)
