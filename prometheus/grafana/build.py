@@ -174,11 +174,13 @@ def build():
     d = d.with_panel(series(
         "Match rate and lower bound vs target",
         "matched / (matched + unmatched), pooled over the replicas, and the lower bound of its 95% Wilson "
-        "interval: READY needs the lower bound at or above the target.",
+        "interval: READY needs the lower bound at or above the target. The filter's own lower bound per "
+        "replica (its window, its traffic) for comparison.",
         (f"operation_id:parallel_run_match_rate:ratio_window{{{OP}}}", "match rate (window)"),
         (f"operation_id:parallel_run_match_rate_lower:wilson_window{{{OP}}}", "lower bound (window)"),
         (f"operation_id:parallel_run_match_rate:ratio1h{{{OP}}}", "match rate (1h)"),
         (f"operation_id:parallel_run_target_match_rate:max{{{OP}}}", "target"),
+        (f"parallel_run_operation_match_rate_lower_bp{{{OP}}} / 10000", "lower bound, {{instance}} (filter)"),
         unit="percentunit", lo=0, hi=1, w=8))
     d = d.with_panel(series(
         "Outcomes",
@@ -192,7 +194,7 @@ def build():
         "Requests never compared: a match rate judged on part of the traffic only. One query per counter "
         "(rate() over several names at once is an error in Prometheus).",
         *[(f"sum(rate(parallel_run_operation_skipped_{c}{{{OP}}}[$__rate_interval]))", c)
-          for c in ("unsafe_method", "sampled_out", "body_too_large", "overload")],
+          for c in ("unsafe_method", "sampled_out", "body_too_large", "overload", "circuit_open")],
         unit="reqps", lo=0, w=8))
     d = d.with_panel(series(
         "Comparisons in the window vs min_samples",

@@ -210,8 +210,19 @@ def test_fleet_match_rate_is_the_replicas_pooled_and_ready_for_cutover_fires_onl
     assert {a["labels"]["alertname"] for a in prom.alerts()} == {"ReadyForCutover"}, prom.alerts()
     assert prom.rule_health() == {}
 
-    # The filter exports no max_failure_rate_bp yet: the rules use its default.
+    # The thresholds come from the filter's gauges (max_failure_rate: its default).
     assert prom.by("operation_id:parallel_run_max_failure_rate:min") == {op: 0.05 for op in OPS}
+    assert prom.by("operation_id:parallel_run_target_match_rate:max") == {"getReturn": 0.9, "listReturns": 0.99,
+                                                                          "getLabel": 0.9}
+
+    # The filter's own window (one per replica, 600 s, on its 5 s tick) saw the
+    # same comparisons: its gauges, summed over the replicas, are the exact counts.
+    def filter_windows():
+        got = prom.by("sum by (operation_id) (parallel_run_operation_window_comparisons)")
+        want = {op: float(pooled("matched", op) + pooled("unmatched", op)) for op in OPS}
+        return got if got == want else None
+
+    wait_until(filter_windows, 15, 0.5, "the filter's window_comparisons gauges, scraped")
 
     # 4. Every query of the Grafana dashboard runs on this Prometheus, for the
     # operation with differences, and returns data unless it reads a metric

@@ -42,7 +42,7 @@ def test_promtool_accepts_the_shipped_rules_and_their_unit_tests_pass():
 
 @pytest.mark.parametrize("params", [
     {"window": "90s", "ready_for": "2s", "alert_for": {"ConfigDrift": "1s"}},
-    {"window": "1h", "z": 2.576, "fleet": ("cluster", "namespace"), "drain": "30m"},
+    {"window": "1h", "confidence": 0.99, "fleet": ("cluster", "namespace"), "drain": "30m"},
     {"ecds_name": "extensions.istio.io/wasmplugin/istio-system.parallel-run"},
 ])
 def test_promtool_accepts_the_rules_generated_with_other_parameters(tmp, params):
@@ -66,7 +66,7 @@ def test_a_fleet_label_is_kept_by_every_aggregation(tmp):
     (["--fleet-label", "bad-label"], "--fleet-label: 'bad-label' is not a label name"),
     (["--for", "Nope=1m"], "--for: unknown alert 'Nope'"),
     (["--for", "ConfigDrift=soon"], "--for ConfigDrift: 'soon' is not a Prometheus duration"),
-    (["--z", "0"], "--z: 0.0 is not between 0 and 10"),
+    (["--confidence", "1"], "--confidence: 1.0 is not a confidence from 0.5 up to (not including) 1"),
     (["--ecds-name", "a b"], "--ecds-name: 'a b' has characters"),
 ])
 def test_bad_parameters_are_refused_naming_the_flag_and_nothing_is_written(tmp, args, message):
@@ -75,9 +75,17 @@ def test_bad_parameters_are_refused_naming_the_flag_and_nothing_is_written(tmp, 
     assert list(tmp.iterdir()) == []
 
 
+def test_the_wilson_z_is_the_filters_normal_quantile():
+    """generate.z_score is core/src/window.rs's z_score, ported: the true
+    quantiles to 1e-8 (Acklam's approximation is good to 1.2e-9)."""
+    for confidence, z in [(0.5, 0.6744897502), (0.9, 1.6448536270), (0.95, 1.9599639845), (0.99, 2.5758293035)]:
+        assert abs(generate.z_score(confidence) - z) < 1e-8, confidence
+    assert "1.959963986120195 * sqrt(" in RULES.read_text()
+
+
 def test_check_reports_stale_files(tmp):
     assert run_generator("--out", str(tmp)).returncode == 0
-    (tmp / "alerts.yml").write_text((tmp / "alerts.yml").read_text().replace("for: 10m", "for: 1m", 1))
+    (tmp / "alerts.yml").write_text((tmp / "alerts.yml").read_text().replace("for: 5m", "for: 1m", 1))
     result = run_generator("--check", "--out", str(tmp))
     assert result.returncode == 1 and "alerts.yml" in result.stderr and "rules.yml" not in result.stderr
 
