@@ -24,11 +24,11 @@ import harness
 import pytest
 from harness import REPO, Client, json_response, operation_counters, settle, wait_until
 from metric_names import derived_from_pending, pending_names, selectors
-from prometheus_server import Prometheus, write_rules
+from prometheus_server import Prometheus, generate, write_rules
 
 WINDOW_S = 60
 INTERVAL_S = 1.0
-Z = 1.96
+Z = generate.z_score(0.95)  # the filter's z for readiness.confidence 0.95
 
 CONFIG = {
     "revision": "prometheus-e2e-1",
