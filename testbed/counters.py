@@ -20,7 +20,7 @@ OPERATION_COUNTERS = (
 # Every fixed per-operation gauge (core/src/counters.rs, `Gauge`): the
 # configuration in force, as Envoy runs it, and the readiness window.
 OPERATION_GAUGES = (
-    "mode", "target_match_rate_bp", "min_samples", "window_s", "max_failure_rate_bp",
+    "mode", "target_match_rate_bp", "min_samples", "window_s", "max_failure_rate_bp", "max_latency_ratio_bp",
     "window_comparisons", "window_matched", "window_failed", "match_rate_bp", "match_rate_lower_bp",
     "ready", "ready_for_s",
 )

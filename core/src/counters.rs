@@ -80,6 +80,9 @@ metrics! {
     WindowS => "window_s",
     /// `readiness.max_failure_rate` in basis points.
     MaxFailureRateBp => "max_failure_rate_bp",
+    /// `readiness.max_latency_ratio` in basis points (1.5 is 15000); 0
+    /// when it is not set and latency does not gate readiness.
+    MaxLatencyRatioBp => "max_latency_ratio_bp",
     /// Over the window (`parallel_run_core::window`): matched + unmatched.
     WindowComparisons => "window_comparisons",
     WindowMatched => "window_matched",
@@ -158,6 +161,8 @@ pub fn config_gauge_value(operation: &crate::Operation, gauge: Gauge) -> Option<
         Gauge::MinSamples => operation.min_samples,
         Gauge::WindowS => rule.window_s,
         Gauge::MaxFailureRateBp => (rule.max_failure_rate * 10_000.0).round() as u64,
+        // At most 1000, validated: 10,000,000 basis points.
+        Gauge::MaxLatencyRatioBp => rule.max_latency_ratio.map_or(0, |r| (r * 10_000.0).round() as u64),
         Gauge::WindowComparisons
         | Gauge::WindowMatched
         | Gauge::WindowFailed

@@ -19,11 +19,8 @@ ALERTS = REPO / "prometheus" / "alerts.yml"
 # them. Grouped by what will land together: once one name of a group is in
 # counters.rs, all must be (test_prometheus_rules checks it), so a filter that
 # lands them under other names fails here instead of leaving rules that match
-# nothing. `readiness.max_latency_ratio` is configuration the filter reads but
-# does not export yet; until it does, latency does not gate READY in Prometheus.
-PENDING = {
-    "latency ratio gauge": {"max_latency_ratio_bp"},
-}
+# nothing. None at the moment.
+PENDING = {}
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 
 # Envoy's own ECDS counters (harness.ECDS_COUNTERS) on /stats/prometheus:
