@@ -67,6 +67,12 @@ pub trait Host {
     /// A root that answered `false` to `on_done` is finished now.
     fn done(&self);
     fn now(&self) -> Option<SystemTime>;
+
+    /// [`Host::now`] in whole seconds since the Unix epoch.
+    fn now_s(&self) -> Option<u64> {
+        let now = self.now()?;
+        Some(now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs())
+    }
     fn log(&self, level: log::Level, message: &str);
 
     // ---- metrics (shared by every VM of the plugin)

@@ -1,5 +1,5 @@
 //! Metric handles: defined once per VM and name, and the per-operation
-//! counters of one configuration.
+//! counters, gauges and histograms of one configuration.
 //!
 //! Envoy allocates a new handle on every `define_metric` call, so defining
 //! the counters again on each configuration push would grow the VM's
@@ -28,6 +28,11 @@ impl Metrics {
         Some(id)
     }
 
+    /// A counter's handle, defined on first use.
+    pub fn counter(&mut self, host: &impl Host, name: &str) -> Option<u32> {
+        self.id(host, MetricKind::Counter, name)
+    }
+
     /// A counter known only at run time, such as one per diff path.
     pub fn increment(&mut self, host: &impl Host, name: &str) {
         if let Some(id) = self.id(host, MetricKind::Counter, name) {
@@ -43,110 +48,109 @@ impl Metrics {
     }
 }
 
-/// The counter handles of one plan's operations, by operation index.
-pub struct OperationCounters {
-    operations: Vec<[Option<u32>; Counter::ALL.len()]>,
-    unknown_operation: Option<u32>,
+/// One of core's lists of per-operation metrics ([`Counter`], [`Gauge`],
+/// [`Histogram`]), as the host defines them.
+pub trait PerOperation: Copy + 'static {
+    const KIND: MetricKind;
+    fn all() -> &'static [Self];
+    fn index(self) -> usize;
+    /// `parallel_run.operation.<id>.<name>`.
+    fn stat_name(self, operation_id: &str) -> String;
 }
 
-impl OperationCounters {
-    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationCounters {
-        let mut counter = |name: &str| metrics.id(host, MetricKind::Counter, name);
+impl PerOperation for Counter {
+    const KIND: MetricKind = MetricKind::Counter;
+    fn all() -> &'static [Counter] {
+        &Counter::ALL
+    }
+    fn index(self) -> usize {
+        Counter::index(self)
+    }
+    fn stat_name(self, operation_id: &str) -> String {
+        counters::operation_counter(operation_id, self)
+    }
+}
+
+impl PerOperation for Gauge {
+    const KIND: MetricKind = MetricKind::Gauge;
+    fn all() -> &'static [Gauge] {
+        &Gauge::ALL
+    }
+    fn index(self) -> usize {
+        Gauge::index(self)
+    }
+    fn stat_name(self, operation_id: &str) -> String {
+        counters::operation_gauge(operation_id, self)
+    }
+}
+
+impl PerOperation for Histogram {
+    const KIND: MetricKind = MetricKind::Histogram;
+    fn all() -> &'static [Histogram] {
+        &Histogram::ALL
+    }
+    fn index(self) -> usize {
+        Histogram::index(self)
+    }
+    fn stat_name(self, operation_id: &str) -> String {
+        counters::operation_histogram(operation_id, self)
+    }
+}
+
+/// The handles of one kind of per-operation metric for one plan, by
+/// operation index, then by the metric's index in its list.
+pub struct OperationMetrics<M> {
+    operations: Vec<Box<[Option<u32>]>>,
+    kind: std::marker::PhantomData<M>,
+}
+
+impl<M: PerOperation> OperationMetrics<M> {
+    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationMetrics<M> {
         let operations = plan
             .operations
             .iter()
-            .map(|op| Counter::ALL.map(|c| counter(&counters::operation_counter(&op.id, c))))
+            .map(|op| {
+                M::all()
+                    .iter()
+                    .map(|m| metrics.id(host, M::KIND, &m.stat_name(&op.id)))
+                    .collect()
+            })
             .collect();
-        OperationCounters {
+        OperationMetrics {
             operations,
-            unknown_operation: counter(counters::UNKNOWN_OPERATION_REQUESTS),
+            kind: std::marker::PhantomData,
         }
     }
 
+    fn id(&self, operation: usize, metric: M) -> Option<u32> {
+        self.operations.get(operation)?.get(metric.index()).copied().flatten()
+    }
+}
+
+impl OperationMetrics<Counter> {
     pub fn count(&self, host: &impl Host, operation: usize, counter: Counter) {
-        let id = self
-            .operations
-            .get(operation)
-            .and_then(|ids| ids.get(counter.index()))
-            .copied()
-            .flatten();
-        if let Some(id) = id {
+        if let Some(id) = self.id(operation, counter) {
             host.increment_metric(id);
         }
     }
 
     /// A counter's value, summed over every VM of the proxy.
     pub fn value(&self, host: &impl Host, operation: usize, counter: Counter) -> Option<u64> {
-        let id = self
-            .operations
-            .get(operation)?
-            .get(counter.index())
-            .copied()
-            .flatten()?;
-        host.metric_value(id)
-    }
-
-    pub fn count_unknown(&self, host: &impl Host) {
-        if let Some(id) = self.unknown_operation {
-            host.increment_metric(id);
-        }
+        host.metric_value(self.id(operation, counter)?)
     }
 }
 
-/// The gauge handles of one plan's operations, by operation index.
-pub struct OperationGauges {
-    operations: Vec<[Option<u32>; Gauge::ALL.len()]>,
-}
-
-impl OperationGauges {
-    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationGauges {
-        let operations = plan
-            .operations
-            .iter()
-            .map(|op| Gauge::ALL.map(|g| metrics.id(host, MetricKind::Gauge, &counters::operation_gauge(&op.id, g))))
-            .collect();
-        OperationGauges { operations }
-    }
-
+impl OperationMetrics<Gauge> {
     pub fn set(&self, host: &impl Host, operation: usize, gauge: Gauge, value: u64) {
-        let id = self
-            .operations
-            .get(operation)
-            .and_then(|ids| ids.get(gauge.index()))
-            .copied()
-            .flatten();
-        if let Some(id) = id {
+        if let Some(id) = self.id(operation, gauge) {
             host.record_metric(id, value);
         }
     }
 }
 
-/// The histogram handles of one plan's operations, by operation index.
-pub struct OperationHistograms {
-    operations: Vec<[Option<u32>; Histogram::ALL.len()]>,
-}
-
-impl OperationHistograms {
-    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationHistograms {
-        let operations = plan
-            .operations
-            .iter()
-            .map(|op| {
-                Histogram::ALL
-                    .map(|h| metrics.id(host, MetricKind::Histogram, &counters::operation_histogram(&op.id, h)))
-            })
-            .collect();
-        OperationHistograms { operations }
-    }
-
+impl OperationMetrics<Histogram> {
     pub fn record(&self, host: &impl Host, operation: usize, histogram: Histogram, value: u64) {
-        let id = self
-            .operations
-            .get(operation)
-            .and_then(|ids| ids.get(histogram.index()))
-            .copied()
-            .flatten();
-        if let Some(id) = id {
+        if let Some(id) = self.id(operation, histogram) {
             host.record_metric(id, value);
         }
     }

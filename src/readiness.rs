@@ -9,8 +9,6 @@
 //! restart them, but a mode change does: shadow-phase and cutover-phase
 //! comparisons never mix.
 
-use std::time::SystemTime;
-
 use hashbrown::{HashMap, HashSet};
 use parallel_run_core::counters::{Counter, Gauge};
 use parallel_run_core::window::{self, Tally, Window};
@@ -75,11 +73,7 @@ impl Readiness {
     }
 
     pub fn tick(&mut self, host: &impl Host, plugin: &Plugin, vm_number: u64) {
-        let Some(now_s) = host
-            .now()
-            .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-        else {
+        let Some(now_s) = host.now_s() else {
             return;
         };
         if !self.lead(host, vm_number, now_s) {

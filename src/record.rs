@@ -2,8 +2,6 @@
 //! its judgement carried out — counters, diff paths, noise counts, and the
 //! log line of an unmatched comparison.
 
-use std::time::{Duration, SystemTime};
-
 use parallel_run_core::exchange::Settled;
 use parallel_run_core::outcome::{self, Failure, Outcome};
 
@@ -40,11 +38,7 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     vm.diff_paths
         .count(host, &mut vm.metrics, operation, &judgement.diff_paths);
     if let Some(Outcome::Unmatched(diff)) = &judgement.outcome {
-        let second = host
-            .now()
-            .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
+        let second = host.now_s().unwrap_or(0);
         if let Some(suppressed) = vm.log_limit.admit(second, LOG_LINES_PER_SECOND) {
             host.log(
                 log::Level::Info,

@@ -17,7 +17,7 @@ use proxy_wasm::types::ContextType;
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::{OperationCounters, OperationGauges, OperationHistograms};
+use crate::metrics::OperationMetrics;
 use crate::noise::Noise;
 use crate::readiness::Readiness;
 use crate::record::record;
@@ -92,9 +92,10 @@ impl<H: Host + Clone> Root<H> {
         );
         let mut vm = self.vm.borrow_mut();
         let host = &self.host;
-        let counters = OperationCounters::define(host, &mut vm.metrics, &plan);
-        let gauges = OperationGauges::define(host, &mut vm.metrics, &plan);
-        let histograms = OperationHistograms::define(host, &mut vm.metrics, &plan);
+        let counters = OperationMetrics::define(host, &mut vm.metrics, &plan);
+        let gauges = OperationMetrics::define(host, &mut vm.metrics, &plan);
+        let histograms = OperationMetrics::define(host, &mut vm.metrics, &plan);
+        let unknown_operation = vm.metrics.counter(host, counters::UNKNOWN_OPERATION_REQUESTS);
         // What Envoy runs, for `status` and alerts: set by every VM, the
         // same values, only for a configuration that was accepted.
         vm.metrics.set_gauge(
@@ -118,6 +119,7 @@ impl<H: Host + Clone> Root<H> {
             counters,
             gauges,
             histograms,
+            unknown_operation,
         }));
         host.set_tick_period(TICK);
         true
@@ -334,11 +336,7 @@ fn tick_breakers(host: &impl Host, vm: &mut Vm) {
     if vm.breakers.is_empty() {
         return;
     }
-    let Some(now_s) = host
-        .now()
-        .and_then(|now| now.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-    else {
+    let Some(now_s) = host.now_s() else {
         return;
     };
     for (operation, breaker) in vm.breakers.iter_mut() {

@@ -89,7 +89,7 @@ impl<H: Host> Stream<H> {
                 };
                 counters.count(&self.host, index, served);
             }
-            None => counters.count_unknown(&self.host),
+            None => self.plugin.count_unknown(&self.host),
         }
         index
     }

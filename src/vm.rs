@@ -7,14 +7,14 @@ use std::rc::Rc;
 use hashbrown::HashMap;
 use parallel_run_core::breaker::Breaker;
 
-use parallel_run_core::counters::{Counter, Histogram};
+use parallel_run_core::counters::{Counter, Gauge, Histogram};
 use parallel_run_core::exchange::{ExchangeId, Exchanges, Settled};
 use parallel_run_core::log_limit::LogLimit;
 use parallel_run_core::{Operation, Plan};
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::{Metrics, OperationCounters, OperationGauges, OperationHistograms};
+use crate::metrics::{Metrics, OperationMetrics};
 use crate::noise::Noise;
 use crate::readiness::Readiness;
 use crate::wake::Wake;
@@ -24,9 +24,19 @@ use crate::wake::Wake;
 /// outcome is counted.
 pub struct Plugin {
     pub plan: Plan,
-    pub counters: OperationCounters,
-    pub gauges: OperationGauges,
-    pub histograms: OperationHistograms,
+    pub counters: OperationMetrics<Counter>,
+    pub gauges: OperationMetrics<Gauge>,
+    pub histograms: OperationMetrics<Histogram>,
+    /// `parallel_run.unknown_operation.requests`.
+    pub unknown_operation: Option<u32>,
+}
+
+impl Plugin {
+    pub fn count_unknown(&self, host: &impl Host) {
+        if let Some(id) = self.unknown_operation {
+            host.increment_metric(id);
+        }
+    }
 }
 
 /// The operation an exchange belongs to, in the configuration that
