@@ -26,6 +26,8 @@ pub struct Stream<H: Host> {
     plugin: Rc<Plugin>,
     /// The operation the request was classified as, once routed.
     operation: Option<usize>,
+    /// Whether to read back where Envoy routed it ([`Stream::verify_route`]).
+    verify: bool,
     /// This request's exchange, while it is shadowed and open.
     exchange: Option<ExchangeId>,
     /// When the shadowed request was complete: the serving latency starts.
@@ -52,6 +54,7 @@ impl<H: Host> Stream<H> {
             vm,
             plugin,
             operation: None,
+            verify: false,
             exchange: None,
             completed_at: None,
         }
@@ -159,8 +162,15 @@ impl<H: Host> Stream<H> {
         }
     }
 
-    /// Counts a request Envoy routed elsewhere than the filter chose.
+    /// Counts a request Envoy routed elsewhere than the filter chose. Every
+    /// request the candidate should serve is checked (a route that ignores
+    /// the header makes a cutover a silent no-op); of those legacy serves,
+    /// one in [`crate::vm::ROUTE_CHECK_EVERY`], since a route that ignores
+    /// the header sends them to legacy anyway, and the check is a hostcall.
     fn verify_route(&self) {
+        if !self.verify {
+            return;
+        }
         let Some(index) = self.operation else { return };
         let Some(operation) = self.plugin.plan.operation(index) else {
             return;
@@ -225,6 +235,14 @@ impl<H: Host> HttpContext for Stream<H> {
         }
         let (method, path) = (headers.text(":method"), headers.text(":path"));
         self.operation = self.route(&headers, method, path);
+        self.verify = self.operation.is_some_and(|index| {
+            let served_by_candidate = self
+                .plugin
+                .plan
+                .operation(index)
+                .is_some_and(|op| op.serving().1 == Side::Candidate);
+            served_by_candidate || self.vm.borrow_mut().route_checks.sample()
+        });
         if let Some(index) = self.operation {
             self.decide(&headers, index, method, path, end_of_stream);
         }

@@ -536,6 +536,15 @@ fn a_route_that_ignores_the_filters_choice_is_counted() {
         2,
         "what the filter chose"
     );
+    // Requests legacy serves are checked one in 16: a route sending them to
+    // the candidate is still seen, at a sixteenth of the hostcalls.
+    proxy.fake.state().routed_to = Some("candidate".into());
+    for _ in 0..32 {
+        let mut stream = proxy.request("GET", "/returns/7", &[], None);
+        proxy.respond(&mut stream, 200, "{}");
+    }
+    assert_eq!(proxy.counter("getReturn", "routing_mismatch"), 2);
+    proxy.fake.state().routed_to = None;
     // Unknown requests have no operation to blame.
     let mut stream = proxy.request("GET", "/elsewhere", &[], None);
     proxy.respond(&mut stream, 200, "{}");
