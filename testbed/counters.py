@@ -72,3 +72,24 @@ def by_operation(proxy):
         op, _, counter = name[len(OPERATION_STATS):].partition(".")
         out.setdefault(op, {})[counter] = value
     return out
+
+
+# The filter evaluates each operation's readiness window every 5 ticks of
+# 1 s (src/readiness.rs), and a window starts at its first evaluation, about
+# a second after the configuration: traffic sent earlier is not in it.
+WINDOW_START_S = 2.5
+
+
+def wait_ready(proxy, op, ready=1, comparisons=0, timeout=15):
+    """Until the filter's `ready` gauge of `op` reads `ready` (the windowed
+    readiness rule, which the CLI's guard follows) with at least
+    `comparisons` in its window; returns the window gauges."""
+    prefix = OPERATION_STATS + op + "."
+
+    def read():
+        stats = proxy.stats(filter="^" + regex_escape(prefix))
+        gauges = {name: stats.get(prefix + name) for name in OPERATION_GAUGES}
+        ok = gauges["ready"] == ready and (gauges["window_comparisons"] or 0) >= comparisons
+        return gauges if ok else None
+
+    return wait_until(read, timeout=timeout, message=f"{op}: ready gauge == {ready}")

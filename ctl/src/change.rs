@@ -218,7 +218,7 @@ pub fn run(target: &Target, action: &Action, guard: &Guard, wait: &Wait) -> Resu
     let old_revision = old_plan.as_ref().map(|p| p.revision.clone());
     let mut draft = draft(&doc, old_plan.as_ref(), action, guard, &records)?;
     let new_plan = document::validate(&draft.new_config).map_err(|err| err.context("the new configuration"))?;
-    let new_groups = groups::read(&draft.new_config).map_err(Error::invalid)?;
+    let new_groups = groups::of(&new_plan);
 
     // Groups flip together: every group a change touches moves whole.
     let moved: Vec<&str> = draft.planned.iter().map(|p| p.operation.as_str()).collect();
@@ -590,7 +590,7 @@ fn draft(doc: &Document, old_plan: Option<&Plan>, action: &Action, guard: &Guard
     match action {
         Action::Cutover(tokens) | Action::Rollback(tokens) | Action::SetMode(tokens, _) => {
             let plan = old_plan.ok_or_else(|| Error::invalid("no valid configuration"))?;
-            let groups = groups::read(&doc.config).map_err(|err| Error::invalid(format!("{}: {err}", doc.label())))?;
+            let groups = groups::of(plan);
             let ids = resolve(tokens, plan, &groups)?;
             let mut planned = Vec::new();
             let mut refusals = Vec::new();

@@ -52,7 +52,7 @@ pub enum Command {
     },
     /// Put a whole configuration in place: validated, guarded like a cutover, audited, confirmed
     Apply(ApplyArgs),
-    /// Live counters, modes and readiness per operation, from what Envoy runs
+    /// Live counters, modes and readiness per operation (the filter's windowed rule), from what Envoy runs
     Status(StatusArgs),
     /// Move operations from shadow to cutover (the candidate serves); guarded by readiness
     Cutover(ChangeArgs),
@@ -172,7 +172,7 @@ pub struct StatusArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
-    /// Exit 0 when every operation shown that is being compared is READY, 3 when one is not, 4 when Envoy is unreachable
+    /// Exit 0 when every operation shown that is being compared is READY (the filter's ready gauge; never when NOT ROUTED), 3 when one is not, 4 when Envoy is unreachable
     #[arg(long)]
     pub exit_code: bool,
     /// Same as -o json (kept for scripts written for earlier versions)

@@ -179,15 +179,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// Validates a plugin configuration with the filter's own code.
 pub fn validate(config: &str) -> Result<Plan> {
-    Plan::parse(config.as_bytes()).map_err(|err| {
-        let mut message = err.to_string();
-        if err.path.ends_with(".group") && message.contains("unknown field `group`") {
-            message.push_str(
-                " (this build of parallel-run-core does not know operation groups yet: the filter would refuse it)",
-            );
-        }
-        Error::invalid(message)
-    })
+    Plan::parse(config.as_bytes()).map_err(|err| Error::invalid(err.to_string()))
 }
 
 #[cfg(test)]

@@ -1,39 +1,18 @@
 //! Operation groups: operations that must flip together ("an atomic
 //! cross-endpoint contract"). An operation names its group in the
-//! configuration (`operations[i].group`); read here from the JSON itself,
-//! so that the CLI works the same before and after the core's `Operation`
-//! has the field. Should move to core once it does.
+//! configuration (`operations[i].group`, `parallel_run_core::Operation::group`,
+//! validated by the core).
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use parallel_run_core::Plan;
 
-/// Operation id -> group, for the operations that have one.
-pub fn read(config: &str) -> Result<BTreeMap<String, String>, String> {
-    let document: Value = serde_json::from_str(config).map_err(|err| format!("invalid JSON: {err}"))?;
-    let mut groups = BTreeMap::new();
-    let Some(operations) = document.get("operations").and_then(Value::as_array) else {
-        return Ok(groups);
-    };
-    for (i, operation) in operations.iter().enumerate() {
-        let Some(group) = operation.get("group") else {
-            continue;
-        };
-        let name = group
-            .as_str()
-            .ok_or_else(|| format!("operations[{i}].group: not a string"))?;
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-        {
-            return Err(format!("operations[{i}].group: {name:?} is not [A-Za-z0-9_-]+"));
-        }
-        if let Some(id) = operation.get("id").and_then(Value::as_str) {
-            groups.insert(id.to_string(), name.to_string());
-        }
-    }
-    Ok(groups)
+/// Operation id -> group, for the operations of `plan` that have one.
+pub fn of(plan: &Plan) -> BTreeMap<String, String> {
+    plan.operations
+        .iter()
+        .filter_map(|op| Some((op.id.clone(), op.group.clone()?)))
+        .collect()
 }
 
 /// The members of `group`, in id order.
@@ -83,22 +62,34 @@ pub fn splits(ids: &[&str], groups: &BTreeMap<String, String>) -> Vec<(String, V
 mod tests {
     use super::*;
 
-    const CONFIG: &str = r#"{"operations":[
-        {"id":"getReturn","group":"returns"},{"id":"listReturns","group":"returns"},
-        {"id":"getLabel"},{"id":"getRefund","group":"refunds"}]}"#;
+    const CONFIG: &[u8] = br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"operations":[
+        {"id":"getReturn","method":"GET","path":"/r/{id}","group":"returns"},
+        {"id":"listReturns","method":"GET","path":"/r","group":"returns"},
+        {"id":"getLabel","method":"GET","path":"/l"},
+        {"id":"getRefund","method":"GET","path":"/f","group":"refunds"}]}"#;
+
+    fn read(config: &[u8]) -> Result<BTreeMap<String, String>, String> {
+        Plan::parse(config).map(|plan| of(&plan)).map_err(|err| err.to_string())
+    }
 
     #[test]
     fn groups_are_read_from_the_operations() {
         let groups = read(CONFIG).unwrap();
         assert_eq!(groups.len(), 3);
         assert_eq!(members(&groups, "returns"), ["getReturn", "listReturns"]);
-        assert!(read(r#"{"operations":[{"id":"a","group":1}]}"#)
+        // The core validates the field, naming it.
+        let bad = |group: &str| {
+            read(
+                format!(
+                    r#"{{"legacy":{{"cluster":"l"}},"candidate":{{"cluster":"c"}},
+                    "operations":[{{"id":"a","method":"GET","path":"/a","group":{group}}}]}}"#
+                )
+                .as_bytes(),
+            )
             .unwrap_err()
-            .starts_with("operations[0].group: not a string"));
-        assert!(read(r#"{"operations":[{"id":"a","group":"a b"}]}"#)
-            .unwrap_err()
-            .contains("is not [A-Za-z0-9_-]+"));
-        assert!(read("{}").unwrap().is_empty());
+        };
+        assert!(bad("1").contains("operations[0].group"), "{}", bad("1"));
+        assert!(bad("\"a b\"").contains("operations[0].group"), "{}", bad("\"a b\""));
     }
 
     #[test]

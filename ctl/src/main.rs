@@ -254,7 +254,7 @@ fn change_command(
 fn validate(config: &Path) -> Result<Printed, Error> {
     let doc = Document::read(config)?;
     let plan = doc.plan()?;
-    let groups = groups::read(&doc.config).map_err(|err| Error::invalid(format!("{}: {err}", doc.label())))?;
+    let groups = groups::of(&plan);
     let mut lines = vec![format!("{}: valid, {}", doc.label(), report::headline(&plan))];
     lines.extend(report::table(&plan));
     let operations: Vec<Value> = plan

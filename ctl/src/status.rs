@@ -1,12 +1,14 @@
 //! `status`: every configured operation's live counters, the mode Envoy
-//! runs it in and its readiness verdict, read from Envoy's admin endpoint;
-//! says so when the file and Envoy disagree. And `wait`: until Envoy runs a
-//! revision.
+//! runs it in and its readiness verdict (the filter's windowed rule, or the
+//! cumulative fallback for an older filter: [`crate::readiness`]), read from
+//! Envoy's admin endpoint; says so when the file and Envoy disagree, and
+//! loudly when Envoy does not route an operation where the filter chose.
+//! And `wait`: until Envoy runs a revision.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use parallel_run_core::counters::{self, revision_fingerprint, Counter};
-use parallel_run_core::readiness::{self, Counts, Verdict};
+use parallel_run_core::readiness::{self, Counts};
 use parallel_run_core::{Mode, Operation, Plan};
 use serde_json::{json, Value};
 
@@ -16,13 +18,14 @@ use crate::change;
 use crate::cli::{StatusArgs, WaitCommandArgs};
 use crate::error::{Error, Kind};
 use crate::live::{self, Live, STATS_PREFIX};
+use crate::readiness::{window_json, Basis, Readiness, WindowGauges};
 use crate::{groups, parse_admin, read_target, report, Printed, Run};
 
 pub fn run(args: &StatusArgs) -> Run {
     let doc = read_target(&args.target, "status")?;
     let plan = doc.plan()?;
     let admin = parse_admin(&args.admin.admin)?;
-    let groups = groups::read(&doc.config).map_err(|err| Error::invalid(format!("{}: {err}", doc.label())))?;
+    let groups = groups::of(&plan);
     let selected = if args.operations.is_empty() {
         plan.operations.iter().map(|op| op.id.clone()).collect()
     } else {
@@ -58,7 +61,7 @@ pub fn run(args: &StatusArgs) -> Run {
         let not_ready: Vec<&str> = status
             .rows
             .iter()
-            .filter(|row| named || row.verdict != Verdict::NotShadowed)
+            .filter(|row| named || row.verdict.shadowed())
             .filter(|row| !row.verdict.is_ready())
             .map(|row| row.operation.id.as_str())
             .collect();
@@ -123,7 +126,9 @@ struct Row<'a> {
     /// Whether Envoy has any counter of this operation: it has not when the
     /// configuration it runs is not the one read (e.g. Envoy refused it).
     in_envoy: bool,
-    verdict: Verdict,
+    verdict: Readiness,
+    /// The filter's window gauges; `None` from an older filter.
+    gauges: Option<WindowGauges>,
     /// `unmatched_path.<field>` counters above 0, by count (highest first),
     /// then field.
     differs_most: Vec<(String, u64)>,
@@ -184,17 +189,10 @@ impl<'a> Status<'a> {
             .filter(|operation| selected.contains(&operation.id))
             .map(|operation| {
                 let live_mode = stat(counters::mode_gauge(&operation.id)).and_then(crate::transition::from_code);
-                let mut counts = Counts::default();
-                let mut in_envoy = false;
-                for counter in Counter::ALL {
-                    if let Some(value) = stat(counters::operation_counter(&operation.id, counter)) {
-                        counts.set(counter, value);
-                        in_envoy = true;
-                    }
-                }
+                let (counts, in_envoy) = crate::readiness::counts(stats, &operation.id);
                 // Judged in the mode Envoy runs, whatever the file says.
                 let mode = live_mode.unwrap_or(operation.mode);
-                let verdict = readiness::assess(&counts, mode, operation.target_match_rate, operation.min_samples);
+                let (verdict, gauges) = Readiness::judge(stats, operation, mode, &counts);
                 let (differs_most, noise) = per_field(&format!("{operation_prefix}{}.", operation.id), stats);
                 Row {
                     operation,
@@ -203,6 +201,7 @@ impl<'a> Status<'a> {
                     counts,
                     in_envoy,
                     verdict,
+                    gauges,
                     differs_most,
                     noise,
                 }
@@ -233,6 +232,7 @@ impl<'a> Status<'a> {
                 "live: the filter exports no revision gauge (an older build?): modes below are the file's".to_string()
             }
         });
+        lines.push(self.basis_line());
         let header = [
             "ID",
             "MODE",
@@ -272,6 +272,12 @@ impl<'a> Status<'a> {
         // Id, mode and verdict left-aligned; the numbers right-aligned.
         lines.extend(align(&table, |column| !matches!(column, 0 | 1 | 12)));
         for row in &self.rows {
+            if let Readiness::NotRouted { mismatches } = row.verdict {
+                lines.push(format!(
+                    "{} NOT ROUTED: {mismatches} requests went to another cluster than the filter chose; fix the route to honour the route header (cluster_header) before any cutover",
+                    row.operation.id
+                ));
+            }
             lines.extend(field_lines(row));
         }
         let missing: Vec<&str> = self
@@ -354,6 +360,11 @@ impl<'a> Status<'a> {
                     "min_samples": op.min_samples,
                     "verdict": row.verdict.name(),
                     "summary": row.verdict.to_string(),
+                    "ready": row.verdict.is_ready(),
+                    "basis": row.basis().name(),
+                    "window": row.gauges.as_ref().map(|g| window_json(g, &op.readiness)),
+                    "routing_mismatch": c.get(Counter::RoutingMismatch),
+                    "routed": c.get(Counter::RoutingMismatch) == 0,
                     "in_envoy": row.in_envoy,
                     "counters": all,
                     "differs_most": row
@@ -383,6 +394,39 @@ impl<'a> Status<'a> {
             "unknown_operation_requests": self.unknown_operation_requests,
             "not_configured": self.not_configured,
         })
+    }
+}
+
+impl Row<'_> {
+    fn basis(&self) -> Basis {
+        if self.gauges.is_some() {
+            Basis::Window
+        } else {
+            Basis::Cumulative
+        }
+    }
+}
+
+impl Status<'_> {
+    /// Which rule the verdicts come from.
+    fn basis_line(&self) -> String {
+        let cumulative: Vec<&str> = self
+            .rows
+            .iter()
+            .filter(|row| row.in_envoy && row.basis() == Basis::Cumulative)
+            .map(|row| row.operation.id.as_str())
+            .collect();
+        let windowed = self.rows.iter().any(|row| row.basis() == Basis::Window);
+        match (windowed, cumulative.is_empty()) {
+            (true, true) => "readiness: the filter's windowed rule (its ready gauge; evidence from the window gauges)"
+                .to_string(),
+            (true, false) => format!(
+                "readiness: the filter's windowed rule; cumulative counters since Envoy started for {} (no window gauges)",
+                cumulative.join(", ")
+            ),
+            (false, _) => "readiness: cumulative counters since Envoy started (the filter exports no window gauges: an older build?)"
+                .to_string(),
+        }
     }
 }
 
@@ -511,6 +555,7 @@ mod tests {
             [
                 "Envoy http://127.0.0.1:9901, c.json: revision \"r7\", 3 operations",
                 "live: the filter exports no revision gauge (an older build?): modes below are the file's",
+                "readiness: cumulative counters since Envoy started (the filter exports no window gauges: an older build?)",
                 "ID            MODE    REQUESTS  SHADOWED  MATCHED  UNMATCHED  FAILED  ABANDONED  SKIPPED  IN-FLIGHT    RATE  TARGET  VERDICT",
                 "getReturn     shadow        25        22       18          2       1          0        3          1   90.0%   95.0%  below target 90.0% < 95.0%",
                 "listReturns   shadow         3         3        3          0       0          0        0          0  100.0%  99.95%  collecting 3/10",
@@ -546,6 +591,62 @@ mod tests {
         assert_eq!(get["counters"]["skipped_overload"], 0);
         assert_eq!(document["operations"][1]["match_rate"], Value::Null);
         assert_eq!(document["operations"][1]["in_envoy"], false);
+    }
+
+    #[test]
+    fn the_window_gauges_judge_and_a_routing_mismatch_is_not_routed() {
+        let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
+        let window = |id: &'static str, ready: u64| {
+            [
+                (id, "window_comparisons", 40),
+                (id, "window_matched", 40),
+                (id, "match_rate_bp", 10_000),
+                (id, "match_rate_lower_bp", 9123),
+                (id, "ready", ready),
+                (id, "ready_for_s", 12),
+                (id, "window_s", 600),
+                (id, "target_match_rate_bp", 9000),
+                (id, "min_samples", 10),
+                (id, "max_failure_rate_bp", 500),
+                (id, "matched", 40),
+                (id, "shadowed", 40),
+            ]
+        };
+        let mut entries: Vec<(&str, &str, u64)> = window("getReturn", 1).to_vec();
+        entries.extend(window("listReturns", 1));
+        entries.push(("listReturns", "routing_mismatch", 2));
+        let stats = stats(&entries);
+        let admin = Admin::parse("127.0.0.1:9901").unwrap();
+        let status = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new());
+        let lines = status.lines(&admin, "c.json", &plan, &live_of(&stats), &[]);
+        assert_eq!(
+            lines[2],
+            "readiness: the filter's windowed rule (its ready gauge; evidence from the window gauges)"
+        );
+        assert!(
+            lines[4].ends_with("READY (lower bound 91.2% >= 90.0% over 40 comparisons in 600 s, for 12 s)"),
+            "{}",
+            lines[4]
+        );
+        assert!(lines[5].contains("NOT ROUTED (2 routing_mismatch"), "{}", lines[5]);
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("listReturns NOT ROUTED: 2 requests")));
+        let document = status.to_json(&admin, "c.json", &plan, &live_of(&stats), &[]);
+        let get = &document["operations"][0];
+        assert_eq!(get["basis"], "window");
+        assert_eq!(get["ready"], true);
+        assert_eq!(get["routed"], true);
+        assert_eq!(get["window"]["comparisons"], 40);
+        assert_eq!(get["window"]["match_rate_lower"], 0.9123);
+        let list = &document["operations"][1];
+        assert_eq!(list["verdict"], "not_routed");
+        assert_eq!(list["ready"], false);
+        assert_eq!(list["routed"], false);
+        assert_eq!(list["routing_mismatch"], 2);
+        // createReturn: no stats at all, so no window either.
+        assert_eq!(document["operations"][2]["basis"], "cumulative");
+        assert_eq!(document["operations"][2]["window"], Value::Null);
     }
 
     #[test]
@@ -608,7 +709,7 @@ mod tests {
         let admin = Admin::parse("127.0.0.1:9901").unwrap();
         let status = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new());
         let lines = status.lines(&admin, "c.json", &plan, &live_of(&stats), &[]);
-        let after_table: Vec<&str> = lines.iter().skip(6).map(String::as_str).collect();
+        let after_table: Vec<&str> = lines.iter().skip(7).map(String::as_str).collect();
         assert_eq!(
             after_table,
             [

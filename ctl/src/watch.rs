@@ -158,8 +158,8 @@ pub fn decide(
     None
 }
 
-fn observe(doc: &Document, plan: &Plan, live: &Live, url: &str, selected: &[String]) -> Result<Vec<Seen>> {
-    let groups = groups::read(&doc.config).map_err(Error::invalid)?;
+fn observe(plan: &Plan, live: &Live, url: &str, selected: &[String]) -> Result<Vec<Seen>> {
+    let groups = groups::of(plan);
     let source = EnvoyAdmin {
         live,
         url: url.to_string(),
@@ -221,7 +221,7 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
             let doc = Document::read(&path)?;
             let plan = doc.plan()?;
             if selected.is_none() {
-                let groups = groups::read(&doc.config).map_err(Error::invalid)?;
+                let groups = groups::of(&plan);
                 selected = Some(if args.operations.is_empty() {
                     Vec::new()
                 } else {
@@ -233,13 +233,7 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
                 .clone()
                 .unwrap_or_else(|| live::DEFAULT_FILTER_NAME.to_string());
             let live = Live::read(&admin, &filter)?;
-            let seen = observe(
-                &doc,
-                &plan,
-                &live,
-                &admin.url(),
-                selected.as_deref().unwrap_or_default(),
-            )?;
+            let seen = observe(&plan, &live, &admin.url(), selected.as_deref().unwrap_or_default())?;
             Ok(decide(&seen, &mut tracks, Instant::now(), &settings))
         })();
         match step {
@@ -335,8 +329,10 @@ mod tests {
             evidence: Evidence {
                 operation: id.into(),
                 mode,
-                verdict,
+                verdict: verdict.into(),
                 counts,
+                gauges: None,
+                rule: Default::default(),
                 target_match_rate: 0.9,
                 min_samples: 10,
                 source: "test".into(),
@@ -450,6 +446,7 @@ mod tests {
                 rate: 9.0 / 109.0,
                 target: 0.9
             }
+            .into()
         );
     }
 }

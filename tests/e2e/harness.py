@@ -12,8 +12,8 @@ tests import, so that a test needs one `from harness import ...`.
 import sys
 
 from testbed.backend import Backend, Request, Response, echo_handler, json_response
-from testbed.counters import (OPERATION_COUNTERS, OPERATION_GAUGES, OPERATION_STATS, assert_counters, balanced,
-                              nonzero, operation_counters, settle)
+from testbed.counters import (OPERATION_COUNTERS, OPERATION_GAUGES, OPERATION_STATS, WINDOW_START_S, assert_counters,
+                              balanced, nonzero, operation_counters, settle, wait_ready)
 from testbed.envoy import (BOOTSTRAP, BOOTSTRAP_ECDS, CTL_PATH, EARLY_HEADER_GUARD, ECDS_COUNTERS, ECDS_RESOURCE,
                            ECDS_STAT, FILTER_NAME, HCM, HEADER_GUARD, OPERATION_HEADER, PLUGIN_CONFIG, REPO,
                            SHADOW_MARKER, WASM_PATH, Envoy, connection_manager, envoy_binary, example_plugin_config,
@@ -36,6 +36,7 @@ __all__ = [
     "Backend", "Client", "Envoy", "Request", "Response", "assert_counters", "balanced", "echo_handler",
     "envoy_binary", "example_plugin_config", "free_port", "http", "json_response", "nonzero", "operation_counters",
     "set_plugin_config", "settle", "static_cluster", "stop_process", "wait_until", "write_atomic",
+    "WINDOW_START_S", "wait_ready",
 ]
 
 if __name__ == "__main__":  # quick manual check, from the repository root: PYTHONPATH=. python tests/e2e/harness.py

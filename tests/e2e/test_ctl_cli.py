@@ -6,16 +6,20 @@ manifest round trip (against a real Envoy for the readiness evidence), and
 
 import json
 import subprocess
+import time
 
 import yaml
 
-from harness import CTL_PATH, REPO, free_port, http, json_response, wait_until
+from harness import CTL_PATH, REPO, WINDOW_START_S, free_port, http, json_response, wait_ready, wait_until
 
 CONFIG = {
     "revision": "cli-1",
     "legacy": {"cluster": "legacy"},
     "candidate": {"cluster": "candidate"},
-    "defaults": {"mode": "shadow", "target_match_rate": 0.9, "min_samples": 10},
+    # Judged at once on a window longer than the test: READY is the filter's
+    # windowed rule (lower bound of 12 of 12 is 75.8% at 95% confidence).
+    "defaults": {"mode": "shadow", "target_match_rate": 0.7, "min_samples": 10,
+                 "readiness": {"window_s": 60, "ready_after_s": 0}},
     "operations": [
         {"id": "getItem", "method": "GET", "path": "/items/{id}"},
         {"id": "getOrder", "method": "GET", "path": "/orders/{id}"},
@@ -75,10 +79,12 @@ def test_a_wasmplugin_manifest_is_changed_in_place_with_evidence_from_envoy(back
 
     legacy, candidate = backend(same, name="legacy"), backend(same, name="candidate")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=CONFIG, ecds=True)
+    time.sleep(WINDOW_START_S)
     for n in range(12):
         assert http("GET", proxy.url(f"/items/{n}"))[0] == 200
     prefix = "wasmcustom.parallel_run.operation.getItem."
     wait_until(lambda: proxy.counter(prefix + "matched") == 12, message="12 matched getItem comparisons")
+    wait_ready(proxy, "getItem")
 
     path = tmp / "wasmplugin.yaml"
     original = manifest(CONFIG)
@@ -121,11 +127,14 @@ def test_status_exit_code_gates_a_pipeline(backend, envoy, tmp):
 
     legacy, candidate = backend(answer("legacy"), name="legacy"), backend(answer("candidate"), name="candidate")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=CONFIG, ecds=True)
+    time.sleep(WINDOW_START_S)
     for n in range(12):
         assert http("GET", proxy.url(f"/items/{n}"))[0] == 200
         assert http("GET", proxy.url(f"/orders/{n}"))[0] == 200
     wait_until(lambda: proxy.counter("wasmcustom.parallel_run.operation.getOrder.unmatched") == 12
                and proxy.counter("wasmcustom.parallel_run.operation.getItem.matched") == 12, message="24 comparisons")
+    wait_ready(proxy, "getItem")
+    wait_ready(proxy, "getOrder", ready=0, comparisons=12)
     where = ["--ecds", str(proxy.ecds_file), "--admin", proxy.admin_url()]
 
     assert ctl("status", "getItem", "--exit-code", *where).returncode == 0

@@ -10,7 +10,7 @@ import json
 import subprocess
 import time
 
-from harness import CTL_PATH, http, json_response, wait_until
+from harness import CTL_PATH, WINDOW_START_S, http, json_response, wait_ready, wait_until
 
 MIN_SAMPLES = 20
 
@@ -18,8 +18,11 @@ CONFIG = {
     "revision": "guarded-1",
     "legacy": {"cluster": "legacy"},
     "candidate": {"cluster": "candidate"},
-    "defaults": {"mode": "shadow", "target_match_rate": 0.9, "min_samples": MIN_SAMPLES,
-                 "compare": {"ignore_headers": ["x-impl"]}},
+    # READY is the filter's windowed rule, judged at once over a window longer
+    # than the test: 25 of 25 matched has a lower bound of 86.7% >= 80%.
+    "defaults": {"mode": "shadow", "target_match_rate": 0.8, "min_samples": MIN_SAMPLES,
+                 "compare": {"ignore_headers": ["x-impl"]},
+                 "readiness": {"window_s": 60, "ready_after_s": 0}},
     "operations": [
         {"id": "getItem", "method": "GET", "path": "/items/{id}"},
         {"id": "getOrder", "method": "GET", "path": "/orders/{id}"},
@@ -51,6 +54,7 @@ def start(backend, envoy, differs=()):
     legacy = backend(handler("legacy"), name="legacy")
     candidate = backend(handler("candidate", differs), name="candidate")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=CONFIG, ecds=True)
+    time.sleep(WINDOW_START_S)
     return proxy, legacy, candidate
 
 
@@ -100,6 +104,7 @@ def test_cutover_moves_traffic_is_audited_with_evidence_and_rolls_back(backend, 
     proxy, legacy, candidate = start(backend, envoy)
     ecds = proxy.ecds_file
     drive(proxy, "getItem")
+    wait_ready(proxy, "getItem", comparisons=MIN_SAMPLES)
     assert served_by(proxy, "/items/1") == "legacy"
 
     result = ctl("cutover", "getItem", "--reason", "matched for a week", *where(proxy, ecds), "-o", "json")
@@ -130,7 +135,10 @@ def test_cutover_moves_traffic_is_audited_with_evidence_and_rolls_back(backend, 
     assert evidence["comparisons"] >= MIN_SAMPLES and evidence["match_rate"] == 1.0
     assert evidence["comparisons"] <= counters["wasmcustom.parallel_run.operation.getItem.matched"]
     assert evidence["failure_rate"] == 0.0
-    assert evidence["min_samples"] == MIN_SAMPLES and evidence["target_match_rate"] == 0.9
+    assert evidence["basis"] == "window" and evidence["window_evidence"]["ready"] is True
+    assert evidence["window_evidence"]["comparisons"] >= MIN_SAMPLES
+    assert evidence["summary"].startswith("READY (lower bound "), evidence["summary"]
+    assert evidence["min_samples"] == MIN_SAMPLES and evidence["target_match_rate"] == 0.8
     assert change["user"] and change["host"] and change["time"].endswith("Z")
     assert change["force"] is False and change["allow_batch"] is False
     assert json.loads(change["config"])["revision"] == new_revision
@@ -216,13 +224,15 @@ def test_the_readiness_guard_refuses_a_not_ready_operation_and_force_is_recorded
     proxy, legacy, candidate = start(backend, envoy, differs=("getOrder",))
     ecds = proxy.ecds_file
     drive(proxy, "getOrder")
+    wait_ready(proxy, "getOrder", ready=0, comparisons=MIN_SAMPLES + 5)
     before = ecds.read_bytes()
     counts = proxy.ecds_counts()
 
     result = ctl("cutover", "getOrder", "--reason", "ship it", *where(proxy, ecds))
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "getOrder is not READY: below target 0.0% < 90.0%" in result.stderr, result.stderr
+    assert "getOrder is not READY: below target: lower bound 0.0% < 80.0% over 25 comparisons in 60 s" \
+        in result.stderr, result.stderr
     assert "nothing written" in result.stderr
     assert ecds.read_bytes() == before and proxy.ecds_counts() == counts
     assert not ecds.with_name(ecds.stem + ".audit.jsonl").exists()
@@ -262,8 +272,15 @@ def test_two_operators_cutting_over_at_once_never_lose_a_change(backend, envoy):
     for op in ("getItem", "getOrder"):
         drive(proxy, op)
     stale = 0
+    for op in ("getItem", "getOrder"):
+        wait_ready(proxy, op, comparisons=MIN_SAMPLES)
     for round_ in range(4):
-        procs = {op: subprocess.Popen([str(CTL_PATH), "cutover", op, "--reason", f"round {round_}",
+        # The filter starts an operation's window afresh when its mode
+        # changes, so after a rollback it is not READY until new traffic has
+        # been judged: later rounds force (recorded), this test is about
+        # concurrent writes.
+        force = ["--force"] if round_ else []
+        procs = {op: subprocess.Popen([str(CTL_PATH), "cutover", op, "--reason", f"round {round_}", *force,
                                        *where(proxy, ecds), "-o", "json"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for op in ("getItem", "getOrder")}

@@ -16,7 +16,10 @@ CONFIG = {
     "revision": "watch-1",
     "legacy": {"cluster": "legacy"},
     "candidate": {"cluster": "candidate"},
-    "defaults": {"target_match_rate": 0.9, "min_samples": 10},
+    # READY is the filter's windowed rule, judged at once (ready_after_s 0);
+    # the background traffic fills the window well past its lower bound.
+    "defaults": {"target_match_rate": 0.9, "min_samples": 10,
+                 "readiness": {"window_s": 60, "ready_after_s": 0}},
     "operations": [
         {"id": "getItem", "method": "GET", "path": "/items/{id}", "mode": "shadow"},
         {"id": "getOrder", "method": "GET", "path": "/orders/{id}", "mode": "cutover"},

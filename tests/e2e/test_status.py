@@ -1,14 +1,17 @@
 """`parallel-run-ctl status` against a real Envoy: its numbers are the admin
-endpoint's counters, and its verdicts follow the readiness rules.
+endpoint's counters, and its verdicts are the filter's windowed readiness
+rule: READY exactly where the filter's `ready` gauge is 1, the evidence from
+its window gauges.
 
 Five operations, each driven into one verdict by a bounded, deterministic
 amount of traffic (every request is shadowed, the candidate differs or fails
-for chosen ids): READY, below target, collecting, MOSTLY FAILING, not shadowed.
+for chosen ids): READY, below target, collecting, failing, not shadowed.
 """
 
 import json
 import re
 import subprocess
+import time
 
 from harness import CTL_PATH, OPERATION_GAUGES, free_port, http, json_response, wait_until
 
@@ -22,12 +25,14 @@ CONFIG = {
     "revision": "status-1",
     "legacy": {"cluster": "legacy"},
     "candidate": {"cluster": "candidate"},
-    "defaults": {"mode": "shadow", "target_match_rate": 0.95, "min_samples": 20, "name_keys": True},
+    # A window far longer than the test, judged at once (ready_after_s 0).
+    "defaults": {"mode": "shadow", "target_match_rate": 0.95, "min_samples": 20, "name_keys": True,
+                 "readiness": {"window_s": 60, "ready_after_s": 0}},
     "operations": [
-        {"id": "getItem", "method": "GET", "path": "/items/{id}", "target_match_rate": 0.9},
+        {"id": "getItem", "method": "GET", "path": "/items/{id}", "target_match_rate": 0.8},
         {"id": "getOrder", "method": "GET", "path": "/orders/{id}"},
         {"id": "listItems", "method": "GET", "path": "/items", "min_samples": 100},
-        {"id": "getUser", "method": "GET", "path": "/users/{id}"},
+        {"id": "getUser", "method": "GET", "path": "/users/{id}", "min_samples": 2},
         {"id": "createItem", "method": "POST", "path": "/items", "mode": "legacy"},
     ],
 }
@@ -38,10 +43,10 @@ POSTS = 5
 UNKNOWN = 3
 SHADOWED = {"getItem": 40, "getOrder": 40, "listItems": 10, "getUser": 10, "createItem": 0}
 EXPECTED_VERDICTS = {
-    "getItem": "ready",           # 38/40 = 95% >= 90% over 40 >= 20
-    "getOrder": "below_target",   # 30/40 = 75% < 95%
+    "getItem": "ready",           # 38/40: Wilson lower bound 83.5% >= 80% over 40 >= 20
+    "getOrder": "below_target",   # 30/40: lower bound 59.8% < 95%
     "listItems": "collecting",    # 10 < 100 comparisons
-    "getUser": "mostly_failing",  # 8 failed (503) > 2 compared
+    "getUser": "failing",         # 8 of 10 shadows failed (503) > 5%
     "createItem": "not_shadowed",  # mode legacy
 }
 
@@ -92,6 +97,28 @@ def drained(proxy):
     return now
 
 
+def window_gauges(proxy):
+    """{operation id: {gauge: value}} of the readiness window, from the admin endpoint."""
+    stats = proxy.stats(filter="^" + re.escape(STAT_PREFIX))
+    return {op["id"]: {g: stats.get(f"{STAT_PREFIX}{op['id']}.{g}") for g in OPERATION_GAUGES}
+            for op in CONFIG["operations"]}
+
+
+def window_settled(proxy, live):
+    """The gauges once the filter's window holds every outcome counted."""
+    g = window_gauges(proxy)
+    for op_id, c in live.items():
+        if SHADOWED[op_id] and (g[op_id]["window_comparisons"] != c["matched"] + c["unmatched"]
+                                or g[op_id]["window_failed"] != c["failed"]):
+            return None
+    return g
+
+
+def without_held_for(summary):
+    """A READY summary says for how long; that moves between two reads."""
+    return re.sub(r", for \d+ s\)$", ", for N s)", summary)
+
+
 def run_ctl(*args):
     assert CTL_PATH.exists(), f"{CTL_PATH} not found: cargo build --release -p parallel-run-ctl"
     return subprocess.run([str(CTL_PATH), *args], capture_output=True, text=True, timeout=30)
@@ -117,6 +144,9 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
     legacy = backend(legacy_handler, name="legacy")
     candidate = backend(candidate_handler, name="candidate")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=CONFIG, ecds=True)
+    # A window starts at its first evaluation (within about a second of the
+    # configuration): traffic before it would not be in the window.
+    time.sleep(2.5)
 
     for prefix, count in TRAFFIC.items():
         for n in range(count):
@@ -129,6 +159,9 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
         assert http("GET", proxy.url(f"/nothing/{n}"))[0] == 200
 
     live = wait_until(lambda: drained(proxy), timeout=15, message="every shadow to have an outcome")
+    # The filter evaluates its windows every 5 s.
+    gauges = wait_until(lambda: window_settled(proxy, live), timeout=15, message="the window gauges to count it all")
+    assert [op for op, g in gauges.items() if g["ready"] == 1] == ["getItem"], gauges
 
     # -- machine-readable
     result = run_ctl("status", "--admin", proxy.admin_url(), "--ecds", str(proxy.ecds_file), "--json")
@@ -154,16 +187,24 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
         assert op["comparisons"] == compared, op_id
         assert op["match_rate"] == (c["matched"] / compared if compared else None), op_id
         assert op["verdict"] == EXPECTED_VERDICTS[op_id], (op_id, op, c)
+        # READY is the filter's own ready gauge; the evidence is its window.
+        assert op["basis"] == "window", op_id
+        assert op["ready"] is (gauges[op_id]["ready"] == 1), (op_id, op, gauges[op_id])
+        assert op["window"]["ready"] is op["ready"], op_id
+        assert op["window"]["comparisons"] == gauges[op_id]["window_comparisons"], op_id
+        assert op["window"]["window_s"] == 60 and op["routed"] is True and op["routing_mismatch"] == 0, op_id
 
     # The traffic itself, seen through the counters.
     assert ops["getItem"]["requests"] == 40 and ops["getItem"]["matched"] == 38 and ops["getItem"]["unmatched"] == 2
     assert ops["getOrder"]["matched"] == 30 and ops["getOrder"]["unmatched"] == 10
     assert ops["getUser"]["failed"] == 8 and live["getUser"]["failed_5xx"] == 8
     assert ops["createItem"]["requests"] == POSTS and ops["createItem"]["shadowed"] == 0
-    assert ops["getItem"]["summary"] == "READY (95.0% >= 90.0% over 40 comparisons)"
-    assert ops["getOrder"]["summary"] == "below target 75.0% < 95.0%"
-    assert ops["listItems"]["summary"] == "collecting 10/100"
-    assert ops["getUser"]["summary"].startswith("MOSTLY FAILING (8 failed, 2 compared)")
+    assert without_held_for(ops["getItem"]["summary"]) == \
+        "READY (lower bound 83.5% >= 80.0% over 40 comparisons in 60 s, for N s)", ops["getItem"]["summary"]
+    assert ops["getItem"]["window"]["match_rate_lower"] == gauges["getItem"]["match_rate_lower_bp"] / 10000
+    assert ops["getOrder"]["summary"] == "below target: lower bound 59.8% < 95.0% over 40 comparisons in 60 s"
+    assert ops["listItems"]["summary"] == "collecting 10/100 comparisons in 60 s"
+    assert ops["getUser"]["summary"] == "failing: 80.0% failed > 5.0%"
     assert ops["createItem"]["summary"] == "not shadowed"
 
     # What differs most: the admin's per-field counters, most first.
@@ -179,6 +220,7 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"Envoy {document['admin']}, {proxy.ecds_file}: revision \"status-1\", 5 operations", lines[0]
+    assert lines[2].startswith("readiness: the filter's windowed rule"), lines[2]
     rows = parse_table(result.stdout)
     assert list(rows) == list(ops)
     for op_id, row in rows.items():
@@ -190,7 +232,7 @@ def test_status_reports_the_live_counters_and_verdicts(backend, envoy, wasm_path
             assert int(row[column]) == op[key], (op_id, column, row)
         assert row["RATE"] == (percent(op["match_rate"]) if op["match_rate"] is not None else "-"), row
         assert row["TARGET"] == percent(op["target_match_rate"]), row
-        assert row["VERDICT"] == op["summary"], row
+        assert without_held_for(row["VERDICT"]) == without_held_for(op["summary"]), row
     assert "getOrder differs most in: /v 10" in lines, result.stdout
     assert lines[-1] == f"requests matching no operation: {UNKNOWN}"
     assert not any(line.startswith("note:") for line in lines), result.stdout

@@ -542,8 +542,11 @@ fn groups_move_whole_or_not_at_all() {
             rate: 1.0,
             target: 0.9,
             comparisons: 10,
-        },
+        }
+        .into(),
         counts: Default::default(),
+        gauges: None,
+        rule: Default::default(),
         target_match_rate: 0.9,
         min_samples: 10,
         source: "s".into(),
@@ -551,7 +554,7 @@ fn groups_move_whole_or_not_at_all() {
     };
     let not_ready = Evidence {
         operation: "b".into(),
-        verdict: parallel_run_core::readiness::Verdict::Collecting { have: 2, need: 10 },
+        verdict: parallel_run_core::readiness::Verdict::Collecting { have: 2, need: 10 }.into(),
         ..ready.clone()
     };
     let err = check_readiness(
