@@ -293,7 +293,7 @@ def print_table(phase_delta, config):
             if samples < s["min_samples"]:
                 verdict = f"too few samples (<{s['min_samples']})"
             else:
-                verdict = "READY" if rate >= s["target_match_rate"] else "NOT READY"
+                verdict = "meets target" if rate >= s["target_match_rate"] else "below target"
         else:
             rate_text, verdict = "-", "not compared"
         breakdown = f"({v.get('unmatched_status', 0)}/{v.get('unmatched_headers', 0)}/{v.get('unmatched_body', 0)})"
@@ -431,7 +431,8 @@ def story(tmp, checks):
 
         heading("1. Shadow: legacy serves every client; GETs are copied to the candidate and compared")
         run_phase("shadow", envoy, legacy, candidate, config, "phase-1", TRAFFIC, checks, diffs)
-        print("  (rate = matched/(matched+unmatched); READY = rate >= target and samples >= min_samples;"
+        print("  (rate = matched/(matched+unmatched) in this phase; READY, which the cutover guard checks, is the"
+              " filter's own rule: the Wilson lower bound over its window, held for ready_after_s;"
               " st/hd/bd = status/headers/body)")
         all_lines, lines = unmatched_lines(envoy)
         print(f"  the filter logged {len(all_lines)} unmatched lines (rate-limited; values are never logged), e.g.:")
