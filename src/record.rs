@@ -1,6 +1,6 @@
 //! The end of the data path: a settled exchange is judged by the core and
 //! its judgement carried out — counters, diff paths, noise counts, and the
-//! log line of an unmatched comparison.
+//! log line of an unmatched or failed comparison.
 
 use parallel_run_core::exchange::Settled;
 use parallel_run_core::outcome::{self, Failure, Outcome};
@@ -8,8 +8,9 @@ use parallel_run_core::outcome::{self, Failure, Outcome};
 use crate::host::Host;
 use crate::vm::{OperationRef, Vm};
 
-/// At most this many unmatched lines per second and VM: a candidate that
-/// differs on every request must not flood the proxy's log.
+/// At most this many unmatched lines, and as many failed lines, per second
+/// and VM: a candidate that differs or fails on every request must not
+/// flood the proxy's log.
 const LOG_LINES_PER_SECOND: u32 = 5;
 
 /// Judges a settled call and counts what it comes to: the exchange's one
@@ -37,13 +38,24 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     }
     vm.diff_paths
         .count(host, &mut vm.metrics, operation, &judgement.diff_paths);
-    if let Some(Outcome::Unmatched(diff)) = &judgement.outcome {
-        let second = host.now_s().unwrap_or(0);
-        if let Some(suppressed) = vm.log_limit.admit(second, LOG_LINES_PER_SECOND) {
-            host.log(
-                log::Level::Info,
-                &outcome::unmatched_line(&op.id, &settled.request_id, diff, &op.key_names, suppressed),
-            );
+    let second = || host.now_s().unwrap_or(0);
+    match &judgement.outcome {
+        Some(Outcome::Unmatched(diff)) => {
+            if let Some(suppressed) = vm.log_limit.admit(second(), LOG_LINES_PER_SECOND) {
+                host.log(
+                    log::Level::Info,
+                    &outcome::unmatched_line(&op.id, &settled.request_id, diff, &op.key_names, suppressed),
+                );
+            }
         }
+        Some(Outcome::Failed(failure)) => {
+            if let Some(suppressed) = vm.failed_log_limit.admit(second(), LOG_LINES_PER_SECOND) {
+                host.log(
+                    log::Level::Info,
+                    &outcome::failed_line(&op.id, &settled, *failure, suppressed),
+                );
+            }
+        }
+        Some(Outcome::Matched | Outcome::Abandoned) | None => {}
     }
 }

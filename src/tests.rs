@@ -299,6 +299,16 @@ fn envoys_own_replies_and_oversized_bodies_are_failures() {
     assert_eq!(proxy.counter("getReturn", "failed_timeout"), 1);
     assert_eq!(proxy.counter("getReturn", "failed_error"), 1);
     assert_eq!(proxy.counter("getReturn", "failed_body_too_large"), 1);
+    // Each failure is logged with its reason and side.
+    let failed: Vec<String> = proxy
+        .fake
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("failed operation="))
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(failed[0].ends_with("reason=timeout side=shadow"), "{failed:?}");
+    assert!(failed[2].ends_with("reason=body_too_large side=shadow"), "{failed:?}");
 }
 
 #[test]

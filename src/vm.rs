@@ -91,6 +91,9 @@ pub struct Vm {
     pub diff_paths: DiffPaths,
     /// Bounds the unmatched log lines of this VM.
     pub log_limit: LogLimit,
+    /// Bounds the failed log lines, apart: failures never crowd out the
+    /// unmatched lines, nor the other way round.
+    pub failed_log_limit: LogLimit,
     pub readiness: Readiness,
     /// Per operation id: its circuit breaker. Kept across pushes, like the
     /// backend's health it tracks.

@@ -221,6 +221,41 @@ pub fn unmatched_line(operation_id: &str, request_id: &str, diff: &Diff, names: 
     line
 }
 
+/// The log line of a failed comparison: which side failed and why, so a
+/// burst of failures on unrelated operations can be traced to a backend.
+pub fn failed_line<O>(operation_id: &str, settled: &Settled<O>, failure: Failure, suppressed: u64) -> String {
+    let serving_failed = match &*settled.serving {
+        ServingReply::Complete(response) => response.status >= 500,
+        ServingReply::TooLarge => failure == Failure::BodyTooLarge,
+        ServingReply::Incomplete => false,
+    };
+    let side = if serving_failed { "serving" } else { "shadow" };
+    let (reason, status) = match (&settled.reply, &*settled.serving) {
+        (CallReply::Complete(r), _) if failure == Failure::Status5xx && !serving_failed => ("5xx", Some(r.status)),
+        (_, ServingReply::Complete(r)) if failure == Failure::Status5xx => ("5xx", Some(r.status)),
+        _ => (
+            match failure {
+                Failure::Timeout => "timeout",
+                Failure::Error => "error",
+                Failure::Status5xx => "5xx",
+                Failure::BodyTooLarge => "body_too_large",
+            },
+            None,
+        ),
+    };
+    let mut line = format!(
+        "parallel-run: failed operation={operation_id} request_id={} reason={reason} side={side}",
+        escaped(&settled.request_id, LOGGED_REQUEST_ID_BYTES),
+    );
+    if let Some(status) = status {
+        line.push_str(&format!(" status={status}"));
+    }
+    if suppressed > 0 {
+        line.push_str(&format!(" ({suppressed} failed lines suppressed before this one)"));
+    }
+    line
+}
+
 fn first(names: &[String]) -> String {
     names
         .iter()

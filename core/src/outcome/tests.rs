@@ -323,3 +323,19 @@ fn the_log_line_names_fields_never_values_and_escapes_the_request_id() {
         "{hidden}"
     );
 }
+
+#[test]
+fn the_failed_line_names_the_side_and_the_reason() {
+    let mut call = shadowed("{}", "{}");
+    call.reply = CallReply::Timeout;
+    assert_eq!(
+        failed_line("getReturn", &call, Failure::Timeout, 0),
+        "parallel-run: failed operation=getReturn request_id=rid reason=timeout side=shadow"
+    );
+    call.reply = shadow(503, "down");
+    assert!(failed_line("op", &call, Failure::Status5xx, 2)
+        .ends_with("reason=5xx side=shadow status=503 (2 failed lines suppressed before this one)"));
+    let mut call = shadowed("{}", "{}");
+    call.serving = std::rc::Rc::new(serving(500, "oops"));
+    assert!(failed_line("op", &call, Failure::Status5xx, 0).ends_with("reason=5xx side=serving status=500"));
+}
