@@ -27,22 +27,29 @@ pub fn without_headers(now: Option<SystemTime>, deadline: Option<SystemTime>) ->
     }
 }
 
+/// Envoy's router adds this to every response a backend sent, and never to
+/// a reply it makes up itself (no healthy upstream, connection failure,
+/// reset, protocol error, overflow, timeout).
+const UPSTREAM_HEADER: &str = "x-envoy-upstream-service-time";
+
 /// A reply with headers and its body (`None`: larger than the limit, not
-/// read). Envoy answers for the backend when it cannot reach it; those
-/// local replies say nothing about the backend's behaviour.
+/// read). A 5xx that no backend sent is Envoy's own: it says nothing about
+/// the backend's behaviour, only that Envoy got no answer from it, so it is
+/// a timeout (504) or an error, never `failed_5xx`. That is decided from
+/// the router's own header, not from the reply's text, which Envoy may
+/// word differently in any release.
 pub fn classify(headers: Vec<(String, Vec<u8>)>, body: Option<Vec<u8>>) -> CallReply {
     let response = Response::from_headers(headers, Vec::new());
+    if response.status >= 500 && response.header(UPSTREAM_HEADER).is_none() {
+        return if response.status == 504 {
+            CallReply::Timeout
+        } else {
+            CallReply::Error
+        };
+    }
     let Some(body) = body else {
         return CallReply::TooLarge;
     };
-    if response.status == 504 && body == b"upstream request timeout" {
-        return CallReply::Timeout;
-    }
-    if response.status == 503
-        && (body.starts_with(b"upstream connect error") || body.starts_with(b"no healthy upstream"))
-    {
-        return CallReply::Error;
-    }
     CallReply::Complete(Response { body, ..response })
 }
 
@@ -83,27 +90,22 @@ mod tests {
 
     #[test]
     fn envoys_own_replies_are_not_the_backends() {
-        assert_eq!(
-            classify(headers("504"), Some(b"upstream request timeout".to_vec())),
-            CallReply::Timeout
-        );
-        assert_eq!(
-            classify(
-                headers("503"),
-                Some(b"upstream connect error or disconnect/reset".to_vec())
-            ),
-            CallReply::Error
-        );
-        assert_eq!(
-            classify(headers("503"), Some(b"no healthy upstream".to_vec())),
-            CallReply::Error
-        );
+        // Envoy's local replies carry no upstream header, whatever their text.
+        assert_eq!(classify(headers("504"), Some(b"upstream request timeout".to_vec())), CallReply::Timeout);
+        for text in [&b"upstream connect error or disconnect/reset"[..], b"no healthy upstream", b"protocol error", b""] {
+            assert_eq!(classify(headers("503"), Some(text.to_vec())), CallReply::Error);
+            assert_eq!(classify(headers("502"), Some(text.to_vec())), CallReply::Error);
+        }
         assert_eq!(classify(headers("200"), None), CallReply::TooLarge);
-        let CallReply::Complete(response) = classify(headers("503"), Some(b"down for maintenance".to_vec())) else {
+        // A backend's own 5xx (the router's header is there) is its answer.
+        let mut backend = headers("503");
+        backend.push(("x-envoy-upstream-service-time".into(), b"3".to_vec()));
+        let CallReply::Complete(response) = classify(backend, Some(b"down for maintenance".to_vec())) else {
             panic!("a backend's own 503 is its answer");
         };
         assert_eq!(response.status, 503);
         assert_eq!(response.body, b"down for maintenance");
-        assert_eq!(response.headers, [("content-type".to_string(), b"text/plain".to_vec())]);
+        // A 200 never needs the header.
+        assert!(matches!(classify(headers("200"), Some(b"{}".to_vec())), CallReply::Complete(_)));
     }
 }
