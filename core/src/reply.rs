@@ -91,8 +91,16 @@ mod tests {
     #[test]
     fn envoys_own_replies_are_not_the_backends() {
         // Envoy's local replies carry no upstream header, whatever their text.
-        assert_eq!(classify(headers("504"), Some(b"upstream request timeout".to_vec())), CallReply::Timeout);
-        for text in [&b"upstream connect error or disconnect/reset"[..], b"no healthy upstream", b"protocol error", b""] {
+        assert_eq!(
+            classify(headers("504"), Some(b"upstream request timeout".to_vec())),
+            CallReply::Timeout
+        );
+        for text in [
+            &b"upstream connect error or disconnect/reset"[..],
+            b"no healthy upstream",
+            b"protocol error",
+            b"",
+        ] {
             assert_eq!(classify(headers("503"), Some(text.to_vec())), CallReply::Error);
             assert_eq!(classify(headers("502"), Some(text.to_vec())), CallReply::Error);
         }
@@ -106,6 +114,9 @@ mod tests {
         assert_eq!(response.status, 503);
         assert_eq!(response.body, b"down for maintenance");
         // A 200 never needs the header.
-        assert!(matches!(classify(headers("200"), Some(b"{}".to_vec())), CallReply::Complete(_)));
+        assert!(matches!(
+            classify(headers("200"), Some(b"{}".to_vec())),
+            CallReply::Complete(_)
+        ));
     }
 }
