@@ -195,7 +195,7 @@ pub fn percent(fraction: f64) -> String {
 
 /// Both as percentages, with as many decimals (one to four) as it takes for
 /// two different values not to print the same (`94.96%` is not `95.0%`).
-fn percents(a: f64, b: f64) -> (String, String) {
+pub fn percents(a: f64, b: f64) -> (String, String) {
     let mut pair = (percent(a), percent(b));
     for decimals in 2..=4 {
         if a == b || pair.0 != pair.1 {

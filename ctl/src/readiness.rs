@@ -217,7 +217,7 @@ impl fmt::Display for Windowed {
                 write!(f, "collecting {have}/{need} comparisons in {window_s} s")
             }
             Windowed::Failing { rate, max } => {
-                let (rate, max) = percents(rate, max);
+                let (rate, max) = readiness::percents(rate, max);
                 write!(f, "failing: {rate} failed > {max}")
             }
             Windowed::BelowTarget {
@@ -226,7 +226,7 @@ impl fmt::Display for Windowed {
                 comparisons,
                 window_s,
             } => {
-                let (lower, target) = percents(lower, target);
+                let (lower, target) = readiness::percents(lower, target);
                 write!(
                     f,
                     "below target: lower bound {lower} < {target} over {comparisons} {} in {window_s} s",
@@ -241,7 +241,7 @@ impl fmt::Display for Windowed {
                 window_s,
                 for_s,
             } => {
-                let (lower, target) = percents(lower, target);
+                let (lower, target) = readiness::percents(lower, target);
                 write!(
                     f,
                     "READY (lower bound {lower} >= {target} over {comparisons} {} in {window_s} s, for {for_s} s)",
@@ -258,22 +258,6 @@ fn plural(comparisons: u64) -> &'static str {
     } else {
         "comparisons"
     }
-}
-
-/// Both as percentages, with one more decimal (up to four) while two
-/// different values print the same (`98.96%` is not `99.0%`).
-fn percents(a: f64, b: f64) -> (String, String) {
-    let mut pair = (readiness::percent(a), readiness::percent(b));
-    for decimals in 2..=4 {
-        if a == b || pair.0 != pair.1 {
-            break;
-        }
-        pair = (
-            format!("{:.*}%", decimals, a * 100.0),
-            format!("{:.*}%", decimals, b * 100.0),
-        );
-    }
-    pair
 }
 
 /// The verdict on one operation, whichever rule gave it.
