@@ -140,20 +140,25 @@ def test_an_operation_envoy_does_not_route_as_chosen_is_not_routed_and_not_cut_o
     proxy = start(backend, envoy, tweak=route_to_the_candidate)
     ecds = proxy.ecds_file
     send(proxy, "getOrder")
-    # The filter chose legacy (shadow); Envoy served the candidate.
-    c = wait_until(lambda: (c := operation_counters(proxy, "getOrder"))["routing_mismatch"] == 15 and c,
-                   message="routing_mismatch == 15")
+    # The filter chose legacy (shadow); Envoy served the candidate. Requests
+    # the filter sends to legacy have their route read back one in 16 per
+    # worker (the first included), so the count is what was sampled; it is
+    # final once the requests were answered (the check runs on the response
+    # headers).
+    c = wait_until(lambda: (c := operation_counters(proxy, "getOrder"))["routing_mismatch"] >= 1 and c,
+                   message="routing_mismatch >= 1")
     assert c["served_legacy"] == 15
+    m = c["routing_mismatch"]
     # The window alone would say READY: candidate compared with itself.
     wait_ready(proxy, "getOrder", comparisons=MIN_SAMPLES)
 
     result = ctl("status", *where(proxy), "-o", "json")
     assert result.returncode == 0, result.stderr
     op = {o["id"]: o for o in json.loads(result.stdout)["operations"]}["getOrder"]
-    assert (op["verdict"], op["ready"], op["routed"], op["routing_mismatch"]) == ("not_routed", False, False, 15), op
+    assert (op["verdict"], op["ready"], op["routed"], op["routing_mismatch"]) == ("not_routed", False, False, m), op
     assert op["window"]["ready"] is True
     result = ctl("status", *where(proxy))
-    assert any(line.startswith("getOrder NOT ROUTED: 15 requests") for line in result.stdout.splitlines()), \
+    assert any(line.startswith(f"getOrder NOT ROUTED: {m} request") for line in result.stdout.splitlines()), \
         result.stdout
     result = ctl("status", "getOrder", "--exit-code", *where(proxy))
     assert result.returncode == 3 and "not ready: getOrder" in result.stderr, result.stderr
@@ -161,7 +166,7 @@ def test_an_operation_envoy_does_not_route_as_chosen_is_not_routed_and_not_cut_o
     before = ecds.read_bytes()
     result = ctl("cutover", "getOrder", "--reason", "looks ready", *where(proxy))
     assert result.returncode == 1
-    assert "getOrder is not READY: NOT ROUTED (15 routing_mismatch" in result.stderr, result.stderr
+    assert f"getOrder is not READY: NOT ROUTED ({m} routing_mismatch" in result.stderr, result.stderr
     assert "nothing written" in result.stderr
     assert ecds.read_bytes() == before and not audit_log(ecds).exists()
 
@@ -171,4 +176,4 @@ def test_an_operation_envoy_does_not_route_as_chosen_is_not_routed_and_not_cut_o
               if json.loads(line)["kind"] == "change"][-1]
     assert change["force"] is True
     assert change["overrides"][0].startswith("getOrder is not READY: NOT ROUTED"), change["overrides"]
-    assert change["evidence"][0]["verdict"] == "not_routed" and change["evidence"][0]["routing_mismatch"] == 15
+    assert change["evidence"][0]["verdict"] == "not_routed" and change["evidence"][0]["routing_mismatch"] == m

@@ -24,7 +24,7 @@ import time
 import pytest
 
 import istio_proxy
-from harness import CTL_PATH, REPO, Client, Response, json_response, settle, wait_until
+from harness import CTL_PATH, REPO, WINDOW_START_S, Client, Response, json_response, settle, wait_ready, wait_until
 
 SHADOW_MARKER = "x-parallel-run-shadow"
 OPERATION_HEADER = "x-operation-id"
@@ -142,14 +142,22 @@ def prometheus_value(proxy, metric, **labels):
 def test_shadow_readiness_cutover_confirmation_rollback(wasm_path, gateway, services, tmp):
     legacy, candidate = services["legacy"], services["candidate"]
     proxy = gateway(wasm_path)
-    shipped = proxy.plugin
-    config = shipped["spec"]["pluginConfig"]
+    assert_runs(proxy, proxy.plugin)
+    # The shipped rule holds READY back until it has held for 300 s; the
+    # test holds it 0 s (pushed as istiod would), and lets the window start.
+    shipped = copy.deepcopy(proxy.plugin)
+    shipped["spec"]["pluginConfig"]["defaults"]["readiness"] = {"ready_after_s": 0}
+    shipped["spec"]["pluginConfig"]["revision"] += "-hold-0"
+    proxy.apply_plugin(shipped)
     assert_runs(proxy, shipped)
+    time.sleep(WINDOW_START_S)
+    config = shipped["spec"]["pluginConfig"]
 
     # Shadow: legacy serves, the candidate gets a marked copy, every copy compared.
     samples = config["defaults"]["min_samples"] + 10
     send(proxy, [f"/returns/{i}" for i in range(samples)])
     counts = settle(proxy, samples, "getReturn")
+    wait_ready(proxy, "getReturn", comparisons=samples)
     assert (counts["requests"], counts["served_legacy"], counts["matched"]) == (samples, samples, samples)
     assert len(served(legacy)) == samples and not served(candidate)
     assert {r.header(SHADOW_MARKER) for r in shadowed(candidate)} == {"getReturn"}
