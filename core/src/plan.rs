@@ -92,6 +92,9 @@ pub struct Operation {
     pub circuit_breaker: Option<crate::breaker::Settings>,
     /// Which JSON object keys diff paths and log lines may name.
     pub key_names: crate::diff_path::KeyNames,
+    /// How the shadow copy's and the noise repeat's headers differ from the
+    /// client's request.
+    pub shadow_headers: crate::shadow::HeaderRules,
 }
 
 impl Operation {

@@ -72,6 +72,26 @@ pub fn decide(
     Decision::Shadow { repeat }
 }
 
+/// How the copies of a request (the shadow call and the noise repeat)
+/// differ from it: headers removed, and headers set (replacing the
+/// client's). By default a copy carries the client's headers as they are,
+/// credentials included: a candidate that serves the same users must
+/// authorize the same requests, or every comparison differs. A candidate in
+/// another trust zone, or one that must use a test credential, says so here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// Lower-case names.
+    pub remove: Vec<String>,
+    /// Lower-case names and their values.
+    pub set: Vec<(String, String)>,
+}
+
+impl HeaderRules {
+    fn drops(&self, name: &str) -> bool {
+        self.remove.iter().any(|n| n == name) || self.set.iter().any(|(n, _)| n == name)
+    }
+}
+
 /// The calls of a shadowed request, with an empty body to fill as the
 /// request streams.
 pub fn outgoing<V: AsRef<[u8]>>(
@@ -82,7 +102,7 @@ pub fn outgoing<V: AsRef<[u8]>>(
 ) -> Option<Outgoing> {
     let call = |backend: &Backend| CallSpec {
         cluster: backend.cluster.clone(),
-        headers: shadow_headers(request, route_header, backend, &operation.id),
+        headers: copy_headers(request, route_header, backend, &operation.id, &operation.shadow_headers),
         timeout_ms: operation.shadow_timeout_ms,
     };
     Some(Outgoing {
@@ -102,7 +122,18 @@ pub fn shadow_headers<V: AsRef<[u8]>>(
     shadow: &Backend,
     operation_id: &str,
 ) -> Vec<(String, String)> {
-    let mut headers = Vec::with_capacity(request.len() + 2);
+    copy_headers(request, route_header, shadow, operation_id, &HeaderRules::default())
+}
+
+/// [`shadow_headers`] with the operation's header rules applied.
+pub fn copy_headers<V: AsRef<[u8]>>(
+    request: &[(String, V)],
+    route_header: &str,
+    shadow: &Backend,
+    operation_id: &str,
+    rules: &HeaderRules,
+) -> Vec<(String, String)> {
+    let mut headers = Vec::with_capacity(request.len() + rules.set.len() + 2);
     let mut authority = shadow.authority.clone();
     for (name, value) in request {
         let name = name.to_ascii_lowercase();
@@ -110,11 +141,13 @@ pub fn shadow_headers<V: AsRef<[u8]>>(
             authority.get_or_insert_with(|| String::from_utf8_lossy(value.as_ref()).into_owned());
             continue;
         }
-        if is_hop_by_hop_or_framing(&name) || name == route_header || name == SHADOW_MARKER_HEADER {
+        if is_hop_by_hop_or_framing(&name) || name == route_header || name == SHADOW_MARKER_HEADER || rules.drops(&name)
+        {
             continue;
         }
         headers.push((name, String::from_utf8_lossy(value.as_ref()).into_owned()));
     }
+    headers.extend(rules.set.iter().cloned());
     // dispatch_http_call refuses a request without :authority.
     headers.push((
         ":authority".to_string(),
@@ -319,6 +352,47 @@ mod tests {
                 ("x-parallel-run-shadow", "op"),
             ]
         );
+    }
+
+    #[test]
+    fn header_rules_remove_and_set_on_the_copy_only() {
+        let rules = plan(r#","shadow_headers":{"remove":["Cookie"],"set":{"authorization":"Bearer test-credential"}}"#);
+        let operation = &rules.operations[0];
+        let request: Vec<(String, Vec<u8>)> = [
+            (":path", "/r/1"),
+            ("authorization", "Bearer real-user"),
+            ("cookie", "session=abc"),
+            ("accept", "a"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        let outgoing = outgoing(operation, &request, "x-route", true).unwrap();
+        for call in [&outgoing.shadow, outgoing.repeat.as_ref().unwrap()] {
+            let get = |name: &str| {
+                call.headers
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                get("authorization"),
+                ["Bearer test-credential"],
+                "set replaces the client's"
+            );
+            assert!(get("cookie").is_empty(), "removed");
+            assert_eq!(get("accept"), ["a"], "the rest as it is");
+        }
+        // Without rules, credentials travel as they came.
+        let plain = plan("");
+        let headers = &outgoing_of(&plain, &request).shadow.headers;
+        assert!(headers.contains(&("authorization".to_string(), "Bearer real-user".to_string())));
+        assert!(headers.contains(&("cookie".to_string(), "session=abc".to_string())));
+    }
+
+    fn outgoing_of(plan: &Plan, request: &[(String, Vec<u8>)]) -> Outgoing {
+        outgoing(&plan.operations[0], request, "x-route", false).unwrap()
     }
 
     #[test]

@@ -133,6 +133,7 @@ fn operation(
         readiness: settings.readiness,
         circuit_breaker: settings.circuit_breaker,
         key_names: settings.key_names,
+        shadow_headers: settings.shadow_headers,
     })
 }
 

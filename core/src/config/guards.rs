@@ -1,13 +1,22 @@
 //! The settings that guard a migration step: the readiness rule
-//! (`readiness`, [`crate::window::Rule`]) and the circuit breaker
-//! (`circuit_breaker`, [`crate::breaker::Settings`]). Each is an object in
+//! (`readiness`, [`crate::window::Rule`]), the circuit breaker
+//! (`circuit_breaker`, [`crate::breaker::Settings`]) and what the copies of
+//! a request may carry (`shadow_headers`, [`crate::shadow::HeaderRules`]). Each is an object in
 //! `defaults` or an operation, merged field by field: an operation that
 //! sets `readiness.window_s` keeps the defaults' `confidence`.
 
-use super::raw::{RawBreaker, RawReadiness};
+use super::names::header_name;
+use super::raw::{RawBreaker, RawHeaderRules, RawReadiness};
 use super::ConfigError;
 use crate::breaker;
+use crate::http::{is_hop_by_hop_or_framing, SHADOW_MARKER_HEADER};
+use crate::shadow::HeaderRules;
 use crate::window::Rule;
+
+/// Header rules per list: a copy's headers are a request's, bounded.
+const MAX_HEADER_RULES: usize = 32;
+/// A value the filter writes into every copy; large enough for a token.
+const MAX_HEADER_VALUE_BYTES: usize = 8 << 10;
 
 /// A day: a window longer than that keeps comparisons from before most
 /// fixes; the filter keeps 60 slots per window whatever its length.
@@ -190,5 +199,82 @@ impl BreakerLayer {
             cooldown_s: self.cooldown_s.or(base.cooldown_s).unwrap_or(built_in.cooldown_s),
             probes: self.probes.or(base.probes).unwrap_or(built_in.probes),
         })
+    }
+}
+
+/// One layer of `shadow_headers`, validated: each list replaces the
+/// defaults' list as a whole (a credential to remove is not inherited
+/// piecemeal).
+#[derive(Debug, Clone, Default)]
+pub(super) struct HeaderRulesLayer {
+    remove: Option<Vec<String>>,
+    set: Option<Vec<(String, String)>>,
+}
+
+/// A header name a rule may touch: not one the filter or Envoy owns in a copy.
+fn rule_header(name: &str, at: &str) -> Result<String, ConfigError> {
+    let lower = header_name(name, at)?;
+    if lower.starts_with(':') || is_hop_by_hop_or_framing(&lower) || lower == SHADOW_MARKER_HEADER {
+        return Err(ConfigError::new(
+            at,
+            format!("\"{lower}\" is set by the filter or Envoy on every copy; a rule cannot change it"),
+        ));
+    }
+    Ok(lower)
+}
+
+impl HeaderRulesLayer {
+    pub(super) fn compile(raw: Option<RawHeaderRules>, at: &str) -> Result<HeaderRulesLayer, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(HeaderRulesLayer::default());
+        };
+        let bounded = |len: usize, list: &str| {
+            if len > MAX_HEADER_RULES {
+                return Err(ConfigError::new(
+                    format!("{at}.{list}"),
+                    format!("{len} headers, at most {MAX_HEADER_RULES}"),
+                ));
+            }
+            Ok(())
+        };
+        let remove = match raw.remove {
+            None => None,
+            Some(names) => {
+                bounded(names.len(), "remove")?;
+                let mut out = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    out.push(rule_header(name, &format!("{at}.remove[{i}]"))?);
+                }
+                Some(out)
+            }
+        };
+        let set = match raw.set {
+            None => None,
+            Some(values) => {
+                bounded(values.len(), "set")?;
+                let mut out = Vec::with_capacity(values.len());
+                for (name, value) in values {
+                    let field = format!("{at}.set.{name}");
+                    let lower = rule_header(&name, &field)?;
+                    // No CR, LF or NUL: a value must not end the header.
+                    if value.len() > MAX_HEADER_VALUE_BYTES || value.chars().any(char::is_control) {
+                        return Err(ConfigError::new(
+                            field,
+                            format!("a value is at most {MAX_HEADER_VALUE_BYTES} bytes without control characters"),
+                        ));
+                    }
+                    out.push((lower, value));
+                }
+                Some(out)
+            }
+        };
+        Ok(HeaderRulesLayer { remove, set })
+    }
+
+    pub(super) fn resolve(&self, base: &HeaderRulesLayer) -> HeaderRules {
+        HeaderRules {
+            remove: self.remove.clone().or_else(|| base.remove.clone()).unwrap_or_default(),
+            set: self.set.clone().or_else(|| base.set.clone()).unwrap_or_default(),
+        }
     }
 }

@@ -102,6 +102,14 @@ settings! {
     readiness: Object<RawReadiness>,
     circuit_breaker: Object<RawBreaker>,
     name_keys: RawNameKeys,
+    shadow_headers: Object<RawHeaderRules>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeaderRules {
+    pub remove: Option<Vec<String>>,
+    pub set: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `name_keys`: `true`, `false`, or the keys that may be named.
@@ -228,6 +236,10 @@ impl Described for RawReadiness {
 impl Described for RawBreaker {
     const OBJECT: &'static str =
         "an object of circuit breaker settings (enabled, failure_rate, min_calls, window_s, cooldown_s, probes)";
+}
+
+impl Described for RawHeaderRules {
+    const OBJECT: &'static str = "an object with \"remove\" (header names) and/or \"set\" (header: value)";
 }
 
 impl Described for RawUnordered {

@@ -5,7 +5,7 @@
 //! once however many operations inherit it. An operation's settings are its
 //! own layer over the defaults', over the built-in defaults.
 
-use super::guards::{BreakerLayer, ReadinessLayer};
+use super::guards::{BreakerLayer, HeaderRulesLayer, ReadinessLayer};
 use super::raw::{RawNameKeys, RawSettings};
 use super::rules::RulesLayer;
 use super::{
@@ -16,6 +16,7 @@ use crate::compare::CompareRules;
 use crate::diff_path::KeyNames;
 use crate::limits::{DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, MAX_DIFF_PATHS, MAX_SHADOW_TIMEOUT_MS};
 use crate::plan::Mode;
+use crate::shadow::HeaderRules;
 use crate::window::Rule;
 
 /// One layer, validated; `None` where it sets nothing.
@@ -37,6 +38,7 @@ pub(super) struct Settings {
     pub readiness: ReadinessLayer,
     pub circuit_breaker: BreakerLayer,
     pub name_keys: Option<KeyNames>,
+    pub shadow_headers: HeaderRulesLayer,
 }
 
 /// Every setting of one operation, resolved.
@@ -55,6 +57,7 @@ pub(super) struct Resolved {
     pub readiness: Rule,
     pub circuit_breaker: Option<breaker::Settings>,
     pub key_names: KeyNames,
+    pub shadow_headers: HeaderRules,
 }
 
 impl Settings {
@@ -138,6 +141,7 @@ impl Settings {
                 .name_keys
                 .map(|keys| name_keys(keys, &field("name_keys")))
                 .transpose()?,
+            shadow_headers: HeaderRulesLayer::compile(raw.shadow_headers.map(|r| r.0), &field("shadow_headers"))?,
         })
     }
 
@@ -176,6 +180,7 @@ impl Settings {
                 .clone()
                 .or_else(|| base.name_keys.clone())
                 .unwrap_or_default(),
+            shadow_headers: self.shadow_headers.resolve(&base.shadow_headers),
         }
     }
 }

@@ -108,3 +108,46 @@ fn object_keys_are_named_only_where_allowed() {
     let err = parse_err(&config(r#""defaults":{"name_keys":["ok",""]}"#));
     assert_eq!(err.path, "defaults.name_keys[1]", "{err}");
 }
+
+#[test]
+fn shadow_header_rules_are_validated_and_inherited_whole() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"shadow_headers":{"remove":["Authorization","cookie"]}},
+           "operations":[{"id":"a","method":"GET","path":"/a"},
+                         {"id":"b","method":"GET","path":"/b","shadow_headers":{"set":{"X-Api-Key":"test"}}}]"#,
+    ));
+    assert_eq!(plan.operations[0].shadow_headers.remove, ["authorization", "cookie"]);
+    assert_eq!(
+        plan.operations[1].shadow_headers.remove,
+        ["authorization", "cookie"],
+        "remove inherited"
+    );
+    assert_eq!(
+        plan.operations[1].shadow_headers.set,
+        [("x-api-key".to_string(), "test".to_string())]
+    );
+    let cases = [
+        (r#"{"remove":[":authority"]}"#, "defaults.shadow_headers.remove[0]"),
+        (
+            r#"{"remove":["x-parallel-run-shadow"]}"#,
+            "defaults.shadow_headers.remove[0]",
+        ),
+        (r#"{"remove":["content-length"]}"#, "defaults.shadow_headers.remove[0]"),
+        (
+            r#"{"set":{"authorization":"a\r\nx-evil: 1"}}"#,
+            "defaults.shadow_headers.set.authorization",
+        ),
+        (r#"{"set":{"bad name":"v"}}"#, "defaults.shadow_headers.set.bad name"),
+        (r#"{"keep":["a"]}"#, "defaults.shadow_headers"),
+    ];
+    for (rules, path) in cases {
+        let err = parse_err(&config(&format!(r#""defaults":{{"shadow_headers":{rules}}}"#)));
+        assert!(err.path.starts_with(path), "{rules}: {err}");
+    }
+    let many: Vec<String> = (0..33).map(|i| format!("\"x-h{i}\"")).collect();
+    let err = parse_err(&config(&format!(
+        r#""defaults":{{"shadow_headers":{{"remove":[{}]}}}}"#,
+        many.join(",")
+    )));
+    assert_eq!(err.path, "defaults.shadow_headers.remove", "{err}");
+}
