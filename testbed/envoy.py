@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from testbed.net import HOST, free_port, http, wait_until
-from testbed.process import stop_process
+from testbed.process import Service
 
 REPO = Path(__file__).resolve().parents[1]
 # Overridable so the same tests can run against another build.
@@ -141,7 +141,7 @@ def write_atomic(path, text):
 _instances = itertools.count(1)
 
 
-class Envoy:
+class Envoy(Service):
     """A real Envoy started from a shipped bootstrap, adapted for one test.
 
     The shipped YAML is loaded and changed structurally: free admin/listener
@@ -263,19 +263,6 @@ class Envoy:
         except OSError:
             return False
 
-    def stop(self):
-        """Stop Envoy (SIGTERM, then SIGKILL) and wait for it. Safe to call twice."""
-        stop_process(self.proc)
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # -- addresses, stats, logs
 
     def url(self, path="/"):
@@ -304,13 +291,6 @@ class Envoy:
         status, _, body = http("GET", self.admin_url("/stats/prometheus"))
         assert status == 200, body
         return body.decode()
-
-    def log_text(self):
-        """Everything Envoy logged so far."""
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-
-    def log_tail(self, lines=40):
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     # -- live configuration (ECDS)
 

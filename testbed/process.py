@@ -26,6 +26,36 @@ def stop_process(proc, grace_s=10):
             proc.wait()
 
 
+class Service:
+    """A process of the rig started with its output in `self.log_file`
+    (`self.proc`, and `self._log` the open log while it runs): stopping it,
+    its log, and `with` support, one copy for Envoy and Prometheus."""
+
+    proc = None
+    _log = None
+    log_file = None
+
+    def stop(self):
+        """SIGTERM, then SIGKILL, and wait; closes the log. Safe to call twice."""
+        stop_process(self.proc)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_text(self):
+        """Everything the process logged so far."""
+        return self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
 def cpu_seconds(pid):
     """user + system CPU seconds process `pid` used so far, all its threads
     (fields 14 and 15 of /proc/PID/stat); None once it is gone."""

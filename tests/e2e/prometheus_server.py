@@ -14,7 +14,8 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from harness import HOST, REPO, free_port, http, stop_process, wait_until
+from harness import HOST, REPO, free_port, http, wait_until
+from testbed.process import Service
 
 PROMETHEUS_HOME = Path(os.environ.get("PROMETHEUS_HOME") or REPO / ".tools" / "prometheus")
 RULES_DIR = REPO / "prometheus"
@@ -50,7 +51,7 @@ def write_rules(directory, **params):
     return paths
 
 
-class Prometheus:
+class Prometheus(Service):
     """A real Prometheus scraping `targets` (admin base URLs) every `interval`,
     evaluating `rule_files` every `interval`. Job `parallel-run`; each target's
     `instance` label is its host:port."""
@@ -104,24 +105,8 @@ class Prometheus:
         except OSError:
             return False
 
-    def stop(self):
-        stop_process(self.proc)
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
     def url(self, path="/"):
         return f"http://{HOST}:{self.port}{path}"
-
-    def log_tail(self, lines=40):
-        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def api(self, path, **params):
         """GET /api/v1/<path>; the `data` of a successful answer."""
