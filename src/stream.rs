@@ -132,8 +132,13 @@ impl<H: Host> Stream<H> {
             }
             Decision::Shadow { repeat } => repeat,
         };
-        let Some(outgoing) = shadow::outgoing(operation, &headers.0, &plan.route_header, repeat) else {
-            return;
+        let outgoing = match shadow::outgoing(operation, &headers.0, &plan.route_header, repeat) {
+            Some(Ok(outgoing)) => outgoing,
+            Some(Err(counter)) => {
+                self.plugin.counters.count(&self.host, index, counter);
+                return;
+            }
+            None => return,
         };
         let request_id = String::from_utf8_lossy(request_id.unwrap_or_default()).into_owned();
         let operation_ref = OperationRef {

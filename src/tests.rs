@@ -229,6 +229,32 @@ fn a_request_body_over_the_limit_is_skipped_and_counted() {
 }
 
 #[test]
+fn a_header_that_is_not_utf8_is_skipped_and_counted_never_copied_lossily() {
+    let mut proxy = Vmx::start(CONFIG);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    drop(stream);
+    // The same request again with a Latin-1 byte, as an HTTP/1.1 client may send.
+    proxy
+        .fake
+        .state()
+        .request_headers
+        .push(("x-name".to_string(), b"caf\xe9".to_vec()));
+    let mut latin1 = proxy.root.stream().expect("configured");
+    latin1.on_http_request_headers(4, true);
+    proxy.respond(&mut latin1, 200, "{}");
+    proxy.wake();
+    assert_eq!(proxy.counter("getReturn", "skipped_header_bytes"), 1);
+    assert_eq!(proxy.counter("getReturn", "shadowed"), 1, "only the first request");
+    assert_eq!(proxy.tokens().len(), 1, "no call carries a U+FFFD copy");
+    stream = proxy.request("GET", "/returns/2", &[("x-name", "café")], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    let calls = proxy.fake.state().calls.clone();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].header("x-name"), Some("café"), "UTF-8 travels unchanged");
+}
+
+#[test]
 fn a_clients_route_header_and_shadow_marker_never_survive() {
     let forged = [
         ("x-parallel-run-cluster", "candidate"),

@@ -14,7 +14,7 @@ OPERATION_COUNTERS = (
     "failed", "failed_timeout", "failed_error", "failed_5xx", "failed_body_too_large",
     "abandoned",
     "skipped_unsafe_method", "skipped_sampled_out", "skipped_body_too_large", "skipped_overload",
-    "skipped_circuit_open", "noise_samples", "unmatched_path_overflow", "routing_mismatch",
+    "skipped_circuit_open", "skipped_header_bytes", "noise_samples", "unmatched_path_overflow", "routing_mismatch",
 )
 
 # Every fixed per-operation gauge (core/src/counters.rs, `Gauge`): the

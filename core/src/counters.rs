@@ -57,6 +57,8 @@ metrics! {
     SkippedOverload => "skipped_overload",
     /// The operation's circuit breaker is open ([`crate::breaker`]).
     SkippedCircuitOpen => "skipped_circuit_open",
+    /// A header the copy would carry is not UTF-8 ([`crate::shadow::NotText`]).
+    SkippedHeaderBytes => "skipped_header_bytes",
     NoiseSamples => "noise_samples",
     /// Diff paths past `max_diff_paths`, which got no counter of their own.
     DiffPathsOverflow => "unmatched_path_overflow",

@@ -93,24 +93,45 @@ impl HeaderRules {
 }
 
 /// The calls of a shadowed request, with an empty body to fill as the
-/// request streams.
+/// request streams; `None` when the operation shadows nothing, and
+/// `Some(Err(counter))` when the request cannot be copied faithfully
+/// ([`NotText`]), to be counted instead of shadowed.
 pub fn outgoing<V: AsRef<[u8]>>(
     operation: &Operation,
     request: &[(String, V)],
     route_header: &str,
     repeat: bool,
-) -> Option<Outgoing> {
-    let call = |backend: &Backend| CallSpec {
-        cluster: backend.cluster.clone(),
-        headers: copy_headers(request, route_header, backend, &operation.id, &operation.shadow_headers),
-        timeout_ms: operation.shadow_timeout_ms,
+) -> Option<Result<Outgoing, Counter>> {
+    let shadow = operation.shadow()?;
+    let call = |backend: &Backend| -> Result<CallSpec, NotText> {
+        Ok(CallSpec {
+            cluster: backend.cluster.clone(),
+            headers: copy_headers(request, route_header, backend, &operation.id, &operation.shadow_headers)?,
+            timeout_ms: operation.shadow_timeout_ms,
+        })
     };
-    Some(Outgoing {
-        shadow: call(operation.shadow()?),
-        repeat: repeat.then(|| call(operation.serving().0)),
-        body: Vec::new(),
-    })
+    let copy = || -> Result<Outgoing, NotText> {
+        Ok(Outgoing {
+            shadow: call(shadow)?,
+            repeat: if repeat {
+                Some(call(operation.serving().0)?)
+            } else {
+                None
+            },
+            body: Vec::new(),
+        })
+    };
+    Some(copy().map_err(|NotText| Counter::SkippedHeaderBytes))
 }
+
+/// A header value the copy would carry is not UTF-8. Envoy takes such bytes
+/// from a client (HTTP/1.1 allows obs-text), but the SDK's
+/// `dispatch_http_call` carries header values as `&str` and registers the
+/// callout only through itself, so those bytes cannot reach the candidate
+/// unchanged; a lossy copy (U+FFFD) would make it answer another request.
+/// Such a request is not shadowed, and `skipped_header_bytes` says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotText;
 
 /// The headers of the shadow copy: the client's request minus hop-by-hop
 /// and framing headers (Envoy re-frames the copy) and minus the route header
@@ -121,7 +142,7 @@ pub fn shadow_headers<V: AsRef<[u8]>>(
     route_header: &str,
     shadow: &Backend,
     operation_id: &str,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, NotText> {
     copy_headers(request, route_header, shadow, operation_id, &HeaderRules::default())
 }
 
@@ -132,7 +153,7 @@ pub fn copy_headers<V: AsRef<[u8]>>(
     shadow: &Backend,
     operation_id: &str,
     rules: &HeaderRules,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, NotText> {
     let mut headers = Vec::with_capacity(request.len() + rules.set.len() + 2);
     let mut authority = shadow.authority.clone();
     for (name, value) in request {
@@ -145,7 +166,8 @@ pub fn copy_headers<V: AsRef<[u8]>>(
         {
             continue;
         }
-        headers.push((name, String::from_utf8_lossy(value.as_ref()).into_owned()));
+        let value = std::str::from_utf8(value.as_ref()).map_err(|_| NotText)?;
+        headers.push((name, value.to_string()));
     }
     headers.extend(rules.set.iter().cloned());
     // dispatch_http_call refuses a request without :authority.
@@ -154,7 +176,7 @@ pub fn copy_headers<V: AsRef<[u8]>>(
         authority.unwrap_or_else(|| shadow.cluster.clone()),
     ));
     headers.push((SHADOW_MARKER_HEADER.to_string(), operation_id.to_string()));
-    headers
+    Ok(headers)
 }
 
 #[cfg(test)]
@@ -309,7 +331,9 @@ mod tests {
     fn the_repeat_goes_to_the_serving_backend_with_the_same_request() {
         let plan = plan("");
         let request = vec![(":path".to_string(), b"/r/1".to_vec())];
-        let outgoing = outgoing(&plan.operations[0], &request, "x-route", true).unwrap();
+        let outgoing = outgoing(&plan.operations[0], &request, "x-route", true)
+            .unwrap()
+            .unwrap();
         assert_eq!(outgoing.shadow.cluster, "candidate");
         let repeat = outgoing.repeat.unwrap();
         assert_eq!(repeat.cluster, "legacy");
@@ -338,7 +362,7 @@ mod tests {
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
         .collect();
         let candidate = plan.operations[0].shadow().unwrap();
-        let headers = shadow_headers(&request, "x-parallel-run-cluster", candidate, "op");
+        let headers = shadow_headers(&request, "x-parallel-run-cluster", candidate, "op").unwrap();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         assert_eq!(
             pairs,
@@ -367,7 +391,7 @@ mod tests {
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
         .collect();
-        let outgoing = outgoing(operation, &request, "x-route", true).unwrap();
+        let outgoing = outgoing(operation, &request, "x-route", true).unwrap().unwrap();
         for call in [&outgoing.shadow, outgoing.repeat.as_ref().unwrap()] {
             let get = |name: &str| {
                 call.headers
@@ -392,7 +416,9 @@ mod tests {
     }
 
     fn outgoing_of(plan: &Plan, request: &[(String, Vec<u8>)]) -> Outgoing {
-        outgoing(&plan.operations[0], request, "x-route", false).unwrap()
+        outgoing(&plan.operations[0], request, "x-route", false)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -402,7 +428,35 @@ mod tests {
             authority: None,
         };
         let request = vec![(":authority".to_string(), b"api.example".to_vec())];
-        let headers = shadow_headers(&request, "x-route", &backend, "op");
+        let headers = shadow_headers(&request, "x-route", &backend, "op").unwrap();
         assert!(headers.contains(&(":authority".to_string(), "api.example".to_string())));
+    }
+
+    #[test]
+    fn header_bytes_that_are_not_utf8_make_the_request_uncopyable() {
+        let plan = plan("");
+        let operation = &plan.operations[0];
+        let latin1 = vec![
+            (":path".to_string(), b"/r/1".to_vec()),
+            ("x-name".to_string(), b"caf\xe9".to_vec()),
+        ];
+        assert_eq!(
+            outgoing(operation, &latin1, "x-route", false),
+            Some(Err(Counter::SkippedHeaderBytes)),
+            "a lossy copy would send the candidate another request"
+        );
+        // UTF-8 beyond ASCII travels byte for byte.
+        let utf8 = vec![("x-name".to_string(), "café".as_bytes().to_vec())];
+        let copy = outgoing_of(&plan, &utf8);
+        assert!(copy
+            .shadow
+            .headers
+            .contains(&("x-name".to_string(), "café".to_string())));
+        // A header the copy leaves out cannot spoil it.
+        let routed = vec![
+            ("x-route".to_string(), b"\xff".to_vec()),
+            ("accept".to_string(), b"a".to_vec()),
+        ];
+        assert!(matches!(outgoing(operation, &routed, "x-route", false), Some(Ok(_))));
     }
 }
