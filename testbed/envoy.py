@@ -3,6 +3,7 @@
 free ports, clusters pointed at the rig's backends, the wasm module and its
 plugin configuration, live configuration through ECDS."""
 
+import copy
 import itertools
 import json
 import os
@@ -211,11 +212,18 @@ class Envoy(Service):
             vhost["routes"] = [{"match": {"prefix": "/"}, "route": {"cluster": route_cluster, "timeout": "15s"}}]
 
         known = {c["name"]: c for c in boot["static_resources"]["clusters"]}
+        # A backend cluster the test adds (a per-operation override) is
+        # configured like the shipped ones: the same upstream filters, so its
+        # served requests and copies are the same request too.
+        options = known.get("legacy", {}).get("typed_extension_protocol_options")
         for name, port in clusters.items():
             if name in known:
                 known[name]["load_assignment"]["endpoints"] = static_cluster(name, port)["load_assignment"]["endpoints"]
             else:
-                boot["static_resources"]["clusters"].append(static_cluster(name, port))
+                cluster = static_cluster(name, port)
+                if options:
+                    cluster["typed_extension_protocol_options"] = copy.deepcopy(options)
+                boot["static_resources"]["clusters"].append(cluster)
         return boot
 
     def _point_at_wasm(self, wasm_filter_config):

@@ -7,7 +7,12 @@ tested elsewhere.
 
 import json
 
-from harness import example_plugin_config, http
+from harness import SHADOW_MARKER, example_plugin_config, http
+
+
+def served(backend):
+    """The requests `backend` served (not shadow copies)."""
+    return [r for r in backend.received if r.header(SHADOW_MARKER) is None]
 
 
 def test_static_bootstrap_routes_through_filter(wasm_path, backend, envoy):
@@ -18,7 +23,8 @@ def test_static_bootstrap_routes_through_filter(wasm_path, backend, envoy):
     assert status == 200, body
     request = legacy.wait_for(1)[0]
     assert request.path == "/returns/1"
-    assert request.header("x-parallel-run-cluster") == "legacy"
+    assert request.header("x-parallel-run-cluster") is None, "the route header stops at the route"
+    assert served(candidate) == [], "legacy serves; the candidate only gets shadow copies"
 
 
 def test_ecds_push_applies_and_bad_push_is_refused(wasm_path, backend, envoy):
@@ -49,4 +55,5 @@ def test_ecds_push_applies_and_bad_push_is_refused(wasm_path, backend, envoy):
     legacy.clear()
     status, _, body = http("GET", proxy.url("/returns/1"))
     assert status == 200, body  # the last good config still serves
-    assert legacy.wait_for(1)[0].header("x-parallel-run-cluster") == "legacy"
+    assert legacy.wait_for(1)[0].path == "/returns/1"
+    assert served(candidate) == [], "legacy serves; the candidate only gets shadow copies"

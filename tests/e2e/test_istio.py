@@ -15,6 +15,7 @@ backend that received it without the shadow marker served it.
 """
 
 import copy
+import json
 import http.client
 import re
 import subprocess
@@ -364,3 +365,14 @@ def test_istio_keeps_the_filters_stats_but_drops_ecds_without_the_inclusion(wasm
     text = proxy.prometheus()
     assert re.search(r'^parallel_run_operation_requests\{operation_id="getReturn"\} 1$', text, re.M), \
         [line for line in text.splitlines() if "parallel_run_operation_requests" in line]
+
+
+def test_the_bootstrap_override_bounds_what_envoy_buffers_of_a_shadow_response(wasm_path, gateway):
+    """The override's runtime layer reaches the gateway's Envoy (README, "Memory")."""
+    proxy = gateway(wasm_path)
+    status, _, body = istio_proxy.http("GET", proxy.admin_url("/runtime"))
+    assert status == 200
+    entry = json.loads(body)["entries"]["http.async_response_buffer_limit"]
+    # Admin prints a JSON number's value with six digits ("1.04858e+06"); the
+    # async client reads it as the integer (test_callout_memory.py measures the bound).
+    assert abs(float(entry["final_value"]) - 1048576) < 10, entry

@@ -204,10 +204,16 @@ def test_guard_strips_every_header_the_filter_trusts_before_routing(docs):
 
 def test_bootstrap_override_carries_the_shipped_stats_tags(docs):
     override = json.loads(docs["ConfigMap"]["data"]["custom_bootstrap.json"])
-    assert set(override) == {"stats_config"} and set(override["stats_config"]) == {"stats_tags"}
+    assert set(override) == {"stats_config", "layered_runtime"} and set(override["stats_config"]) == {"stats_tags"}
     shipped = yaml.safe_load(BOOTSTRAP.read_text())["stats_config"]["stats_tags"]
     tags = override["stats_config"]["stats_tags"]
     assert tags[:len(shipped)] == shipped, "the same operation_id and diff_path tags as envoy/envoy.yaml"
+    # The memory bound of shadow calls, as envoy/envoy.yaml sets it; in a layer
+    # of its own (Istio's bootstrap has the admin layer already: a second one is refused).
+    [layer] = override["layered_runtime"]["layers"]
+    shipped_runtime = yaml.safe_load(BOOTSTRAP.read_text())["layered_runtime"]["layers"]
+    assert layer["static_layer"] == next(x["static_layer"] for x in shipped_runtime if "static_layer" in x)
+    assert layer["name"] not in {"global config", "admin"}
     patch = yaml.safe_load(istio_proxy.GATEWAY_PATCH.read_text())
     annotations = patch["spec"]["template"]["metadata"]["annotations"]
     assert annotations["sidecar.istio.io/bootstrapOverride"] == docs["ConfigMap"]["metadata"]["name"]
