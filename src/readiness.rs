@@ -8,9 +8,19 @@
 //! request; the windows live in the VM, so a configuration push does not
 //! restart them, but a mode change does: shadow-phase and cutover-phase
 //! comparisons never mix.
+//!
+//! The leader also sets each operation's configuration gauges (mode,
+//! target, thresholds): every VM setting the same values would define them
+//! in every VM (Envoy keeps a handle table per VM), for nothing. It reads
+//! the counters of operations whose mode shadows (defining them in its own
+//! VM, as a read needs a handle), and of others only when it has them
+//! already (an operation that left shadowing keeps being judged, so its
+//! `ready` drops); an operation that never shadowed gets no window gauges.
+
+use std::rc::{Rc, Weak};
 
 use hashbrown::{HashMap, HashSet};
-use parallel_run_core::counters::{Counter, Gauge};
+use parallel_run_core::counters::{self, Counter, Gauge};
 use parallel_run_core::window::{self, Tally, Window};
 use parallel_run_core::Mode;
 
@@ -34,6 +44,8 @@ pub struct Readiness {
     ticks: u64,
     /// Per operation id: the mode and window length the window is for.
     windows: HashMap<String, (Mode, u64, Window)>,
+    /// The configuration whose gauges this VM set as the leader.
+    published: Weak<Plugin>,
 }
 
 impl Readiness {
@@ -65,20 +77,57 @@ impl Readiness {
             }
         });
         let led = led.unwrap_or(false);
-        if !led && !self.windows.is_empty() {
+        if !led {
             // Another VM leads: its windows are the ones that count.
             self.windows.clear();
+            self.published = Weak::new();
         }
         led
     }
 
-    pub fn tick(&mut self, host: &impl Host, plugin: &Plugin, vm_number: u64) {
+    /// Whether this VM holds the lease now, without renewing it.
+    fn leads(host: &impl Host, vm_number: u64, now_s: u64) -> bool {
+        let Some((Some(value), _)) = host.shared_data(LEASE_KEY) else {
+            return false;
+        };
+        let text = std::str::from_utf8(&value).unwrap_or_default();
+        let holder = text.split_once(' ').and_then(|(vm, expiry)| {
+            Some((vm.parse::<u64>().ok()?, expiry.parse::<u64>().ok()?))
+        });
+        holder.is_some_and(|(vm, expiry)| vm == vm_number && expiry > now_s)
+    }
+
+    /// A configuration was accepted: the leader sets its gauges now.
+    pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
+        if host.now_s().is_some_and(|now_s| Readiness::leads(host, vm_number, now_s)) {
+            self.publish(host, plugin);
+        }
+    }
+
+    /// Sets the configuration gauges of `plugin`, once per configuration
+    /// and leadership.
+    fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>) {
+        if std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
+            return;
+        }
+        for (index, operation) in plugin.plan.operations.iter().enumerate() {
+            for gauge in Gauge::ALL {
+                if let Some(value) = counters::config_gauge_value(operation, gauge) {
+                    plugin.gauges.set(host, index, gauge, value);
+                }
+            }
+        }
+        self.published = Rc::downgrade(plugin);
+    }
+
+    pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
         let Some(now_s) = host.now_s() else {
             return;
         };
         if !self.lead(host, vm_number, now_s) {
             return;
         }
+        self.publish(host, plugin);
         self.ticks += 1;
         if self.ticks % EVALUATE_EVERY_TICKS != 1 {
             return;
@@ -88,7 +137,11 @@ impl Readiness {
         self.windows.retain(|id, _| live.contains(id.as_str()));
         for (index, operation) in plan.operations.iter().enumerate() {
             let rule = operation.readiness;
-            let value = |counter| plugin.counters.value(host, index, counter);
+            let shadows = operation.shadow().is_some();
+            let value = |counter| match shadows {
+                true => plugin.counters.value(host, index, counter),
+                false => plugin.counters.value_if_defined(host, index, counter),
+            };
             let (Some(shadowed), Some(matched), Some(unmatched), Some(failed)) = (
                 value(Counter::Shadowed),
                 value(Counter::Matched),
@@ -111,7 +164,7 @@ impl Readiness {
             let window = &mut entry.2;
             window.observe(now_s, tally);
             let (evaluation, held_for) = window.judge(now_s, &rule, operation.target_match_rate, operation.min_samples);
-            let ready = operation.shadow().is_some() && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
+            let ready = shadows && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
             let set = |gauge, value| plugin.gauges.set(host, index, gauge, value);
             set(Gauge::WindowComparisons, evaluation.tally.comparisons());
             set(Gauge::WindowMatched, evaluation.tally.matched);

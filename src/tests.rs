@@ -363,7 +363,9 @@ fn a_configuration_replaced_with_calls_open_counts_them_abandoned_after_the_dead
 
 #[test]
 fn a_refused_configuration_keeps_the_previous_one() {
-    let proxy = Vmx::start(CONFIG);
+    let mut proxy = Vmx::start(CONFIG);
+    // The readiness leader sets the configuration gauges.
+    proxy.root.on_tick();
     let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
     proxy.fake.state().config = br#"{"legacy":{"cluster":"l"}}"#.to_vec();
     assert!(!root.on_configure(0));
@@ -795,4 +797,125 @@ fn object_keys_reach_no_stat_name_and_no_log_line_unless_allowed() {
         "{logs}"
     );
     assert!(logs.contains("json_paths=[/{}/{}]"), "{logs}");
+}
+
+// ------------------------------------------------------------------ cost per request
+
+const COST_CONFIG: &str = r#"{
+  "revision": "cost",
+  "legacy": {"cluster": "legacy"},
+  "candidate": {"cluster": "candidate"},
+  "defaults": {"shadow_timeout_ms": 1000, "max_body_bytes": 4096},
+  "operations": [
+    {"id": "passThrough", "method": "POST", "path": "/legacy/{size}", "mode": "legacy"},
+    {"id": "shadowed", "method": "POST", "path": "/shadow/{size}", "mode": "shadow", "shadow_unsafe": true},
+    {"id": "cutOver", "method": "POST", "path": "/cutover/{size}", "mode": "cutover", "shadow_unsafe": true}
+  ]
+}"#;
+
+/// One request through the whole data path, as bench/ab.py sends them
+/// (POST, a body, a reply with a body), shadow reply included; the
+/// hostcalls it made.
+fn one_request(proxy: &mut Vmx, path: &str) -> Vec<&'static str> {
+    let body = br#"{"a":1}"#;
+    proxy.fake.take_hostcalls();
+    let mut stream = proxy.request("POST", path, &[("x-request-id", "r1")], Some(body));
+    proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+    stream.on_log();
+    drop(stream);
+    proxy.wake();
+    let call = proxy.fake.state().calls.pop();
+    if let Some(call) = call {
+        proxy.reply(call.token, 200, r#"{"a":1}"#);
+    }
+    proxy.fake.take_hostcalls()
+}
+
+/// The hostcalls of a request after the first (which defines its
+/// operation's counters), and of one the route check samples.
+fn steady_cost(path: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut proxy = Vmx::start(COST_CONFIG);
+    one_request(&mut proxy, path);
+    let steady = one_request(&mut proxy, path);
+    for _ in 2..super::vm::ROUTE_CHECK_EVERY {
+        one_request(&mut proxy, path);
+    }
+    (steady, one_request(&mut proxy, path))
+}
+
+#[test]
+fn a_pass_through_request_costs_four_hostcalls() {
+    let (steady, sampled) = steady_cost("/legacy/2k");
+    // Read the headers once, write the route header, count requests and
+    // served_legacy; no route-cache clear (the fallback route serves
+    // legacy), nothing on the response path.
+    assert_eq!(
+        steady,
+        ["request_headers", "set_request_header", "increment_metric", "increment_metric"],
+        "{steady:?}"
+    );
+    let mut expected = steady.clone();
+    expected.push("routed_cluster");
+    assert_eq!(sampled, expected, "one in 16 has its route read back");
+}
+
+#[test]
+fn a_request_the_candidate_serves_clears_the_route_cache_and_has_its_route_checked() {
+    let (steady, _) = steady_cost("/cutover/2k");
+    assert_eq!(steady.iter().filter(|&&c| c == "clear_route_cache").count(), 1, "{steady:?}");
+    assert_eq!(steady.iter().filter(|&&c| c == "routed_cluster").count(), 1, "{steady:?}");
+}
+
+#[test]
+fn a_shadowed_request_costs_its_hostcalls_and_no_more() {
+    let (steady, _) = steady_cost("/shadow/2k");
+    println!("shadowed request: {} hostcalls: {steady:?}", steady.len());
+    assert!(!steady.contains(&"clear_route_cache"), "{steady:?}");
+    assert!(!steady.contains(&"define_metric"), "{steady:?}");
+}
+
+#[test]
+fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_gauges() {
+    let mut first = Vmx::start(COST_CONFIG);
+    let mut second = Vmx::on(first.fake.clone(), COST_CONFIG);
+    let defined = |vmx: &Vmx| -> Vec<String> {
+        let state = vmx.fake.state();
+        state.metrics.iter().map(|m| m.1.clone()).collect()
+    };
+    let per_operation = |names: &[String]| names.iter().filter(|n| n.starts_with("parallel_run.operation.")).count();
+    assert_eq!(per_operation(&defined(&first)), 0, "nothing per operation at configuration");
+    // The first VM to tick leads and sets the configuration gauges of
+    // every operation, once; the other sets none.
+    first.root.on_tick();
+    second.root.on_tick();
+    let names = defined(&first);
+    for op in ["passThrough", "shadowed", "cutOver"] {
+        let mode = format!("parallel_run.operation.{op}.mode");
+        assert_eq!(names.iter().filter(|n| **n == mode).count(), 1, "{op}");
+    }
+    assert_eq!(first.fake.metric("parallel_run.operation.cutOver.mode"), 2);
+    assert!(
+        !names.iter().any(|n| n.starts_with("parallel_run.operation.passThrough.")
+            && !n.ends_with("_bp")
+            && !n.ends_with(".mode")
+            && !n.ends_with(".min_samples")
+            && !n.ends_with(".window_s")),
+        "a legacy operation without traffic has only its configuration gauges: {names:?}"
+    );
+    // Traffic defines the operation's counters, together, in the VM that
+    // counts.
+    let before = per_operation(&defined(&second));
+    one_request(&mut second, "/legacy/2k");
+    let after = per_operation(&defined(&second));
+    assert_eq!(after - before, parallel_run_core::counters::Counter::ALL.len());
+    assert_eq!(second.counter("passThrough", "requests"), 1);
+    // A push keeps the handles: the leader sets the new gauges at once, and
+    // defines nothing again.
+    let pushed = COST_CONFIG.replace(r#""mode": "legacy""#, r#""mode": "shadow", "shadow_unsafe": true"#);
+    let count = defined(&first).len();
+    let mut root = Root::new(first.fake.clone(), Rc::clone(&first.vm));
+    first.fake.state().config = pushed.as_bytes().to_vec();
+    assert!(root.on_configure(pushed.len()));
+    assert_eq!(first.fake.metric("parallel_run.operation.passThrough.mode"), 1);
+    assert_eq!(defined(&first).len(), count, "no handle defined twice");
 }

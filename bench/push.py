@@ -1,0 +1,119 @@
+"""How long client requests are held up while a large configuration is
+applied, and what it leaves in memory (issue 13 item 7), for two builds.
+
+    .venv/bin/python -m bench.push --a OLD.wasm --b NEW.wasm [--operations 10000] [--rounds 2]
+
+(from the repository root). For each round and build: a fresh proxy Envoy
+(the testbed, `envoy/envoy-ecds.yaml`, `--concurrency 2`) with one operation
+in shadow mode, four client threads sending GET /returns/1 to it in a loop
+(each request waits for the last: a bounded closed loop, at most 40 s),
+then after 3 s an ECDS push of the same configuration plus `--operations`
+legacy operations no request matches. Reports the slowest request before
+the push, the slowest and the p99 in the 12 s from the push on, how many
+took more than 50 ms, and the proxy's VmRSS after the push: the target is
+no request slower than 50 ms because of the push. Backends are the
+testbed's Python HTTP servers on 127.0.0.1.
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from testbed.backend import Backend, json_response
+from testbed.envoy import Envoy, set_plugin_config, write_atomic
+from testbed.net import Client
+from testbed.process import rss_kib
+
+LOAD_THREADS = 4
+BEFORE_S, AFTER_S, MAX_S = 3.0, 12.0, 40.0
+
+
+def configs(n):
+    base = {"revision": "small", "legacy": {"cluster": "legacy"}, "candidate": {"cluster": "candidate"},
+            "defaults": {"mode": "legacy"},
+            "operations": [{"id": "getReturn", "method": "GET", "path": "/returns/{id}", "mode": "shadow"}]}
+    big = dict(base, revision=f"big-{n}", operations=base["operations"] + [
+        {"id": f"op{i}", "method": "GET", "path": f"/p{i}/{{id}}"} for i in range(n)])
+    return base, big
+
+
+def one_run(wasm, n):
+    base, big = configs(n)
+    with tempfile.TemporaryDirectory(prefix="parallel-run-push-") as tmp, \
+            Backend(lambda r: json_response({}), name="legacy") as legacy, \
+            Backend(lambda r: json_response({}), name="candidate") as candidate:
+        envoy = Envoy(tmp, {"legacy": legacy.port, "candidate": candidate.port}, wasm_path=wasm, config=base,
+                      ecds=True, concurrency=2, log_level="warning")
+        try:
+            latencies, stop = [], threading.Event()
+
+            def load():
+                client = Client(envoy.url(""))
+                deadline = time.monotonic() + MAX_S
+                while not stop.is_set() and time.monotonic() < deadline:
+                    t = time.monotonic()
+                    client.get("/returns/1")
+                    latencies.append((t, time.monotonic() - t))
+
+            threads = [threading.Thread(target=load) for _ in range(LOAD_THREADS)]
+            for th in threads:
+                th.start()
+            time.sleep(BEFORE_S)
+            rss_before = rss_kib(envoy.proc.pid) or 0
+            push = time.monotonic()
+            resource = envoy._resource
+            set_plugin_config(resource["resources"][0]["typed_config"], big)
+            write_atomic(envoy.ecds_file, json.dumps(resource))
+            time.sleep(AFTER_S)
+            stop.set()
+            for th in threads:
+                th.join()
+            rss_after = rss_kib(envoy.proc.pid) or 0
+            applied = f'revision="big-{n}"' in envoy.log_text()
+        finally:
+            envoy.stop()
+    before = sorted(d for t, d in latencies if t < push)
+    after = sorted(d for t, d in latencies if push <= t < push + AFTER_S)
+    return {
+        "applied": applied,
+        "before_max_ms": max(before) * 1000 if before else None,
+        "after_n": len(after),
+        "after_max_ms": max(after) * 1000 if after else None,
+        "after_p99_ms": after[int(len(after) * 0.99)] * 1000 if after else None,
+        "over_50ms": sum(1 for d in after if d > 0.05),
+        "rss_before_mib": rss_before / 1024,
+        "rss_after_mib": rss_after / 1024,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--a", required=True)
+    p.add_argument("--b", required=True)
+    p.add_argument("--operations", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    wasm = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
+    runs = {"A": [], "B": []}
+    for rnd in range(1, args.rounds + 1):
+        for name in ("A", "B"):
+            r = one_run(wasm[name], args.operations)
+            runs[name].append(r)
+            print(f"round {rnd} {name}: applied={r['applied']} before max {r['before_max_ms']:.1f} ms; "
+                  f"after the push: {r['after_n']} requests, max {r['after_max_ms']:.1f} ms, "
+                  f"p99 {r['after_p99_ms']:.1f} ms, {r['over_50ms']} over 50 ms; "
+                  f"RSS {r['rss_before_mib']:.1f} -> {r['rss_after_mib']:.1f} MiB", flush=True)
+    for name in ("A", "B"):
+        rs = runs[name]
+        print(f"{name}: max after push median {statistics.median(r['after_max_ms'] for r in rs):.1f} ms, "
+              f"p99 median {statistics.median(r['after_p99_ms'] for r in rs):.1f} ms, "
+              f"over 50 ms {[r['over_50ms'] for r in rs]}, "
+              f"RSS growth median {statistics.median(r['rss_after_mib'] - r['rss_before_mib'] for r in rs):.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
