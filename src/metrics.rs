@@ -14,7 +14,11 @@
 //! An operation's counters are defined together, at its first count, so
 //! that its series appear in Prometheus together (the shipped rules treat
 //! an operation without series as one with no traffic); gauges and
-//! histograms one by one, when first set.
+//! histograms one by one, when first set. The counters of an operation
+//! whose mode shadows are defined up front by the readiness leader
+//! (readiness.rs): Prometheus' `increase()` misses what a series counted
+//! before its first scrape, so the comparisons the shipped rules and
+//! alerts judge must exist at 0 before the first one.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
@@ -177,39 +181,29 @@ impl<M: PerOperation> OperationMetrics<M> {
             id => Some(id),
         }
     }
-
-    /// The handle of a metric this VM defined already (under any
-    /// configuration), without defining it.
-    fn existing(&self, operation: usize, metric: M) -> Option<u32> {
-        let cell = self.operations.get(operation)?;
-        if let Some(id) = cell.get().and_then(|slots| slots.get(metric.index())).map(Cell::get) {
-            if id != UNDEFINED {
-                return (id != REFUSED).then_some(id);
-            }
-        }
-        self.metrics.existing(&metric.stat_name(self.ids.get(operation)?))
-    }
 }
 
 impl OperationMetrics<Counter> {
     /// Counts one, defining the operation's counters together on its first
     /// count in this VM.
     pub fn count(&self, host: &impl Host, operation: usize, counter: Counter) {
-        let Some(slots) = self.slots(operation) else { return };
-        let Some(slot) = slots.get(counter.index()) else { return };
-        let id = match slot.get() {
-            UNDEFINED => {
-                for (other, slot) in Counter::ALL.iter().zip(slots) {
-                    if slot.get() == UNDEFINED {
-                        self.define(host, operation, slot, *other);
-                    }
-                }
-                slot.get()
-            }
-            id => id,
-        };
+        let Some(slot) = self.slot(operation, counter) else { return };
+        if slot.get() == UNDEFINED {
+            self.define_all(host, operation);
+        }
+        let id = slot.get();
         if id != REFUSED && id != UNDEFINED {
             host.increment_metric(id);
+        }
+    }
+
+    /// Defines every counter of an operation this VM has not defined yet.
+    pub fn define_all(&self, host: &impl Host, operation: usize) {
+        let Some(slots) = self.slots(operation) else { return };
+        for (counter, slot) in Counter::ALL.iter().zip(slots) {
+            if slot.get() == UNDEFINED {
+                self.define(host, operation, slot, *counter);
+            }
         }
     }
 
@@ -218,12 +212,6 @@ impl OperationMetrics<Counter> {
     /// counts needs a handle of its own).
     pub fn value(&self, host: &impl Host, operation: usize, counter: Counter) -> Option<u64> {
         host.metric_value(self.id(host, operation, counter)?)
-    }
-
-    /// A counter's value if this VM defined it already; `None` otherwise,
-    /// and nothing is defined.
-    pub fn value_if_defined(&self, host: &impl Host, operation: usize, counter: Counter) -> Option<u64> {
-        host.metric_value(self.existing(operation, counter)?)
     }
 }
 

@@ -11,11 +11,11 @@
 //!
 //! The leader also sets each operation's configuration gauges (mode,
 //! target, thresholds): every VM setting the same values would define them
-//! in every VM (Envoy keeps a handle table per VM), for nothing. It reads
-//! the counters of operations whose mode shadows (defining them in its own
-//! VM, as a read needs a handle), and of others only when it has them
-//! already (an operation that left shadowing keeps being judged, so its
-//! `ready` drops); an operation that never shadowed gets no window gauges.
+//! in every VM (Envoy keeps a handle table per VM), for nothing. It judges
+//! the operations whose mode shadows (defining their counters in its own
+//! VM, as a read needs a handle), and those that left shadowing while it
+//! had a window for them, so that their `ready` drops; an operation that
+//! never shadowed gets no window gauges.
 
 use std::rc::{Rc, Weak};
 
@@ -104,8 +104,8 @@ impl Readiness {
         }
     }
 
-    /// Sets the configuration gauges of `plugin`, once per configuration
-    /// and leadership.
+    /// Sets the configuration gauges of `plugin`, and defines the counters of
+    /// the operations that shadow, once per configuration and leadership.
     fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>) {
         if std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
             return;
@@ -115,6 +115,11 @@ impl Readiness {
                 if let Some(value) = counters::config_gauge_value(operation, gauge) {
                     plugin.gauges.set(host, index, gauge, value);
                 }
+            }
+            // Its comparisons exist at 0 before the first one, for
+            // Prometheus' increase() (metrics.rs).
+            if operation.shadow().is_some() {
+                plugin.counters.define_all(host, index);
             }
         }
         self.published = Rc::downgrade(plugin);
@@ -138,10 +143,12 @@ impl Readiness {
         for (index, operation) in plan.operations.iter().enumerate() {
             let rule = operation.readiness;
             let shadows = operation.shadow().is_some();
-            let value = |counter| match shadows {
-                true => plugin.counters.value(host, index, counter),
-                false => plugin.counters.value_if_defined(host, index, counter),
-            };
+            // One that does not shadow is judged only while it has a window
+            // (it left shadowing: its `ready` must drop), never defined for.
+            if !shadows && !self.windows.contains_key(operation.id.as_str()) {
+                continue;
+            }
+            let value = |counter| plugin.counters.value(host, index, counter);
             let (Some(shadowed), Some(matched), Some(unmatched), Some(failed)) = (
                 value(Counter::Shadowed),
                 value(Counter::Matched),
