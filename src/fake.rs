@@ -225,7 +225,8 @@ impl Host for Fake {
     }
 
     fn set_tick_period(&self, _period: Duration) {
-        self.hostcall("set_tick_period");}
+        self.hostcall("set_tick_period");
+    }
 
     fn done(&self) {
         self.hostcall("done");

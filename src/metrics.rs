@@ -129,6 +129,10 @@ const UNDEFINED: u32 = u32::MAX;
 /// refusal is a warning in Envoy's log).
 const REFUSED: u32 = u32::MAX - 1;
 
+/// One operation's handles, by the metric's index in its list; allocated
+/// at the operation's first use.
+type Slots = OnceCell<Box<[Cell<u32>]>>;
+
 /// The handles of one kind of per-operation metric for one plan, by
 /// operation index, then by the metric's index in its list; an operation's
 /// slots are allocated at its first use.
@@ -136,7 +140,7 @@ pub struct OperationMetrics<M> {
     metrics: Metrics,
     /// The operations' ids, by index, for the stat names.
     ids: Rc<[Box<str>]>,
-    operations: Box<[OnceCell<Box<[Cell<u32>]>>]>,
+    operations: Box<[Slots]>,
     kind: std::marker::PhantomData<M>,
 }
 
@@ -187,7 +191,9 @@ impl OperationMetrics<Counter> {
     /// Counts one, defining the operation's counters together on its first
     /// count in this VM.
     pub fn count(&self, host: &impl Host, operation: usize, counter: Counter) {
-        let Some(slot) = self.slot(operation, counter) else { return };
+        let Some(slot) = self.slot(operation, counter) else {
+            return;
+        };
         if slot.get() == UNDEFINED {
             self.define_all(host, operation);
         }

@@ -91,15 +91,18 @@ impl Readiness {
             return false;
         };
         let text = std::str::from_utf8(&value).unwrap_or_default();
-        let holder = text.split_once(' ').and_then(|(vm, expiry)| {
-            Some((vm.parse::<u64>().ok()?, expiry.parse::<u64>().ok()?))
-        });
+        let holder = text
+            .split_once(' ')
+            .and_then(|(vm, expiry)| Some((vm.parse::<u64>().ok()?, expiry.parse::<u64>().ok()?)));
         holder.is_some_and(|(vm, expiry)| vm == vm_number && expiry > now_s)
     }
 
     /// A configuration was accepted: the leader sets its gauges now.
     pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
-        if host.now_s().is_some_and(|now_s| Readiness::leads(host, vm_number, now_s)) {
+        if host
+            .now_s()
+            .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s))
+        {
             self.publish(host, plugin);
         }
     }

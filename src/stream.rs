@@ -12,9 +12,9 @@ use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::ExchangeId;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::{Backend, Side};
-use parallel_run_core::Plan;
 use parallel_run_core::routing;
 use parallel_run_core::shadow::{self, Decision, RequestFacts};
+use parallel_run_core::Plan;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 

@@ -851,7 +851,12 @@ fn a_pass_through_request_costs_four_hostcalls() {
     // legacy), nothing on the response path.
     assert_eq!(
         steady,
-        ["request_headers", "set_request_header", "increment_metric", "increment_metric"],
+        [
+            "request_headers",
+            "set_request_header",
+            "increment_metric",
+            "increment_metric"
+        ],
         "{steady:?}"
     );
     let mut expected = steady.clone();
@@ -862,8 +867,16 @@ fn a_pass_through_request_costs_four_hostcalls() {
 #[test]
 fn a_request_the_candidate_serves_clears_the_route_cache_and_has_its_route_checked() {
     let (steady, _) = steady_cost("/cutover/2k");
-    assert_eq!(steady.iter().filter(|&&c| c == "clear_route_cache").count(), 1, "{steady:?}");
-    assert_eq!(steady.iter().filter(|&&c| c == "routed_cluster").count(), 1, "{steady:?}");
+    assert_eq!(
+        steady.iter().filter(|&&c| c == "clear_route_cache").count(),
+        1,
+        "{steady:?}"
+    );
+    assert_eq!(
+        steady.iter().filter(|&&c| c == "routed_cluster").count(),
+        1,
+        "{steady:?}"
+    );
 }
 
 #[test]
@@ -882,8 +895,17 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
         let state = vmx.fake.state();
         state.metrics.iter().map(|m| m.1.clone()).collect()
     };
-    let per_operation = |names: &[String]| names.iter().filter(|n| n.starts_with("parallel_run.operation.")).count();
-    assert_eq!(per_operation(&defined(&first)), 0, "nothing per operation at configuration");
+    let per_operation = |names: &[String]| {
+        names
+            .iter()
+            .filter(|n| n.starts_with("parallel_run.operation."))
+            .count()
+    };
+    assert_eq!(
+        per_operation(&defined(&first)),
+        0,
+        "nothing per operation at configuration"
+    );
     // The first VM to tick leads and sets the configuration gauges of
     // every operation, once; the other sets none.
     first.root.on_tick();
@@ -895,11 +917,13 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     }
     assert_eq!(first.fake.metric("parallel_run.operation.cutOver.mode"), 2);
     assert!(
-        !names.iter().any(|n| n.starts_with("parallel_run.operation.passThrough.")
-            && !n.ends_with("_bp")
-            && !n.ends_with(".mode")
-            && !n.ends_with(".min_samples")
-            && !n.ends_with(".window_s")),
+        !names
+            .iter()
+            .any(|n| n.starts_with("parallel_run.operation.passThrough.")
+                && !n.ends_with("_bp")
+                && !n.ends_with(".mode")
+                && !n.ends_with(".min_samples")
+                && !n.ends_with(".window_s")),
         "a legacy operation without traffic has only its configuration gauges: {names:?}"
     );
     // Traffic defines the operation's counters, together, in the VM that
@@ -913,7 +937,10 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     // that they exist at 0 before the first comparison.
     let counters = |vmx: &Vmx, op: &str| {
         let prefix = format!("parallel_run.operation.{op}.");
-        defined(vmx).iter().filter(|n| **n == format!("{prefix}shadowed")).count()
+        defined(vmx)
+            .iter()
+            .filter(|n| **n == format!("{prefix}shadowed"))
+            .count()
     };
     // passThrough's once, by the VM that counted its request.
     assert_eq!((counters(&first, "shadowed"), counters(&first, "passThrough")), (1, 1));
@@ -929,8 +956,14 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     let count = defined(&first).len();
     let _root = push(&first, &shadowing);
     assert_eq!(first.fake.metric("parallel_run.operation.passThrough.mode"), 1);
-    assert_eq!(defined(&first).len(), count + parallel_run_core::counters::Counter::ALL.len());
+    assert_eq!(
+        defined(&first).len(),
+        count + parallel_run_core::counters::Counter::ALL.len()
+    );
     let count = defined(&first).len();
-    let _root = push(&first, &shadowing.replace(r#""revision": "cost""#, r#""revision": "again""#));
+    let _root = push(
+        &first,
+        &shadowing.replace(r#""revision": "cost""#, r#""revision": "again""#),
+    );
     assert_eq!(defined(&first).len(), count, "no handle defined twice");
 }
