@@ -32,6 +32,20 @@ LOAD_THREADS = 4
 BEFORE_S, AFTER_S, MAX_S = 3.0, 12.0, 40.0
 
 
+def fingerprint(revision):
+    """core/src/counters.rs revision_fingerprint: FNV-1a, cut to 52 bits, never 0."""
+    h = 0xcbf29ce484222325
+    for b in revision.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return max(h & ((1 << 52) - 1), 1)
+
+
+def running(envoy, revision):
+    """Whether Envoy's filter runs `revision`, from the revision gauge every VM sets."""
+    stats = envoy.stats(filter=r"^wasmcustom\.parallel_run\.config\.revision$")
+    return stats.get("wasmcustom.parallel_run.config.revision") == fingerprint(revision)
+
+
 def configs(n):
     base = {"revision": "small", "legacy": {"cluster": "legacy"}, "candidate": {"cluster": "candidate"},
             "defaults": {"mode": "legacy"},
@@ -73,7 +87,7 @@ def one_run(wasm, n):
             for th in threads:
                 th.join()
             rss_after = rss_kib(envoy.proc.pid) or 0
-            applied = f'revision="big-{n}"' in envoy.log_text()
+            applied = running(envoy, big["revision"])
         finally:
             envoy.stop()
     before = sorted(d for t, d in latencies if t < push)

@@ -25,6 +25,7 @@ use parallel_run_core::window::{self, Tally, Window};
 use parallel_run_core::Mode;
 
 use crate::host::Host;
+use crate::metrics::OUTCOMES;
 use crate::vm::Plugin;
 
 /// Ticks between evaluations. The gauges are read by scrapes every 10 s or
@@ -107,8 +108,9 @@ impl Readiness {
         }
     }
 
-    /// Sets the configuration gauges of `plugin`, and defines the counters of
-    /// the operations that shadow, once per configuration and leadership.
+    /// Sets the configuration gauges of `plugin`, and defines the outcome
+    /// counters of the operations that shadow, once per configuration and
+    /// leadership.
     fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>) {
         if std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
             return;
@@ -122,7 +124,7 @@ impl Readiness {
             // Its comparisons exist at 0 before the first one, for
             // Prometheus' increase() (metrics.rs).
             if operation.shadow().is_some() {
-                plugin.counters.define_all(host, index);
+                plugin.counters.define_these(host, index, &OUTCOMES);
             }
         }
         self.published = Rc::downgrade(plugin);

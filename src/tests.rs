@@ -933,8 +933,8 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     let after = per_operation(&defined(&second));
     assert_eq!(after - before, parallel_run_core::counters::Counter::ALL.len());
     assert_eq!(second.counter("passThrough", "requests"), 1);
-    // The leader defines the counters of the operations that shadow, so
-    // that they exist at 0 before the first comparison.
+    // The leader defines the outcome counters of the operations that
+    // shadow, so that they exist at 0 before the first comparison.
     let counters = |vmx: &Vmx, op: &str| {
         let prefix = format!("parallel_run.operation.{op}.");
         defined(vmx)
@@ -944,8 +944,8 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     };
     // passThrough's once, by the VM that counted its request.
     assert_eq!((counters(&first, "shadowed"), counters(&first, "passThrough")), (1, 1));
-    // A push: the leader sets the new gauges at once, defines the counters
-    // of the operation that now shadows, and nothing twice.
+    // A push: the leader sets the new gauges at once, defines the outcome
+    // counters of the operation that now shadows, and nothing twice.
     let push = |vmx: &Vmx, config: &str| {
         let mut root = Root::new(vmx.fake.clone(), Rc::clone(&vmx.vm));
         vmx.fake.state().config = config.as_bytes().to_vec();
@@ -956,10 +956,7 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     let count = defined(&first).len();
     let _root = push(&first, &shadowing);
     assert_eq!(first.fake.metric("parallel_run.operation.passThrough.mode"), 1);
-    assert_eq!(
-        defined(&first).len(),
-        count + parallel_run_core::counters::Counter::ALL.len()
-    );
+    assert_eq!(defined(&first).len(), count + crate::metrics::OUTCOMES.len());
     let count = defined(&first).len();
     let _root = push(
         &first,

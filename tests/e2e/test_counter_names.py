@@ -14,6 +14,8 @@ CONFIG = {
     "operations": [{"id": "getReturn", "method": "GET", "path": "/returns/{id}", "mode": "shadow"},
                    {"id": "listReturns", "method": "GET", "path": "/returns", "mode": "legacy"}],
 }
+# Defined by the leader before any comparison (src/metrics.rs OUTCOMES).
+OUTCOMES = {"shadowed", "matched", "unmatched", "failed", "abandoned", "routing_mismatch"}
 CONFIG_GAUGES = {"mode", "target_match_rate_bp", "min_samples", "window_s", "max_failure_rate_bp",
                  "max_latency_ratio_bp"}
 
@@ -38,18 +40,18 @@ def test_the_harness_and_the_readme_name_exactly_the_counters_the_filter_defines
                 {name for name, kind in types.items() if kind == "histogram"})
 
     # Before any traffic (src/metrics.rs): the readiness leader's first tick
-    # sets every operation's configuration gauges and defines the counters
-    # of the one that shadows (at 0, for Prometheus' increase()); the legacy
+    # sets every operation's configuration gauges and defines the outcome
+    # counters of the one that shadows (at 0, for Prometheus' increase()); the legacy
     # operation, without traffic, has no other stat.
     def published():
         ops = by_operation(proxy)
         ready = {"getReturn", "listReturns"} <= {op for op, stats in ops.items() if "mode" in stats}
-        return ops if ready and "routing_mismatch" in ops["getReturn"] else None
+        return ops if ready and OUTCOMES <= set(ops["getReturn"]) else None
 
     ops = wait_until(published, timeout=10, message="the configuration gauges")
     assert set(ops["listReturns"]) == CONFIG_GAUGES, ops["listReturns"]
-    assert set(OPERATION_COUNTERS) <= set(ops["getReturn"]), ops["getReturn"]
-    assert not any(ops["getReturn"][name] for name in OPERATION_COUNTERS)
+    assert OUTCOMES <= set(ops["getReturn"]) and "requests" not in ops["getReturn"], ops["getReturn"]
+    assert not any(ops["getReturn"][name] for name in OUTCOMES)
     # One shadowed request defines the counters, both histograms, and the
     # leader's next evaluation the window gauges.
     with Client(proxy.url("")) as client:
