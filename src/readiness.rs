@@ -25,7 +25,7 @@ use parallel_run_core::window::{self, Tally, Window};
 use parallel_run_core::Mode;
 
 use crate::host::Host;
-use crate::metrics::OUTCOMES;
+use crate::metrics::{Budget, Spent, OUTCOMES};
 use crate::vm::Plugin;
 
 /// Ticks between evaluations. The gauges are read by scrapes every 10 s or
@@ -45,8 +45,10 @@ pub struct Readiness {
     ticks: u64,
     /// Per operation id: the mode and window length the window is for.
     windows: HashMap<String, (Mode, u64, Window)>,
-    /// The configuration whose gauges this VM set as the leader.
+    /// The configuration whose gauges this VM sets as the leader, and the
+    /// operation it goes on from.
     published: Weak<Plugin>,
+    publish_next: usize,
 }
 
 impl Readiness {
@@ -104,30 +106,34 @@ impl Readiness {
             .now_s()
             .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s))
         {
-            self.publish(host, plugin);
+            let _ = self.publish(host, plugin, &mut Budget::per_tick());
         }
     }
 
     /// Sets the configuration gauges of `plugin`, and defines the outcome
     /// counters of the operations that shadow, once per configuration and
-    /// leadership.
-    fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>) {
-        if std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
-            return;
+    /// leadership; new definitions within `budget`, the rest at the next
+    /// tick.
+    fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>, budget: &mut Budget) -> Result<(), Spent> {
+        if !std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
+            self.published = Rc::downgrade(plugin);
+            self.publish_next = 0;
         }
-        for (index, operation) in plugin.plan.operations.iter().enumerate() {
+        while let Some(operation) = plugin.plan.operations.get(self.publish_next) {
+            let index = self.publish_next;
             for gauge in Gauge::ALL {
                 if let Some(value) = counters::config_gauge_value(operation, gauge) {
-                    plugin.gauges.set(host, index, gauge, value);
+                    plugin.gauges.set_within(host, index, gauge, value, budget)?;
                 }
             }
             // Its comparisons exist at 0 before the first one, for
             // Prometheus' increase() (metrics.rs).
             if operation.shadow().is_some() {
-                plugin.counters.define_these(host, index, &OUTCOMES);
+                plugin.counters.define_within(host, index, &OUTCOMES, budget)?;
             }
+            self.publish_next += 1;
         }
-        self.published = Rc::downgrade(plugin);
+        Ok(())
     }
 
     pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
@@ -137,7 +143,9 @@ impl Readiness {
         if !self.lead(host, vm_number, now_s) {
             return;
         }
-        self.publish(host, plugin);
+        let budget = &mut Budget::per_tick();
+        // Spent: it goes on at the next tick.
+        let _ = self.publish(host, plugin, budget);
         self.ticks += 1;
         if self.ticks % EVALUATE_EVERY_TICKS != 1 {
             return;
@@ -153,8 +161,9 @@ impl Readiness {
             if !shadows && !self.windows.contains_key(operation.id.as_str()) {
                 continue;
             }
-            let value = |counter| plugin.counters.value(host, index, counter);
-            let (Some(shadowed), Some(matched), Some(unmatched), Some(failed)) = (
+            let mut value = |counter| plugin.counters.value_within(host, index, counter, budget);
+            // Not defined yet and the tick's budget spent: judged later.
+            let (Ok(Some(shadowed)), Ok(Some(matched)), Ok(Some(unmatched)), Ok(Some(failed))) = (
                 value(Counter::Shadowed),
                 value(Counter::Matched),
                 value(Counter::Unmatched),
@@ -177,7 +186,10 @@ impl Readiness {
             window.observe(now_s, tally);
             let (evaluation, held_for) = window.judge(now_s, &rule, operation.target_match_rate, operation.min_samples);
             let ready = shadows && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
-            let set = |gauge, value| plugin.gauges.set(host, index, gauge, value);
+            // A gauge the budget cannot define yet is set at the next evaluation.
+            let mut set = |gauge, value| {
+                let _ = plugin.gauges.set_within(host, index, gauge, value, budget);
+            };
             set(Gauge::WindowComparisons, evaluation.tally.comparisons());
             set(Gauge::WindowMatched, evaluation.tally.matched);
             set(Gauge::WindowFailed, evaluation.tally.failed);

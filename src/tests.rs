@@ -989,3 +989,34 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     );
     assert_eq!(defined(&first).len(), count, "no handle defined twice");
 }
+
+#[test]
+fn a_large_configuration_defines_its_stats_over_several_ticks() {
+    let operations: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"id": "op{i}", "method": "GET", "path": "/p{i}", "mode": "legacy"}}"#))
+        .collect();
+    let config = format!(
+        r#"{{"revision": "big", "legacy": {{"cluster": "legacy"}}, "candidate": {{"cluster": "candidate"}},
+            "operations": [{}]}}"#,
+        operations.join(",")
+    );
+    let mut proxy = Vmx::start(&config);
+    let defined = |proxy: &Vmx| proxy.fake.state().metrics.len();
+    let base = defined(&proxy);
+    // 200 operations, 6 configuration gauges each: 1,200 definitions, at
+    // most DEFINES_PER_TICK in one tick.
+    proxy.root.on_tick();
+    assert_eq!(defined(&proxy) - base, crate::metrics::DEFINES_PER_TICK);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 0);
+    proxy.root.on_tick();
+    proxy.root.on_tick();
+    assert_eq!(defined(&proxy) - base, 1_200);
+    // A push of the same operations defines nothing and sets every gauge at
+    // once.
+    let pushed = config.replace(r#""mode": "legacy""#, r#""mode": "candidate""#);
+    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    proxy.fake.state().config = pushed.as_bytes().to_vec();
+    assert!(root.on_configure(pushed.len()));
+    assert_eq!(defined(&proxy) - base, 1_200);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 3);
+}
