@@ -36,6 +36,7 @@ LOAD_THREADS = 4
 # Load before the push; after the revision is live, load for this long more;
 # no run loads for longer than MAX_S in all.
 BEFORE_S, SETTLE_S, MAX_S = 3.0, 3.0, 120.0
+CLIENT_TIMEOUT_S = 10
 
 
 def fingerprint(revision):
@@ -87,14 +88,20 @@ def one_run(wasm, n):
         envoy = Envoy(tmp, {"legacy": legacy.port, "candidate": candidate.port}, wasm_path=wasm, config=base,
                       ecds=True, concurrency=2, log_level="warning")
         try:
-            latencies, stop = [], threading.Event()
+            latencies, timeouts, stop = [], [], threading.Event()
 
             def load():
-                client = Client(envoy.url(""))
+                client = Client(envoy.url(""), timeout=CLIENT_TIMEOUT_S)
                 deadline = time.monotonic() + MAX_S
                 while not stop.is_set() and time.monotonic() < deadline:
                     t = time.monotonic()
-                    client.get("/returns/1")
+                    try:
+                        client.get("/returns/1")
+                    except OSError:
+                        # Held past the client's timeout: counted at its
+                        # full wait, on a new connection.
+                        timeouts.append(t)
+                        client = Client(envoy.url(""), timeout=CLIENT_TIMEOUT_S)
                     latencies.append((t, time.monotonic() - t))
 
             threads = [threading.Thread(target=load) for _ in range(LOAD_THREADS)]
@@ -126,6 +133,7 @@ def one_run(wasm, n):
         "after_max_ms": max(after) * 1000 if after else None,
         "after_p99_ms": after[int(len(after) * 0.99)] * 1000 if after else None,
         "over_50ms": sum(1 for d in after if d > 0.05),
+        "timeouts": sum(1 for t in timeouts if t >= push),
         "rss_before_mib": rss_before / 1024,
         "rss_after_mib": rss_after / 1024,
     }
@@ -148,7 +156,7 @@ def main():
             applied = f"{r['applied_after_s']:.1f} s" if r["applied_after_s"] is not None else "NOT in time"
             print(f"round {rnd} {name}: applied after {applied}; before max {r['before_max_ms']:.1f} ms; "
                   f"from the push until {SETTLE_S:g} s after it was live ({r['after_s']:.0f} s): {r['after_n']} requests, max {r['after_max_ms']:.1f} ms, "
-                  f"p99 {r['after_p99_ms']:.1f} ms, {r['over_50ms']} over 50 ms; "
+                  f"p99 {r['after_p99_ms']:.1f} ms, {r['over_50ms']} over 50 ms, {r['timeouts']} held past {CLIENT_TIMEOUT_S} s; "
                   f"RSS {r['rss_before_mib']:.1f} -> {r['rss_after_mib']:.1f} MiB", flush=True)
     for name in ("A", "B"):
         rs = runs[name]
