@@ -58,6 +58,9 @@ pub struct State {
     pub interference: BTreeMap<String, Interference>,
     /// By queue id: name and messages waiting.
     pub queues: Vec<(String, Vec<Vec<u8>>)>,
+    /// Every hostcall made, by the name of its [`Host`] method, in order:
+    /// what a request costs in crossings into Envoy.
+    pub hostcalls: Vec<&'static str>,
     next_token: u32,
 }
 
@@ -119,6 +122,15 @@ impl Fake {
         wakeups
     }
 
+    /// The hostcalls made since the last call, taken.
+    pub fn take_hostcalls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut self.state().hostcalls)
+    }
+
+    fn hostcall(&self, name: &'static str) {
+        self.state().hostcalls.push(name);
+    }
+
     pub fn logs(&self) -> Vec<String> {
         self.0.borrow().logs.iter().map(|(_, line)| line.clone()).collect()
     }
@@ -126,10 +138,12 @@ impl Fake {
 
 impl Host for Fake {
     fn request_headers(&self) -> Headers {
+        self.hostcall("request_headers");
         self.0.borrow().request_headers.clone()
     }
 
     fn set_request_header(&self, name: &str, value: &str) {
+        self.hostcall("set_request_header");
         let mut state = self.state();
         state.request_headers.retain(|(n, _)| n != name);
         state
@@ -138,28 +152,34 @@ impl Host for Fake {
     }
 
     fn remove_request_header(&self, name: &str) {
+        self.hostcall("remove_request_header");
         self.state().request_headers.retain(|(n, _)| n != name);
     }
 
     fn clear_route_cache(&self) {
+        self.hostcall("clear_route_cache");
         self.state().route_cache_clears += 1;
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.hostcall("request_body");
         let state = self.0.borrow();
         Some(state.request_chunk.get(..size)?.to_vec())
     }
 
     fn response_headers(&self) -> Headers {
+        self.hostcall("response_headers");
         self.0.borrow().response_headers.clone()
     }
 
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.hostcall("response_body");
         let state = self.0.borrow();
         Some(state.response_chunk.get(..size)?.to_vec())
     }
 
     fn routed_cluster(&self) -> Option<Vec<u8>> {
+        self.hostcall("routed_cluster");
         let state = self.0.borrow();
         if let Some(cluster) = &state.routed_to {
             return Some(cluster.as_bytes().to_vec());
@@ -172,6 +192,7 @@ impl Host for Fake {
     }
 
     fn dispatch(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> Option<u32> {
+        self.hostcall("dispatch");
         let mut state = self.state();
         if !state.clusters.iter().any(|c| c == cluster) {
             return None;
@@ -189,32 +210,41 @@ impl Host for Fake {
     }
 
     fn call_response_headers(&self) -> Headers {
+        self.hostcall("call_response_headers");
         self.0.borrow().call_reply.0.clone()
     }
 
     fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.hostcall("call_response_body");
         Some(self.0.borrow().call_reply.1.get(..size)?.to_vec())
     }
 
     fn plugin_configuration(&self) -> Vec<u8> {
+        self.hostcall("plugin_configuration");
         self.0.borrow().config.clone()
     }
 
-    fn set_tick_period(&self, _period: Duration) {}
+    fn set_tick_period(&self, _period: Duration) {
+        self.hostcall("set_tick_period");
+    }
 
     fn done(&self) {
+        self.hostcall("done");
         self.state().done = true;
     }
 
     fn now(&self) -> Option<SystemTime> {
+        self.hostcall("now");
         self.0.borrow().now
     }
 
     fn log(&self, level: log::Level, message: &str) {
+        self.hostcall("log");
         self.state().logs.push((level, message.to_string()));
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        self.hostcall("define_metric");
         let mut state = self.state();
         // Like Envoy: a new handle on every call (the glue must cache them),
         // the same metric behind them all.
@@ -223,12 +253,14 @@ impl Host for Fake {
     }
 
     fn increment_metric(&self, id: u32) {
+        self.hostcall("increment_metric");
         if let Some(metric) = self.state().metrics.get_mut(id as usize) {
             metric.2 += 1;
         }
     }
 
     fn record_metric(&self, id: u32, value: u64) {
+        self.hostcall("record_metric");
         let mut state = self.state();
         if state
             .metrics
@@ -251,12 +283,14 @@ impl Host for Fake {
     }
 
     fn metric_value(&self, id: u32) -> Option<u64> {
+        self.hostcall("metric_value");
         let state = self.0.borrow();
         let name = &state.metrics.get(id as usize)?.1;
         Some(state.metrics.iter().filter(|m| &m.1 == name).map(|m| m.2).sum())
     }
 
     fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
+        self.hostcall("shared_data");
         Some(match self.0.borrow().shared.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
@@ -264,6 +298,7 @@ impl Host for Fake {
     }
 
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
+        self.hostcall("set_shared_data");
         let mut state = self.state();
         if let Some(mut interfere) = state.interference.remove(key) {
             interfere(&mut state.shared);
@@ -278,6 +313,7 @@ impl Host for Fake {
     }
 
     fn register_queue(&self, name: &str) -> Option<u32> {
+        self.hostcall("register_queue");
         let mut state = self.state();
         if let Some(id) = state.queues.iter().position(|(n, _)| n == name) {
             return u32::try_from(id).ok();
@@ -287,6 +323,7 @@ impl Host for Fake {
     }
 
     fn enqueue(&self, queue: u32, message: &[u8]) -> bool {
+        self.hostcall("enqueue");
         match self.state().queues.get_mut(queue as usize) {
             Some((_, messages)) => {
                 messages.push(message.to_vec());
@@ -297,6 +334,7 @@ impl Host for Fake {
     }
 
     fn dequeue(&self, queue: u32) {
+        self.hostcall("dequeue");
         if let Some((_, messages)) = self.state().queues.get_mut(queue as usize) {
             if !messages.is_empty() {
                 messages.remove(0);

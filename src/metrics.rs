@@ -1,10 +1,27 @@
 //! Metric handles: defined once per VM and name, and the per-operation
-//! counters, gauges and histograms of one configuration.
+//! counters, gauges and histograms of one configuration, defined lazily.
 //!
 //! Envoy allocates a new handle on every `define_metric` call, so defining
 //! the counters again on each configuration push would grow the VM's
 //! tables forever: the name → handle cache lives in the VM, which survives
 //! pushes.
+//!
+//! Per-operation metrics are defined on first use, not when a
+//! configuration is applied: an operation that never sees traffic costs
+//! no stats. Measured with 2,001 operations (bench/OPTIMISATIONS.md,
+//! PROFILE): defining all of them in every VM cost 23.9 MiB of proxy
+//! memory, about 11 KiB per operation, for stats that mostly stayed 0.
+//! An operation's counters are defined together, at its first count, so
+//! that its series appear in Prometheus together (the shipped rules treat
+//! an operation without series as one with no traffic); gauges and
+//! histograms one by one, when first set. The outcome counters of an
+//! operation whose mode shadows are defined up front by the readiness
+//! leader ([`OUTCOMES`], readiness.rs): Prometheus' `increase()` misses what
+//! a series counted before its first scrape, so the comparisons the shipped
+//! rules and alerts judge must exist at 0 before the first one.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::rc::Rc;
 
 use hashbrown::HashMap;
 use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
@@ -12,36 +29,45 @@ use parallel_run_core::Plan;
 
 use crate::host::{Host, MetricKind};
 
-/// Every metric this VM defined, by name.
-#[derive(Default)]
+/// Every metric this VM defined, by name. Cheap to clone: the clones
+/// share one table, so that a configuration's lazily defined metrics land
+/// in the VM's cache without borrowing the VM (a stream counts while the
+/// root may hold it).
+#[derive(Default, Clone)]
 pub struct Metrics {
-    defined: HashMap<String, u32>,
+    defined: Rc<RefCell<HashMap<String, u32>>>,
 }
 
 impl Metrics {
-    fn id(&mut self, host: &impl Host, kind: MetricKind, name: &str) -> Option<u32> {
-        if let Some(&id) = self.defined.get(name) {
+    fn id(&self, host: &impl Host, kind: MetricKind, name: &str) -> Option<u32> {
+        if let Some(id) = self.existing(name) {
             return Some(id);
         }
+        // No borrow is held across the hostcall.
         let id = host.define_metric(kind, name)?;
-        self.defined.insert(name.to_string(), id);
+        self.defined.borrow_mut().insert(name.to_string(), id);
         Some(id)
     }
 
+    /// The handle of a metric this VM already defined, without defining it.
+    pub fn existing(&self, name: &str) -> Option<u32> {
+        self.defined.borrow().get(name).copied()
+    }
+
     /// A counter's handle, defined on first use.
-    pub fn counter(&mut self, host: &impl Host, name: &str) -> Option<u32> {
+    pub fn counter(&self, host: &impl Host, name: &str) -> Option<u32> {
         self.id(host, MetricKind::Counter, name)
     }
 
     /// A counter known only at run time, such as one per diff path.
-    pub fn increment(&mut self, host: &impl Host, name: &str) {
+    pub fn increment(&self, host: &impl Host, name: &str) {
         if let Some(id) = self.id(host, MetricKind::Counter, name) {
             host.increment_metric(id);
         }
     }
 
     /// A gauge; counter and gauge names never coincide.
-    pub fn set_gauge(&mut self, host: &impl Host, name: &str, value: u64) {
+    pub fn set_gauge(&self, host: &impl Host, name: &str, value: u64) {
         if let Some(id) = self.id(host, MetricKind::Gauge, name) {
             host.record_metric(id, value);
         }
@@ -97,60 +123,218 @@ impl PerOperation for Histogram {
     }
 }
 
+/// The counters the shipped Prometheus rules and alerts judge an operation
+/// that shadows by (prometheus/rules.yml, alerts.yml), defined before its
+/// first comparison. Not all 23: with 1,000 operations in shadow mode the
+/// rest cost about 4 MiB for series that stay 0 until traffic comes.
+pub const OUTCOMES: [Counter; 6] = [
+    Counter::Shadowed,
+    Counter::Matched,
+    Counter::Unmatched,
+    Counter::Failed,
+    Counter::Abandoned,
+    Counter::RoutingMismatch,
+];
+
+/// New stat definitions one tick may make. Envoy runs every new stat name
+/// through the stats tag extractors' regular expressions: measured on the
+/// busy 2-core machine (bench.ab --operations 2000, 2026-12-02), a leader
+/// that defined the gauges and counters of 2,001 operations in one tick
+/// (about 25,000 definitions) held its worker for about a second (p99
+/// 585 ms in that run), some 40 µs per definition. 500 per tick holds it
+/// for about 20 ms there; a large configuration's stats then appear over
+/// a few seconds to minutes (2,001 operations in the benchmark: 36 ticks).
+pub const DEFINES_PER_TICK: usize = 500;
+
+/// What is left of a tick's [`DEFINES_PER_TICK`].
+pub struct Budget(usize);
+
+/// The budget is spent: go on at the next tick.
+#[derive(Debug)]
+pub struct Spent;
+
+impl Budget {
+    pub fn per_tick() -> Budget {
+        Budget(DEFINES_PER_TICK)
+    }
+
+    fn take(&mut self) -> Result<(), Spent> {
+        self.0 = self.0.checked_sub(1).ok_or(Spent)?;
+        Ok(())
+    }
+}
+
+/// A slot not defined yet.
+const UNDEFINED: u32 = u32::MAX;
+/// A slot whose definition the host refused: not asked again (every
+/// refusal is a warning in Envoy's log).
+const REFUSED: u32 = u32::MAX - 1;
+
+/// One operation's handles, by the metric's index in its list; allocated
+/// at the operation's first use.
+type Slots = OnceCell<Box<[Cell<u32>]>>;
+
 /// The handles of one kind of per-operation metric for one plan, by
-/// operation index, then by the metric's index in its list.
+/// operation index, then by the metric's index in its list; an operation's
+/// slots are allocated at its first use.
 pub struct OperationMetrics<M> {
-    operations: Vec<Box<[Option<u32>]>>,
+    metrics: Metrics,
+    /// The operations' ids, by index, for the stat names.
+    ids: Rc<[Box<str>]>,
+    operations: Box<[Slots]>,
     kind: std::marker::PhantomData<M>,
 }
 
+/// The operation ids of a plan, shared by its three kinds of metrics.
+pub fn operation_ids(plan: &Plan) -> Rc<[Box<str>]> {
+    plan.operations.iter().map(|op| Box::from(op.id.as_str())).collect()
+}
+
 impl<M: PerOperation> OperationMetrics<M> {
-    pub fn define(host: &impl Host, metrics: &mut Metrics, plan: &Plan) -> OperationMetrics<M> {
-        let operations = plan
-            .operations
-            .iter()
-            .map(|op| {
-                M::all()
-                    .iter()
-                    .map(|m| metrics.id(host, M::KIND, &m.stat_name(&op.id)))
-                    .collect()
-            })
-            .collect();
+    /// Handles for `ids`, none defined yet.
+    pub fn new(metrics: &Metrics, ids: &Rc<[Box<str>]>) -> OperationMetrics<M> {
         OperationMetrics {
-            operations,
+            metrics: metrics.clone(),
+            ids: Rc::clone(ids),
+            operations: ids.iter().map(|_| OnceCell::new()).collect(),
             kind: std::marker::PhantomData,
         }
     }
 
-    fn id(&self, operation: usize, metric: M) -> Option<u32> {
-        self.operations.get(operation)?.get(metric.index()).copied().flatten()
+    fn slots(&self, operation: usize) -> Option<&[Cell<u32>]> {
+        let cell = self.operations.get(operation)?;
+        Some(cell.get_or_init(|| M::all().iter().map(|_| Cell::new(UNDEFINED)).collect()))
+    }
+
+    fn slot(&self, operation: usize, metric: M) -> Option<&Cell<u32>> {
+        self.slots(operation)?.get(metric.index())
+    }
+
+    fn define(&self, host: &impl Host, operation: usize, slot: &Cell<u32>, metric: M) -> Option<u32> {
+        let id = self.ids.get(operation)?;
+        let defined = self.metrics.id(host, M::KIND, &metric.stat_name(id));
+        slot.set(defined.unwrap_or(REFUSED));
+        defined
+    }
+
+    /// The handle within `budget`: a stat this VM defined already (under
+    /// any configuration) costs nothing, a new definition one from the
+    /// budget. `Err` when none is left; `Ok(None)` when the host refused it.
+    fn id_within(
+        &self,
+        host: &impl Host,
+        operation: usize,
+        metric: M,
+        budget: &mut Budget,
+    ) -> Result<Option<u32>, Spent> {
+        let Some(slot) = self.slot(operation, metric) else {
+            return Ok(None);
+        };
+        match slot.get() {
+            REFUSED => Ok(None),
+            UNDEFINED => {
+                let Some(id) = self.ids.get(operation) else {
+                    return Ok(None);
+                };
+                let name = metric.stat_name(id);
+                if let Some(id) = self.metrics.existing(&name) {
+                    slot.set(id);
+                    return Ok(Some(id));
+                }
+                budget.take()?;
+                let defined = self.metrics.id(host, M::KIND, &name);
+                slot.set(defined.unwrap_or(REFUSED));
+                Ok(defined)
+            }
+            id => Ok(Some(id)),
+        }
+    }
+
+    /// The handle, defined now if it was not.
+    fn id(&self, host: &impl Host, operation: usize, metric: M) -> Option<u32> {
+        let slot = self.slot(operation, metric)?;
+        match slot.get() {
+            UNDEFINED => self.define(host, operation, slot, metric),
+            REFUSED => None,
+            id => Some(id),
+        }
     }
 }
 
 impl OperationMetrics<Counter> {
+    /// Counts one, defining the operation's counters together on its first
+    /// count in this VM.
     pub fn count(&self, host: &impl Host, operation: usize, counter: Counter) {
-        if let Some(id) = self.id(operation, counter) {
+        let Some(slot) = self.slot(operation, counter) else {
+            return;
+        };
+        if slot.get() == UNDEFINED {
+            self.define_all(host, operation);
+        }
+        let id = slot.get();
+        if id != REFUSED && id != UNDEFINED {
             host.increment_metric(id);
         }
     }
 
-    /// A counter's value, summed over every VM of the proxy.
-    pub fn value(&self, host: &impl Host, operation: usize, counter: Counter) -> Option<u64> {
-        host.metric_value(self.id(operation, counter)?)
+    /// Defines every counter of an operation this VM has not defined yet.
+    fn define_all(&self, host: &impl Host, operation: usize) {
+        let Some(slots) = self.slots(operation) else { return };
+        for (&counter, slot) in Counter::ALL.iter().zip(slots) {
+            if slot.get() == UNDEFINED {
+                self.define(host, operation, slot, counter);
+            }
+        }
+    }
+
+    /// Defines `counters` of an operation within `budget`.
+    pub fn define_within(
+        &self,
+        host: &impl Host,
+        operation: usize,
+        counters: &[Counter],
+        budget: &mut Budget,
+    ) -> Result<(), Spent> {
+        for &counter in counters {
+            self.id_within(host, operation, counter, budget)?;
+        }
+        Ok(())
+    }
+
+    /// A counter's value, summed over every VM; defined within `budget`.
+    pub fn value_within(
+        &self,
+        host: &impl Host,
+        operation: usize,
+        counter: Counter,
+        budget: &mut Budget,
+    ) -> Result<Option<u64>, Spent> {
+        Ok(self
+            .id_within(host, operation, counter, budget)?
+            .and_then(|id| host.metric_value(id)))
     }
 }
 
 impl OperationMetrics<Gauge> {
-    pub fn set(&self, host: &impl Host, operation: usize, gauge: Gauge, value: u64) {
-        if let Some(id) = self.id(operation, gauge) {
+    /// Sets a gauge, defined within `budget`.
+    pub fn set_within(
+        &self,
+        host: &impl Host,
+        operation: usize,
+        gauge: Gauge,
+        value: u64,
+        budget: &mut Budget,
+    ) -> Result<(), Spent> {
+        if let Some(id) = self.id_within(host, operation, gauge, budget)? {
             host.record_metric(id, value);
         }
+        Ok(())
     }
 }
 
 impl OperationMetrics<Histogram> {
     pub fn record(&self, host: &impl Host, operation: usize, histogram: Histogram, value: u64) {
-        if let Some(id) = self.id(operation, histogram) {
+        if let Some(id) = self.id(host, operation, histogram) {
             host.record_metric(id, value);
         }
     }

@@ -8,13 +8,24 @@
 //! request; the windows live in the VM, so a configuration push does not
 //! restart them, but a mode change does: shadow-phase and cutover-phase
 //! comparisons never mix.
+//!
+//! The leader also sets each operation's configuration gauges (mode,
+//! target, thresholds): every VM setting the same values would define them
+//! in every VM (Envoy keeps a handle table per VM), for nothing. It judges
+//! the operations whose mode shadows (defining their counters in its own
+//! VM, as a read needs a handle), and those that left shadowing while it
+//! had a window for them, so that their `ready` drops; an operation that
+//! never shadowed gets no window gauges.
+
+use std::rc::{Rc, Weak};
 
 use hashbrown::{HashMap, HashSet};
-use parallel_run_core::counters::{Counter, Gauge};
+use parallel_run_core::counters::{self, Counter, Gauge};
 use parallel_run_core::window::{self, Tally, Window};
 use parallel_run_core::Mode;
 
 use crate::host::Host;
+use crate::metrics::{Budget, Spent, OUTCOMES};
 use crate::vm::Plugin;
 
 /// Ticks between evaluations. The gauges are read by scrapes every 10 s or
@@ -34,6 +45,10 @@ pub struct Readiness {
     ticks: u64,
     /// Per operation id: the mode and window length the window is for.
     windows: HashMap<String, (Mode, u64, Window)>,
+    /// The configuration whose gauges this VM sets as the leader, and the
+    /// operation it goes on from.
+    published: Weak<Plugin>,
+    publish_next: usize,
 }
 
 impl Readiness {
@@ -65,20 +80,72 @@ impl Readiness {
             }
         });
         let led = led.unwrap_or(false);
-        if !led && !self.windows.is_empty() {
+        if !led {
             // Another VM leads: its windows are the ones that count.
             self.windows.clear();
+            self.published = Weak::new();
         }
         led
     }
 
-    pub fn tick(&mut self, host: &impl Host, plugin: &Plugin, vm_number: u64) {
+    /// Whether this VM holds the lease now, without renewing it.
+    fn leads(host: &impl Host, vm_number: u64, now_s: u64) -> bool {
+        let Some((Some(value), _)) = host.shared_data(LEASE_KEY) else {
+            return false;
+        };
+        let text = std::str::from_utf8(&value).unwrap_or_default();
+        let holder = text
+            .split_once(' ')
+            .and_then(|(vm, expiry)| Some((vm.parse::<u64>().ok()?, expiry.parse::<u64>().ok()?)));
+        holder.is_some_and(|(vm, expiry)| vm == vm_number && expiry > now_s)
+    }
+
+    /// A configuration was accepted: the leader sets its gauges now.
+    pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
+        if host
+            .now_s()
+            .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s))
+        {
+            let _ = self.publish(host, plugin, &mut Budget::per_tick());
+        }
+    }
+
+    /// Sets the configuration gauges of `plugin`, and defines the outcome
+    /// counters of the operations that shadow, once per configuration and
+    /// leadership; new definitions within `budget`, the rest at the next
+    /// tick.
+    fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>, budget: &mut Budget) -> Result<(), Spent> {
+        if !std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
+            self.published = Rc::downgrade(plugin);
+            self.publish_next = 0;
+        }
+        while let Some(operation) = plugin.plan.operations.get(self.publish_next) {
+            let index = self.publish_next;
+            for gauge in Gauge::ALL {
+                if let Some(value) = counters::config_gauge_value(operation, gauge) {
+                    plugin.gauges.set_within(host, index, gauge, value, budget)?;
+                }
+            }
+            // Its comparisons exist at 0 before the first one, for
+            // Prometheus' increase() (metrics.rs).
+            if operation.shadow().is_some() {
+                plugin.counters.define_within(host, index, &OUTCOMES, budget)?;
+            }
+            self.publish_next += 1;
+        }
+        Ok(())
+    }
+
+    pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
         let Some(now_s) = host.now_s() else {
             return;
         };
         if !self.lead(host, vm_number, now_s) {
             return;
         }
+        let budget = &mut Budget::per_tick();
+        // Spent: it goes on at the next tick.
+        let _ = self.publish(host, plugin, budget);
         self.ticks += 1;
         if self.ticks % EVALUATE_EVERY_TICKS != 1 {
             return;
@@ -88,8 +155,15 @@ impl Readiness {
         self.windows.retain(|id, _| live.contains(id.as_str()));
         for (index, operation) in plan.operations.iter().enumerate() {
             let rule = operation.readiness;
-            let value = |counter| plugin.counters.value(host, index, counter);
-            let (Some(shadowed), Some(matched), Some(unmatched), Some(failed)) = (
+            let shadows = operation.shadow().is_some();
+            // One that does not shadow is judged only while it has a window
+            // (it left shadowing: its `ready` must drop), never defined for.
+            if !shadows && !self.windows.contains_key(operation.id.as_str()) {
+                continue;
+            }
+            let mut value = |counter| plugin.counters.value_within(host, index, counter, budget);
+            // Not defined yet and the tick's budget spent: judged later.
+            let (Ok(Some(shadowed)), Ok(Some(matched)), Ok(Some(unmatched)), Ok(Some(failed))) = (
                 value(Counter::Shadowed),
                 value(Counter::Matched),
                 value(Counter::Unmatched),
@@ -111,8 +185,11 @@ impl Readiness {
             let window = &mut entry.2;
             window.observe(now_s, tally);
             let (evaluation, held_for) = window.judge(now_s, &rule, operation.target_match_rate, operation.min_samples);
-            let ready = operation.shadow().is_some() && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
-            let set = |gauge, value| plugin.gauges.set(host, index, gauge, value);
+            let ready = shadows && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
+            // A gauge the budget cannot define yet is set at the next evaluation.
+            let mut set = |gauge, value| {
+                let _ = plugin.gauges.set_within(host, index, gauge, value, budget);
+            };
             set(Gauge::WindowComparisons, evaluation.tally.comparisons());
             set(Gauge::WindowMatched, evaluation.tally.matched);
             set(Gauge::WindowFailed, evaluation.tally.failed);

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use hashbrown::HashMap;
 use parallel_run_core::breaker::Change;
-use parallel_run_core::counters::{self, Counter, Gauge, Histogram};
+use parallel_run_core::counters::{self, Counter, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -17,7 +17,7 @@ use proxy_wasm::types::ContextType;
 
 use crate::diff_paths::DiffPaths;
 use crate::host::Host;
-use crate::metrics::OperationMetrics;
+use crate::metrics::{operation_ids, OperationMetrics};
 use crate::noise::Noise;
 use crate::readiness::Readiness;
 use crate::record::record;
@@ -92,35 +92,38 @@ impl<H: Host + Clone> Root<H> {
         );
         let mut vm = self.vm.borrow_mut();
         let host = &self.host;
-        let counters = OperationMetrics::define(host, &mut vm.metrics, &plan);
-        let gauges = OperationMetrics::define(host, &mut vm.metrics, &plan);
-        let histograms = OperationMetrics::define(host, &mut vm.metrics, &plan);
+        // Per-operation metrics are defined on first use (metrics.rs).
+        let ids = operation_ids(&plan);
+        let counters = OperationMetrics::new(&vm.metrics, &ids);
+        let gauges = OperationMetrics::new(&vm.metrics, &ids);
+        let histograms = OperationMetrics::new(&vm.metrics, &ids);
         let unknown_operation = vm.metrics.counter(host, counters::UNKNOWN_OPERATION_REQUESTS);
         // What Envoy runs, for `status` and alerts: set by every VM, the
-        // same values, only for a configuration that was accepted.
+        // same value, only for a configuration that was accepted. The
+        // per-operation configuration gauges are set by the readiness
+        // leader alone (readiness.rs).
         vm.metrics.set_gauge(
             host,
             counters::REVISION_GAUGE,
             counters::revision_fingerprint(&plan.revision),
         );
-        for (index, operation) in plan.operations.iter().enumerate() {
-            for gauge in Gauge::ALL {
-                if let Some(value) = counters::config_gauge_value(operation, gauge) {
-                    gauges.set(host, index, gauge, value);
-                }
-            }
-        }
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);
         Readiness::prepare(host);
         vm.wake.listen(host);
-        self.plugin = Some(Rc::new(Plugin {
+        let plugin = Rc::new(Plugin {
             plan,
             counters,
             gauges,
             histograms,
             unknown_operation,
-        }));
+        });
+        // The leader publishes the new configuration's gauges at once, not
+        // a tick later; at start nobody leads yet and its first tick does.
+        if let Some(vm_number) = vm.wake.vm_number() {
+            vm.readiness.configured(host, &plugin, vm_number);
+        }
+        self.plugin = Some(plugin);
         host.set_tick_period(TICK);
         true
     }

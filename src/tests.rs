@@ -389,7 +389,9 @@ fn a_configuration_replaced_with_calls_open_counts_them_abandoned_after_the_dead
 
 #[test]
 fn a_refused_configuration_keeps_the_previous_one() {
-    let proxy = Vmx::start(CONFIG);
+    let mut proxy = Vmx::start(CONFIG);
+    // The readiness leader sets the configuration gauges.
+    proxy.root.on_tick();
     let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
     proxy.fake.state().config = br#"{"legacy":{"cluster":"l"}}"#.to_vec();
     assert!(!root.on_configure(0));
@@ -821,4 +823,226 @@ fn object_keys_reach_no_stat_name_and_no_log_line_unless_allowed() {
         "{logs}"
     );
     assert!(logs.contains("json_paths=[/{}/{}]"), "{logs}");
+}
+
+// ------------------------------------------------------------------ cost per request
+
+const COST_CONFIG: &str = r#"{
+  "revision": "cost",
+  "legacy": {"cluster": "legacy"},
+  "candidate": {"cluster": "candidate"},
+  "defaults": {"shadow_timeout_ms": 1000, "max_body_bytes": 4096},
+  "operations": [
+    {"id": "passThrough", "method": "POST", "path": "/legacy/{size}", "mode": "legacy"},
+    {"id": "shadowed", "method": "POST", "path": "/shadow/{size}", "mode": "shadow", "shadow_unsafe": true},
+    {"id": "cutOver", "method": "POST", "path": "/cutover/{size}", "mode": "cutover", "shadow_unsafe": true}
+  ]
+}"#;
+
+/// One request through the whole data path, as bench/ab.py sends them
+/// (POST, a body, a reply with a body), shadow reply included; the
+/// hostcalls it made.
+fn one_request(proxy: &mut Vmx, path: &str) -> Vec<&'static str> {
+    let body = br#"{"a":1}"#;
+    proxy.fake.take_hostcalls();
+    let mut stream = proxy.request("POST", path, &[("x-request-id", "r1")], Some(body));
+    proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+    stream.on_log();
+    drop(stream);
+    proxy.wake();
+    let call = proxy.fake.state().calls.pop();
+    if let Some(call) = call {
+        proxy.reply(call.token, 200, r#"{"a":1}"#);
+    }
+    proxy.fake.take_hostcalls()
+}
+
+/// The hostcalls of a request after the first (which defines its
+/// operation's counters), and of one the route check samples.
+fn steady_cost(path: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut proxy = Vmx::start(COST_CONFIG);
+    one_request(&mut proxy, path);
+    let steady = one_request(&mut proxy, path);
+    for _ in 2..super::vm::ROUTE_CHECK_EVERY {
+        one_request(&mut proxy, path);
+    }
+    (steady, one_request(&mut proxy, path))
+}
+
+#[test]
+fn a_pass_through_request_costs_four_hostcalls() {
+    let (steady, sampled) = steady_cost("/legacy/2k");
+    // Read the headers once, write the route header, count requests and
+    // served_legacy; no route-cache clear (the fallback route serves
+    // legacy), nothing on the response path.
+    assert_eq!(
+        steady,
+        [
+            "request_headers",
+            "set_request_header",
+            "increment_metric",
+            "increment_metric"
+        ],
+        "{steady:?}"
+    );
+    let mut expected = steady.clone();
+    expected.push("routed_cluster");
+    assert_eq!(sampled, expected, "one in 16 has its route read back");
+}
+
+#[test]
+fn a_request_the_candidate_serves_costs_a_route_cache_clear_and_a_route_check() {
+    let (steady, _) = steady_cost("/cutover/2k");
+    assert_eq!(
+        steady.iter().filter(|&&c| c == "clear_route_cache").count(),
+        1,
+        "{steady:?}"
+    );
+    assert_eq!(
+        steady.iter().filter(|&&c| c == "routed_cluster").count(),
+        1,
+        "{steady:?}"
+    );
+}
+
+#[test]
+fn a_shadowed_request_costs_twenty_hostcalls() {
+    let (steady, _) = steady_cost("/shadow/2k");
+    let expected = [
+        // Request headers: route, count, decide.
+        "request_headers",
+        "set_request_header",
+        "increment_metric",
+        "increment_metric",
+        // The body copied; the request complete: wake the root.
+        "request_body",
+        "enqueue",
+        "now",
+        // The serving response copied; its latency.
+        "response_headers",
+        "response_body",
+        "now",
+        "record_metric",
+        // The root: the wake-up taken, the call made.
+        "dequeue",
+        "now",
+        "increment_metric",
+        "dispatch",
+        // The reply: its latency, read, judged and counted.
+        "now",
+        "record_metric",
+        "call_response_headers",
+        "call_response_body",
+        "increment_metric",
+    ];
+    assert_eq!(steady, expected, "{steady:?}");
+}
+
+#[test]
+fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_gauges() {
+    let mut first = Vmx::start(COST_CONFIG);
+    let mut second = Vmx::on(first.fake.clone(), COST_CONFIG);
+    let defined = |vmx: &Vmx| -> Vec<String> {
+        let state = vmx.fake.state();
+        state.metrics.iter().map(|m| m.1.clone()).collect()
+    };
+    let per_operation = |names: &[String]| {
+        names
+            .iter()
+            .filter(|n| n.starts_with("parallel_run.operation."))
+            .count()
+    };
+    assert_eq!(
+        per_operation(&defined(&first)),
+        0,
+        "nothing per operation at configuration"
+    );
+    // The first VM to tick leads and sets the configuration gauges of
+    // every operation, once; the other sets none.
+    first.root.on_tick();
+    second.root.on_tick();
+    let names = defined(&first);
+    for op in ["passThrough", "shadowed", "cutOver"] {
+        let mode = format!("parallel_run.operation.{op}.mode");
+        assert_eq!(names.iter().filter(|n| **n == mode).count(), 1, "{op}");
+    }
+    assert_eq!(first.fake.metric("parallel_run.operation.cutOver.mode"), 2);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("parallel_run.operation.passThrough.")
+                && !n.ends_with("_bp")
+                && !n.ends_with(".mode")
+                && !n.ends_with(".min_samples")
+                && !n.ends_with(".window_s")),
+        "a legacy operation without traffic has only its configuration gauges: {names:?}"
+    );
+    // Traffic defines the operation's counters, together, in the VM that
+    // counts.
+    let before = per_operation(&defined(&second));
+    one_request(&mut second, "/legacy/2k");
+    let after = per_operation(&defined(&second));
+    assert_eq!(after - before, parallel_run_core::counters::Counter::ALL.len());
+    assert_eq!(second.counter("passThrough", "requests"), 1);
+    // The leader defines the outcome counters of the operations that
+    // shadow, so that they exist at 0 before the first comparison.
+    let counters = |vmx: &Vmx, op: &str| {
+        let prefix = format!("parallel_run.operation.{op}.");
+        defined(vmx)
+            .iter()
+            .filter(|n| **n == format!("{prefix}shadowed"))
+            .count()
+    };
+    // passThrough's once, by the VM that counted its request.
+    assert_eq!((counters(&first, "shadowed"), counters(&first, "passThrough")), (1, 1));
+    // A push: the leader sets the new gauges at once, defines the outcome
+    // counters of the operation that now shadows, and nothing twice.
+    let push = |vmx: &Vmx, config: &str| {
+        let mut root = Root::new(vmx.fake.clone(), Rc::clone(&vmx.vm));
+        vmx.fake.state().config = config.as_bytes().to_vec();
+        assert!(root.on_configure(config.len()));
+        root
+    };
+    let shadowing = COST_CONFIG.replace(r#""mode": "legacy""#, r#""mode": "shadow", "shadow_unsafe": true"#);
+    let count = defined(&first).len();
+    let _root = push(&first, &shadowing);
+    assert_eq!(first.fake.metric("parallel_run.operation.passThrough.mode"), 1);
+    assert_eq!(defined(&first).len(), count + crate::metrics::OUTCOMES.len());
+    let count = defined(&first).len();
+    let _root = push(
+        &first,
+        &shadowing.replace(r#""revision": "cost""#, r#""revision": "again""#),
+    );
+    assert_eq!(defined(&first).len(), count, "no handle defined twice");
+}
+
+#[test]
+fn a_large_configuration_defines_its_stats_over_several_ticks() {
+    let operations: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"id": "op{i}", "method": "GET", "path": "/p{i}", "mode": "legacy"}}"#))
+        .collect();
+    let config = format!(
+        r#"{{"revision": "big", "legacy": {{"cluster": "legacy"}}, "candidate": {{"cluster": "candidate"}},
+            "operations": [{}]}}"#,
+        operations.join(",")
+    );
+    let mut proxy = Vmx::start(&config);
+    let defined = |proxy: &Vmx| proxy.fake.state().metrics.len();
+    let base = defined(&proxy);
+    // 200 operations, 6 configuration gauges each: 1,200 definitions, at
+    // most DEFINES_PER_TICK in one tick.
+    proxy.root.on_tick();
+    assert_eq!(defined(&proxy) - base, crate::metrics::DEFINES_PER_TICK);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 0);
+    proxy.root.on_tick();
+    proxy.root.on_tick();
+    assert_eq!(defined(&proxy) - base, 1_200);
+    // A push of the same operations defines nothing and sets every gauge at
+    // once.
+    let pushed = config.replace(r#""mode": "legacy""#, r#""mode": "candidate""#);
+    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    proxy.fake.state().config = pushed.as_bytes().to_vec();
+    assert!(root.on_configure(pushed.len()));
+    assert_eq!(defined(&proxy) - base, 1_200);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 3);
 }

@@ -208,7 +208,7 @@ impl<O: Clone> Exchanges<O> {
         let copied = outgoing.body.len().saturating_add(size) <= exchange.max_body_bytes
             && match read() {
                 Some(chunk) => {
-                    outgoing.body.extend_from_slice(&chunk);
+                    append(&mut outgoing.body, chunk);
                     true
                 }
                 None => false,
@@ -274,7 +274,7 @@ impl<O: Clone> Exchanges<O> {
         let copied = response.body.len().saturating_add(size) <= exchange.max_body_bytes
             && match read() {
                 Some(chunk) => {
-                    response.body.extend_from_slice(&chunk);
+                    append(&mut response.body, chunk);
                     true
                 }
                 None => false,
@@ -384,6 +384,17 @@ impl<O: Clone> Exchanges<O> {
             self.open.remove(&id);
         }
         settled
+    }
+}
+
+/// Appends a chunk the host handed over to a body copy. The first chunk
+/// (for most bodies the only one) becomes the copy itself: no second
+/// allocation and no copy of its bytes.
+fn append(body: &mut Vec<u8>, chunk: Vec<u8>) {
+    if body.is_empty() {
+        *body = chunk;
+    } else {
+        body.extend_from_slice(&chunk);
     }
 }
 

@@ -4,14 +4,20 @@ what the real filter defines in a real Envoy."""
 
 import re
 
-from harness import OPERATION_COUNTERS, OPERATION_GAUGES, REPO
+from harness import OPERATION_COUNTERS, OPERATION_GAUGES, REPO, Client, settle, wait_until
+from testbed.counters import by_operation
 
 CONFIG = {
     "revision": "names",
     "legacy": {"cluster": "legacy"},
     "candidate": {"cluster": "candidate"},
-    "operations": [{"id": "getReturn", "method": "GET", "path": "/returns/{id}", "mode": "shadow"}],
+    "operations": [{"id": "getReturn", "method": "GET", "path": "/returns/{id}", "mode": "shadow"},
+                   {"id": "listReturns", "method": "GET", "path": "/returns", "mode": "legacy"}],
 }
+# Defined by the leader before any comparison (src/metrics.rs OUTCOMES).
+OUTCOMES = {"shadowed", "matched", "unmatched", "failed", "abandoned", "routing_mismatch"}
+CONFIG_GAUGES = {"mode", "target_match_rate_bp", "min_samples", "window_s", "max_failure_rate_bp",
+                 "max_latency_ratio_bp"}
 
 
 def prometheus_types(text, prefix):
@@ -26,14 +32,39 @@ def prometheus_types(text, prefix):
 def test_the_harness_and_the_readme_name_exactly_the_counters_the_filter_defines(wasm_path, backend, envoy):
     legacy, candidate = backend(name="legacy"), backend(name="candidate")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, wasm_path=wasm_path, config=CONFIG)
-    # The filter defines every per-operation metric when it applies the
-    # configuration, before any traffic.
-    types = prometheus_types(proxy.prometheus(), "parallel_run_operation_")
-    counters = {name for name, kind in types.items() if kind == "counter"}
-    gauges = {name for name, kind in types.items() if kind == "gauge"}
-    assert counters == set(OPERATION_COUNTERS), (counters ^ set(OPERATION_COUNTERS))
+
+    def metrics():
+        types = prometheus_types(proxy.prometheus(), "parallel_run_operation_")
+        return ({name for name, kind in types.items() if kind == "counter"},
+                {name for name, kind in types.items() if kind == "gauge"},
+                {name for name, kind in types.items() if kind == "histogram"})
+
+    # Before any traffic (src/metrics.rs): the readiness leader's first tick
+    # sets every operation's configuration gauges and defines the outcome
+    # counters of the one that shadows (at 0, for Prometheus' increase()); the legacy
+    # operation, without traffic, has no other stat.
+    def published():
+        ops = by_operation(proxy)
+        ready = {"getReturn", "listReturns"} <= {op for op, stats in ops.items() if "mode" in stats}
+        return ops if ready and OUTCOMES <= set(ops["getReturn"]) else None
+
+    ops = wait_until(published, timeout=10, message="the configuration gauges")
+    assert set(ops["listReturns"]) == CONFIG_GAUGES, ops["listReturns"]
+    assert OUTCOMES <= set(ops["getReturn"]) and "requests" not in ops["getReturn"], ops["getReturn"]
+    assert not any(ops["getReturn"][name] for name in OUTCOMES)
+    # One shadowed request defines the counters, both histograms, and the
+    # leader's next evaluation the window gauges.
+    with Client(proxy.url("")) as client:
+        status, _, _ = client.get("/returns/1")
+        assert status == 200
+    settle(proxy, 1, "getReturn")
+    wait_until(lambda: "ready" in metrics()[1], timeout=15, message="the window gauges")
+    counters, gauges, histograms = metrics()
+    # The two backends answer differently: the request also counted its
+    # differing field (`unmatched_path`, with a `diff_path` label).
+    assert "unmatched_path" in counters
+    assert counters - {"unmatched_path"} == set(OPERATION_COUNTERS), (counters ^ set(OPERATION_COUNTERS))
     assert gauges == set(OPERATION_GAUGES), (gauges ^ set(OPERATION_GAUGES))
-    histograms = {name for name, kind in types.items() if kind == "histogram"}
     assert histograms == {"latency_ms"}, "one histogram, the side a label"
 
     readme = (REPO / "README.md").read_text()
