@@ -115,7 +115,7 @@ fn collector_settings_are_bounded() {
     for (op, path) in [
         (r#","evidence":{"enabled":true,"records_per_minute":0}"#, "operations[0].evidence.records_per_minute"),
         (r#","evidence":{"enabled":true,"records_per_minute":601}"#, "operations[0].evidence.records_per_minute"),
-        (r#","evidence":{"enabled":true,"raw_values":["items"]}"#, "operations[0].evidence.raw_values[0]"),
+        (r#","evidence":{"enabled":true,"raw_values":["a b"]}"#, "operations[0].evidence.raw_values[0]"),
         (r#","evidence":{"enabled":true,"raw_values":["/a~2"]}"#, "operations[0].evidence.raw_values[0]"),
         (r#","evidence":{"enabled":true,"raw_values":[""]}"#, "operations[0].evidence.raw_values[0]"),
         (r#","evidence":{"enabled":"yes"}"#, "operations[0].evidence.enabled"),
