@@ -796,3 +796,5 @@ fn object_keys_reach_no_stat_name_and_no_log_line_unless_allowed() {
     );
     assert!(logs.contains("json_paths=[/{}/{}]"), "{logs}");
 }
+
+mod evidence;

@@ -2,9 +2,9 @@
 //! operation in order (its names, its settings over the defaults', its place
 //! in the matcher), stopping at the first error.
 
-use super::{evidence, names};
 use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
 use super::settings::Settings;
+use super::{evidence, names};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
 use crate::http::is_unsafe_method;

@@ -152,7 +152,10 @@ fn raw_values(raw: RawRawValues, at: &str) -> Result<RawValues, ConfigError> {
             headers.push(names::header_name(entry, &here).map_err(|err| {
                 ConfigError::new(
                     &here,
-                    format!("{}; an entry is a JSON Pointer (\"/items/*/price\") or a header name", err.message),
+                    format!(
+                        "{}; an entry is a JSON Pointer (\"/items/*/price\") or a header name",
+                        err.message
+                    ),
                 )
             })?);
         }

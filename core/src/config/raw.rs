@@ -121,7 +121,10 @@ pub(super) struct RawEvidence {
 /// `evidence.raw_values`: `true`, `false`, or the fields (JSON Pointer
 /// patterns, header names) whose raw values a record may carry.
 #[derive(Deserialize)]
-#[serde(untagged, expecting = "true, false, or a list of JSON Pointer patterns and header names")]
+#[serde(
+    untagged,
+    expecting = "true, false, or a list of JSON Pointer patterns and header names"
+)]
 pub(super) enum RawRawValues {
     All(bool),
     Only(Vec<String>),

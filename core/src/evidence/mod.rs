@@ -71,9 +71,11 @@ impl RawValues {
         match self {
             RawValues::None => false,
             RawValues::All => true,
-            RawValues::Only { json_paths, .. } => {
-                (0..=tokens.len()).any(|n| tokens.get(..n).is_some_and(|t| json_paths.iter().any(|p| p.matches_tokens(t))))
-            }
+            RawValues::Only { json_paths, .. } => (0..=tokens.len()).any(|n| {
+                tokens
+                    .get(..n)
+                    .is_some_and(|t| json_paths.iter().any(|p| p.matches_tokens(t)))
+            }),
         }
     }
 

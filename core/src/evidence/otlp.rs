@@ -80,7 +80,11 @@ pub fn log_record(record: &Record) -> String {
     }));
     let body = format!(
         "{} {}",
-        if record.outcome == "unmatched" { "unmatched" } else { "failed" },
+        if record.outcome == "unmatched" {
+            "unmatched"
+        } else {
+            "failed"
+        },
         record.operation_id
     );
     json!({

@@ -114,14 +114,24 @@ mod tests {
         ];
         for (len, bytes) in expected {
             let message: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            assert_eq!(siphash24(paper_key(), &message), u64::from_le_bytes(bytes), "length {len}");
+            assert_eq!(
+                siphash24(paper_key(), &message),
+                u64::from_le_bytes(bytes),
+                "length {len}"
+            );
         }
     }
 
     #[test]
     fn another_key_another_hash() {
         let other = Key::from_bytes([7; 16]);
-        assert_ne!(siphash24(paper_key(), b"ann@example.com"), siphash24(other, b"ann@example.com"));
-        assert_eq!(siphash24(other, b"ann@example.com"), siphash24(other, b"ann@example.com"));
+        assert_ne!(
+            siphash24(paper_key(), b"ann@example.com"),
+            siphash24(other, b"ann@example.com")
+        );
+        assert_eq!(
+            siphash24(other, b"ann@example.com"),
+            siphash24(other, b"ann@example.com")
+        );
     }
 }

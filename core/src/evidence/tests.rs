@@ -49,7 +49,8 @@ fn record_of(plan: &Plan, serving: Response, shadow: Response) -> Record {
     let reply = CallReply::Complete(shadow);
     let outcome = compare_replies(&operation.compare, &serving, &reply);
     let key = &plan.evidence_collector.as_ref().unwrap().hash_key;
-    record(operation, &plan.revision, key, &request(), &serving, &reply, &outcome).expect("an unmatched comparison has a record")
+    record(operation, &plan.revision, key, &request(), &serving, &reply, &outcome)
+        .expect("an unmatched comparison has a record")
 }
 
 fn paths(record: &Record) -> Vec<&str> {
@@ -91,8 +92,14 @@ fn values_are_redacted_by_default_to_type_shape_length_and_a_keyed_hash() {
     let plan = plan_with(r#","name_keys":true"#, "");
     let record = record_of(
         &plan,
-        json(200, r#"{"at":"2026-12-01T10:00:00Z","id":"7d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":"12"}"#),
-        json(200, r#"{"at":"2026-12-01T10:00:01Z","id":"8d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":"12.5"}"#),
+        json(
+            200,
+            r#"{"at":"2026-12-01T10:00:00Z","id":"7d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":"12"}"#,
+        ),
+        json(
+            200,
+            r#"{"at":"2026-12-01T10:00:01Z","id":"8d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":"12.5"}"#,
+        ),
     );
     let at = field(&record, "/at");
     assert_eq!(at.serving.kind, "string");
@@ -165,7 +172,10 @@ fn personal_data_reaches_a_record_neither_as_value_nor_as_key() {
     assert!(paths(&record).iter().all(|p| p.starts_with("/{}/{}")));
     // Allowed: the keys by name_keys, one field's raw value by raw_values;
     // the account numbers stay hidden.
-    let plan = plan_with(r#","name_keys":["accounts","owner","balance"]"#, r#","raw_values":["/accounts/*/owner"]"#);
+    let plan = plan_with(
+        r#","name_keys":["accounts","owner","balance"]"#,
+        r#","raw_values":["/accounts/*/owner"]"#,
+    );
     let record = record_of(&plan, json(200, serving), json(200, shadow));
     let text = log_record(&record);
     assert!(text.contains("ann.smith@example.com"), "{text}");
@@ -221,8 +231,14 @@ fn a_permutation_is_one_field_with_the_key_that_would_pair_it() {
     let plan = plan_with(r#","name_keys":true"#, "");
     let record = record_of(
         &plan,
-        json(200, r#"{"items":[{"sku":"a","id":1,"n":2},{"sku":"b","id":2,"n":2}],"tags":[1,2,3]}"#),
-        json(200, r#"{"items":[{"sku":"b","id":2,"n":2},{"sku":"a","id":1,"n":2}],"tags":[3,2,1]}"#),
+        json(
+            200,
+            r#"{"items":[{"sku":"a","id":1,"n":2},{"sku":"b","id":2,"n":2}],"tags":[1,2,3]}"#,
+        ),
+        json(
+            200,
+            r#"{"items":[{"sku":"b","id":2,"n":2},{"sku":"a","id":1,"n":2}],"tags":[3,2,1]}"#,
+        ),
     );
     assert_eq!(paths(&record), ["/items", "/tags"]);
     assert_eq!(
@@ -231,7 +247,10 @@ fn a_permutation_is_one_field_with_the_key_that_would_pair_it() {
             array_key: Some("/id".into())
         })
     );
-    assert_eq!(field(&record, "/tags").hint, Some(Hint::Permutation { array_key: None }));
+    assert_eq!(
+        field(&record, "/tags").hint,
+        Some(Hint::Permutation { array_key: None })
+    );
     // The key is shown as name_keys allows.
     let plan = plan_with("", "");
     let record = record_of(
@@ -304,8 +323,14 @@ fn the_rules_leave_out_what_they_excuse() {
     );
     let record = record_of(
         &plan,
-        json(200, r#"{"etag":"1","id":"7d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":1.0,"gone":null,"x":1}"#),
-        json(200, r#"{"etag":"2","id":"8d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":1.2,"x":2}"#),
+        json(
+            200,
+            r#"{"etag":"1","id":"7d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":1.0,"gone":null,"x":1}"#,
+        ),
+        json(
+            200,
+            r#"{"etag":"2","id":"8d9f8a52-2c4b-4d0e-9a1f-3b6c5d7e8f90","n":1.2,"x":2}"#,
+        ),
     );
     assert_eq!(paths(&record), ["/x"]);
 }
@@ -339,7 +364,10 @@ fn a_body_that_is_not_json_is_one_field_of_bytes() {
     let record = record_of(&plan, text("hello ann@example.com"), text("hello bob@example.com"));
     assert_eq!(paths(&record), [""]);
     let body = &record.fields[0];
-    assert_eq!((body.axis, body.serving.kind, body.serving.length), (Axis::Body, "bytes", 21));
+    assert_eq!(
+        (body.axis, body.serving.kind, body.serving.length),
+        (Axis::Body, "bytes", 21)
+    );
     assert_eq!(body.serving.value, None);
     assert!(!log_record(&record).contains("example.com"));
     let plan = plan_with("", r#","raw_values":true"#);
@@ -370,14 +398,32 @@ fn failed_outcomes_have_a_record_only_when_asked_for() {
     assert!(record(operation, "", &key, &request(), &serving, &CallReply::Timeout, &timeout).is_none());
     let plan = plan_with("", r#","failed":true"#);
     let operation = &plan.operations[0];
-    let failed = record(operation, "r1", &key, &request(), &serving, &CallReply::Timeout, &timeout).unwrap();
+    let failed = record(
+        operation,
+        "r1",
+        &key,
+        &request(),
+        &serving,
+        &CallReply::Timeout,
+        &timeout,
+    )
+    .unwrap();
     assert_eq!(failed.outcome, "failed_timeout");
     assert_eq!(failed.event_name(), "parallel_run.failed");
     assert_eq!((failed.status_serving, failed.status_shadow), (Some(200), None));
     assert!(failed.fields.is_empty());
     let text = log_record(&failed);
     assert!(!text.contains("parallel_run.status.shadow"), "{text}");
-    assert!(record(operation, "", &key, &request(), &serving, &CallReply::Timeout, &Outcome::Matched).is_none());
+    assert!(record(
+        operation,
+        "",
+        &key,
+        &request(),
+        &serving,
+        &CallReply::Timeout,
+        &Outcome::Matched
+    )
+    .is_none());
 }
 
 /// The value of an OTLP attribute list entry.
@@ -419,7 +465,10 @@ fn the_otlp_json_is_the_documented_format() {
     assert_eq!(log["body"]["stringValue"], "unmatched op");
     let attributes = &log["attributes"];
     assert_eq!(attribute(attributes, "parallel_run.operation_id")["stringValue"], "op");
-    assert_eq!(attribute(attributes, "parallel_run.outcome")["stringValue"], "unmatched");
+    assert_eq!(
+        attribute(attributes, "parallel_run.outcome")["stringValue"],
+        "unmatched"
+    );
     assert_eq!(attribute(attributes, "parallel_run.serving")["stringValue"], "legacy");
     assert_eq!(attribute(attributes, "http.request.method")["stringValue"], "GET");
     assert_eq!(attribute(attributes, "url.path")["stringValue"], "/r/7");
@@ -427,7 +476,9 @@ fn the_otlp_json_is_the_documented_format() {
     assert_eq!(attribute(attributes, "parallel_run.status.serving")["intValue"], "200");
     assert_eq!(attribute(attributes, "parallel_run.status.shadow")["intValue"], "404");
     assert_eq!(attribute(attributes, "parallel_run.fields_omitted")["intValue"], "0");
-    let fields = attribute(attributes, "parallel_run.fields")["arrayValue"]["values"].as_array().unwrap();
+    let fields = attribute(attributes, "parallel_run.fields")["arrayValue"]["values"]
+        .as_array()
+        .unwrap();
     assert_eq!(fields.len(), 3);
     let entry = |i: usize| &fields[i]["kvlistValue"]["values"];
     assert_eq!(attribute(entry(0), "axis")["stringValue"], "status");

@@ -264,7 +264,13 @@ impl<'v> Walk<'_> {
         }
     }
 
-    fn objects(&mut self, frame: &Frame<'v>, l: &'v Map<String, Value>, r: &'v Map<String, Value>, stack: &mut Vec<Frame<'v>>) {
+    fn objects(
+        &mut self,
+        frame: &Frame<'v>,
+        l: &'v Map<String, Value>,
+        r: &'v Map<String, Value>,
+        stack: &mut Vec<Frame<'v>>,
+    ) {
         let null_is_missing = self.rules.null_equals_missing;
         let mut children = Vec::new();
         let mut left_only = Vec::new();
@@ -281,7 +287,9 @@ impl<'v> Walk<'_> {
             .collect();
         for (name, lv) in left_only {
             let child = frame.member(name, self.names, lv, lv);
-            let same_but_case = right_only.iter().position(|(other, _)| other.eq_ignore_ascii_case(name));
+            let same_but_case = right_only
+                .iter()
+                .position(|(other, _)| other.eq_ignore_ascii_case(name));
             match same_but_case.map(|i| right_only.remove(i)) {
                 Some((_, rv)) => self.found(&child.pointer, &child.shown, Some(lv), Some(rv), Some(Hint::CaseOnly)),
                 None => self.found(&child.pointer, &child.shown, Some(lv), None, None),
@@ -376,7 +384,9 @@ impl<'v> Walk<'_> {
                 None => left_over.push(i),
             }
         }
-        let right_over: Vec<usize> = (0..r.len()).filter(|j| !paired.get(*j).copied().unwrap_or(true)).collect();
+        let right_over: Vec<usize> = (0..r.len())
+            .filter(|j| !paired.get(*j).copied().unwrap_or(true))
+            .collect();
         // Without a key, leftovers pair in order, as the comparison pairs them.
         let mut right_over = right_over.into_iter();
         let mut left_over = left_over.into_iter();

@@ -38,7 +38,14 @@ fn evidence_is_off_unless_an_operation_turns_it_on() {
     );
     let collector = plan.evidence_collector.unwrap();
     assert_eq!(collector.path, DEFAULT_COLLECTOR_PATH);
-    assert_eq!((collector.timeout_ms, collector.max_inflight, collector.records_per_minute), (1000, 2, 60));
+    assert_eq!(
+        (
+            collector.timeout_ms,
+            collector.max_inflight,
+            collector.records_per_minute
+        ),
+        (1000, 2, 60)
+    );
 }
 
 #[test]
@@ -70,7 +77,9 @@ fn settings_without_effect_are_refused() {
         assert!(err.message.contains("no effect"), "{err}");
     }
     // Evidence that goes nowhere.
-    let err = parse_err(&with_ops(r#"{"id":"a","method":"GET","path":"/a","evidence":{"enabled":true}}"#));
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","evidence":{"enabled":true}}"#,
+    ));
     assert_eq!(err.path, "operations[0].evidence.enabled");
     assert!(err.message.contains("evidence_collector"), "{err}");
     // A collector nothing sends to.
@@ -113,11 +122,26 @@ fn collector_settings_are_bounded() {
         assert_eq!(err.path, path, "{extra}: {err}");
     }
     for (op, path) in [
-        (r#","evidence":{"enabled":true,"records_per_minute":0}"#, "operations[0].evidence.records_per_minute"),
-        (r#","evidence":{"enabled":true,"records_per_minute":601}"#, "operations[0].evidence.records_per_minute"),
-        (r#","evidence":{"enabled":true,"raw_values":["a b"]}"#, "operations[0].evidence.raw_values[0]"),
-        (r#","evidence":{"enabled":true,"raw_values":["/a~2"]}"#, "operations[0].evidence.raw_values[0]"),
-        (r#","evidence":{"enabled":true,"raw_values":[""]}"#, "operations[0].evidence.raw_values[0]"),
+        (
+            r#","evidence":{"enabled":true,"records_per_minute":0}"#,
+            "operations[0].evidence.records_per_minute",
+        ),
+        (
+            r#","evidence":{"enabled":true,"records_per_minute":601}"#,
+            "operations[0].evidence.records_per_minute",
+        ),
+        (
+            r#","evidence":{"enabled":true,"raw_values":["a b"]}"#,
+            "operations[0].evidence.raw_values[0]",
+        ),
+        (
+            r#","evidence":{"enabled":true,"raw_values":["/a~2"]}"#,
+            "operations[0].evidence.raw_values[0]",
+        ),
+        (
+            r#","evidence":{"enabled":true,"raw_values":[""]}"#,
+            "operations[0].evidence.raw_values[0]",
+        ),
         (r#","evidence":{"enabled":"yes"}"#, "operations[0].evidence.enabled"),
     ] {
         let err = parse_err(&with(op, ""));
@@ -136,7 +160,9 @@ fn the_hash_key_is_required_bounded_and_never_quoted() {
     assert_eq!(err.path, "evidence_collector.hash_key");
     for key in ["short-secret-15b", "x".repeat(257).as_str()] {
         let key = if key.len() == 16 { &key[..15] } else { key };
-        let err = parse_err(&config(&format!(r#""evidence_collector":{{"cluster":"otel","hash_key":"{key}"}}{on}"#)));
+        let err = parse_err(&config(&format!(
+            r#""evidence_collector":{{"cluster":"otel","hash_key":"{key}"}}{on}"#
+        )));
         assert_eq!(err.path, "evidence_collector.hash_key");
         assert!(!err.to_string().contains(key), "{err}");
     }
