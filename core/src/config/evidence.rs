@@ -10,6 +10,7 @@ use super::names;
 use super::raw::{RawCollector, RawEvidence, RawRawValues};
 use super::ConfigError;
 use crate::compare::json::PointerPattern;
+use crate::limits::MAX_POINTER_BYTES;
 use crate::evidence::{
     Collector, HashKey, Policy, RawValues, DEFAULT_COLLECTOR_MAX_INFLIGHT, DEFAULT_COLLECTOR_PATH,
     DEFAULT_COLLECTOR_TIMEOUT_MS, DEFAULT_GLOBAL_RECORDS_PER_MINUTE, DEFAULT_RECORDS_PER_MINUTE,
@@ -141,6 +142,9 @@ fn raw_values(raw: RawRawValues, at: &str) -> Result<RawValues, ConfigError> {
     let mut headers = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let here = format!("{at}[{i}]");
+        if entry.len() > MAX_POINTER_BYTES {
+            return Err(ConfigError::new(here, format!("longer than {MAX_POINTER_BYTES} bytes")));
+        }
         if entry.starts_with('/') {
             json_paths.push(PointerPattern::parse(entry).map_err(|msg| ConfigError::new(&here, msg))?);
         } else if entry.is_empty() {
