@@ -163,7 +163,8 @@ fn sorted(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
 }
 
 /// `1`, `1.0` and `1e0` alike: a whole number within 2^53 as an integer,
-/// any other as its shortest float text.
+/// any other as the bits of its double (equal doubles, equal bits: `0.5`
+/// and `5e-1`), which needs no float formatting code in the module.
 fn canonical_number(n: &Number) -> String {
     if let Some(i) = n.as_i64() {
         return i.to_string();
@@ -175,7 +176,7 @@ fn canonical_number(n: &Number) -> String {
     if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
         return (f as i64).to_string();
     }
-    format!("{f:e}")
+    format!("x{:x}", f.to_bits())
 }
 
 /// The shape of a string, for a reader who may not see it: the kinds of
