@@ -102,7 +102,9 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let Some(operation) = plan.operations.first() else { return };
+    let Some(operation) = plan.operations.first() else {
+        return;
+    };
     let key = HashKey::from_secret(b"bench-secret-0123456789");
     let request = Request {
         request_id: "bench",

@@ -10,11 +10,11 @@ use super::names;
 use super::raw::{RawCollector, RawEvidence, RawRawValues};
 use super::ConfigError;
 use crate::compare::json::PointerPattern;
-use crate::limits::MAX_POINTER_BYTES;
 use crate::evidence::{
     Collector, HashKey, Policy, RawValues, DEFAULT_COLLECTOR_MAX_INFLIGHT, DEFAULT_COLLECTOR_PATH,
     DEFAULT_COLLECTOR_TIMEOUT_MS, DEFAULT_GLOBAL_RECORDS_PER_MINUTE, DEFAULT_RECORDS_PER_MINUTE,
 };
+use crate::limits::MAX_POINTER_BYTES;
 
 /// Records per minute for one operation: ten a second is more than anyone
 /// reads, and each costs a re-parse of both bodies.

@@ -531,3 +531,23 @@ fn string_shapes() {
         }
     }
 }
+
+#[test]
+fn the_written_json_escapes_what_a_client_or_a_backend_chose() {
+    let plan = plan_with(r#","name_keys":true"#, r#","raw_values":true"#);
+    let record = record_of(
+        &plan,
+        json(200, r#"{"a\"b\\c\n":"x\u0001\"y","e":"é"}"#),
+        json(200, r#"{"a\"b\\c\n":"z\t","e":"ü"}"#),
+    );
+    let doc: Value = serde_json::from_str(&batch(&[log_record(&record)], "v\"1")).unwrap();
+    let log = &doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+    let fields = attribute(&log["attributes"], "parallel_run.fields")["arrayValue"]["values"]
+        .as_array()
+        .unwrap();
+    let first = &fields[0]["kvlistValue"]["values"];
+    assert_eq!(attribute(first, "path")["stringValue"], "/a\"b\\c\n");
+    let serving = &attribute(first, "serving")["kvlistValue"]["values"];
+    assert_eq!(attribute(serving, "value")["stringValue"], r#""x\u0001\"y""#);
+    assert_eq!(doc["resourceLogs"][0]["scopeLogs"][0]["scope"]["version"], "v\"1");
+}

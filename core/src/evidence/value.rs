@@ -67,7 +67,7 @@ impl Observed {
             shape,
             length,
             hash: Some(siphash24(*key, &canonical)),
-            value: raw.then(|| cut(serde_json::to_string(value).unwrap_or_default())),
+            value: raw.then(|| cut(super::otlp::json_text(value, MAX_RAW_VALUE_BYTES))),
         }
     }
 

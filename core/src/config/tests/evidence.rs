@@ -147,7 +147,10 @@ fn collector_settings_are_bounded() {
         let err = parse_err(&with(op, ""));
         assert_eq!(err.path, path, "{op}: {err}");
     }
-    let long = format!(r#","evidence":{{"enabled":true,"raw_values":["/{}"]}}"#, "a".repeat(1024));
+    let long = format!(
+        r#","evidence":{{"enabled":true,"raw_values":["/{}"]}}"#,
+        "a".repeat(1024)
+    );
     assert_eq!(parse_err(&with(&long, "")).path, "operations[0].evidence.raw_values[0]");
     let many: Vec<String> = (0..65).map(|i| format!("\"/f{i}\"")).collect();
     let op = format!(r#","evidence":{{"enabled":true,"raw_values":[{}]}}"#, many.join(","));
