@@ -197,13 +197,13 @@ fn raw_values_for_the_whole_operation_and_for_headers_by_name() {
     shadow.headers.push(("x-user".into(), b"bob".to_vec()));
     let plan = plan_with("", r#","raw_values":["ETag"]"#);
     let record = record_of(&plan, serving.clone(), shadow.clone());
-    assert_eq!(field(&record, "etag").serving.value.as_deref(), Some("\"v1\""));
+    assert_eq!(field(&record, "etag").serving.value.as_deref(), Some(r#""\"v1\"""#));
     assert_eq!(field(&record, "etag").serving.shape, Some("text"));
     assert_eq!(field(&record, "x-user").serving.value, None);
     assert_eq!(field(&record, "/{}").serving.value, None);
     let plan = plan_with("", r#","raw_values":true"#);
     let record = record_of(&plan, serving, shadow);
-    assert_eq!(field(&record, "x-user").shadow.value.as_deref(), Some("bob"));
+    assert_eq!(field(&record, "x-user").shadow.value.as_deref(), Some("\"bob\""));
     assert_eq!(field(&record, "/{}").shadow.value.as_deref(), Some("2"));
 }
 
@@ -372,7 +372,13 @@ fn a_body_that_is_not_json_is_one_field_of_bytes() {
     assert!(!log_record(&record).contains("example.com"));
     let plan = plan_with("", r#","raw_values":true"#);
     let record = record_of(&plan, text("hello ann"), text("hello bob"));
-    assert_eq!(record.fields[0].shadow.value.as_deref(), Some("hello bob"));
+    assert_eq!(record.fields[0].shadow.value.as_deref(), Some("\"hello bob\""));
+    // Every value is JSON text, and a long one is cut before it is quoted.
+    let long = "x".repeat(5000);
+    let record = record_of(&plan, text(&long), text("y"));
+    let value: Value = serde_json::from_str(record.fields[0].serving.value.as_deref().unwrap()).unwrap();
+    assert_eq!(value.as_str().map(str::len), Some(MAX_RAW_VALUE_BYTES));
+    assert_eq!(record.fields[0].serving.length, 5000);
 }
 
 #[test]

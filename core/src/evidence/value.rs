@@ -29,8 +29,11 @@ pub struct Observed {
     pub length: u64,
     /// The keyed hash of the canonical value; `None` for `missing`.
     pub hash: Option<u64>,
-    /// The value's JSON text (a header's or a body's text as it is): only
-    /// where the operator allowed raw values.
+    /// The value's JSON text (a header's values and a body that is not
+    /// JSON as a JSON string of their text): only where the operator
+    /// allowed raw values. A string is cut to [`MAX_RAW_VALUE_BYTES`]
+    /// before it is quoted, so it stays valid JSON; the text of a larger
+    /// object or array is cut as it is.
     pub value: Option<String>,
 }
 
@@ -80,7 +83,7 @@ impl Observed {
             shape: Some(shape(text)),
             length: text.chars().count() as u64,
             hash: Some(siphash24(*key, &canonical)),
-            value: raw.then(|| cut(text.to_string())),
+            value: raw.then(|| quoted(text)),
         }
     }
 
@@ -94,7 +97,7 @@ impl Observed {
             shape: None,
             length: bytes.len() as u64,
             hash: Some(siphash24(*key, &canonical)),
-            value: raw.then(|| cut(String::from_utf8_lossy(bytes).into_owned())),
+            value: raw.then(|| quoted(&String::from_utf8_lossy(bytes))),
         }
     }
 
@@ -103,6 +106,11 @@ impl Observed {
     pub fn status(code: u16, key: &Key) -> Observed {
         Observed::json(&Value::Number(Number::from(code)), key, true)
     }
+}
+
+/// Text as a JSON string, cut first.
+fn quoted(text: &str) -> String {
+    super::otlp::json_text(&Value::String(cut(text.to_string())), usize::MAX)
 }
 
 fn cut(mut text: String) -> String {
