@@ -32,7 +32,7 @@ PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare soak oci prometheus-setup prometheus-test prometheus-rules dashboard
+.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare bench-evidence soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
@@ -192,6 +192,15 @@ bench-compare: $(STAMPS)/targets
 		> $(BENCH_COMPARE_OUT)/wasm.tsv
 	node bench/compare-report.mjs $(BENCH_COMPARE_OUT)/native.tsv $(BENCH_COMPARE_OUT)/wasm.tsv bench/COMPARE.md \
 		'make bench-compare$(if $(BENCH_COMPARE_ARGS), BENCH_COMPARE_ARGS="$(BENCH_COMPARE_ARGS)")'
+
+# The cost of one evidence record (core/benches/evidence.rs), natively and
+# in a wasm VM; the figures go into bench/RESULTS.md by hand.
+bench-evidence: $(STAMPS)/targets
+	@mkdir -p $(BENCH_COMPARE_OUT)
+	$(CARGO) bench -p parallel-run-core --bench evidence -- $(BENCH_COMPARE_ARGS) | tee $(BENCH_COMPARE_OUT)/evidence-native.tsv
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(abspath bench/wasm-run.mjs)" \
+		$(CARGO) bench -p parallel-run-core --bench evidence --target wasm32-wasip1 -- $(BENCH_COMPARE_ARGS) \
+		| tee $(BENCH_COMPARE_OUT)/evidence-wasm.tsv
 
 # ---------------------------------------------------------------- fuzzing
 

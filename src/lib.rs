@@ -12,13 +12,16 @@
 //! - [`root::Root`] (one per VM and configuration) makes the exchange's
 //!   calls and receives their replies, so that a comparison completes even
 //!   when the client was answered long before;
-//! - [`record`] judges the settled exchange (in the core) and counts it.
+//! - [`record`] judges the settled exchange (in the core) and counts it;
+//!   [`evidence`] records a sample of what differed, and the root posts
+//!   the records to a collector.
 //!
 //! [`vm::Vm`] is what the streams and roots of one VM share: the open
 //! exchanges, the work waiting for the root, metric handles, noise counts,
 //! admitted diff paths.
 
 mod diff_paths;
+mod evidence;
 mod host;
 mod metrics;
 mod noise;

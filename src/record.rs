@@ -1,6 +1,7 @@
 //! The end of the data path: a settled exchange is judged by the core and
 //! its judgement carried out — counters, diff paths, noise counts, and the
-//! log line of an unmatched or failed comparison.
+//! log line of an unmatched or failed comparison, and the evidence record
+//! of one the operation samples ([`crate::evidence`]).
 
 use parallel_run_core::exchange::Settled;
 use parallel_run_core::outcome::{self, Failure, Outcome};
@@ -38,6 +39,9 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     }
     vm.diff_paths
         .count(host, &mut vm.metrics, operation, &judgement.diff_paths);
+    if let (Some(outcome), Some(_)) = (&judgement.outcome, &op.evidence) {
+        vm.evidence.consider(host, &mut vm.metrics, &settled, outcome);
+    }
     let second = || host.now_s().unwrap_or(0);
     match &judgement.outcome {
         Some(Outcome::Unmatched(diff)) => {

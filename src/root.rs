@@ -11,11 +11,13 @@ use hashbrown::HashMap;
 use parallel_run_core::breaker::Change;
 use parallel_run_core::counters::{self, Counter, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
+use parallel_run_core::http::Response;
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::diff_paths::DiffPaths;
+use crate::evidence::{self, Post};
 use crate::host::Host;
 use crate::metrics::{operation_ids, OperationMetrics};
 use crate::noise::Noise;
@@ -44,6 +46,8 @@ pub struct Root<H: Host> {
     plugin: Option<Rc<Plugin>>,
     /// By callout token.
     calls: HashMap<u32, OpenCall>,
+    /// Evidence posts to the collector, by callout token.
+    posts: HashMap<u32, Post>,
     /// Replaced by a newer configuration: finishing the calls already made,
     /// then done. Holds the ticks left before giving up on them.
     retiring: Option<u64>,
@@ -56,6 +60,7 @@ impl<H: Host + Clone> Root<H> {
             vm,
             plugin: None,
             calls: HashMap::new(),
+            posts: HashMap::new(),
             retiring: None,
         }
     }
@@ -110,6 +115,7 @@ impl<H: Host + Clone> Root<H> {
         Noise::prepare(host, &plan);
         DiffPaths::prepare(host, &plan);
         Readiness::prepare(host);
+        evidence::prepare(host, &mut vm.metrics, &plan);
         vm.wake.listen(host);
         let plugin = Rc::new(Plugin {
             plan,
@@ -151,8 +157,20 @@ impl<H: Host + Clone> Root<H> {
             let Some(outgoing) = vm.exchanges.take_outgoing(exchange) else {
                 return;
             };
-            if let Some(operation) = vm.exchanges.operation(exchange) {
-                operation.count(&self.host, Counter::Shadowed);
+            let evidence = match vm.exchanges.operation(exchange) {
+                Some(operation) => {
+                    operation.count(&self.host, Counter::Shadowed);
+                    operation.operation().is_some_and(|op| op.evidence.is_some())
+                }
+                None => false,
+            };
+            if evidence {
+                // The record names the request's path: kept only for an
+                // operation that records evidence.
+                let path = outgoing.shadow.headers.iter().find(|(name, _)| name == ":path");
+                if let Some((_, path)) = path {
+                    vm.exchanges.keep_request_path(exchange, path.clone());
+                }
             }
             outgoing
         };
@@ -216,7 +234,7 @@ impl<H: Host + Clone> Root<H> {
     }
 
     fn finish_retiring(&mut self) {
-        if self.retiring.is_some() && self.calls.is_empty() {
+        if self.retiring.is_some() && self.calls.is_empty() && self.posts.is_empty() {
             self.retiring = None;
             self.host.done();
         }
@@ -225,6 +243,20 @@ impl<H: Host + Clone> Root<H> {
 
 impl<H: Host + Clone> Context for Root<H> {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if let Some(post) = self.posts.remove(&token) {
+            // The collector's answer: only its status matters (a reply
+            // without headers is a failure or a timeout).
+            let accepted = num_headers > 0 && {
+                let status = Response::from_headers(self.host.call_response_headers(), Vec::new()).status;
+                (200..300).contains(&status)
+            };
+            {
+                let vm = &mut *self.vm.borrow_mut();
+                vm.evidence.settled(&self.host, &mut vm.metrics, &post, accepted);
+            }
+            self.finish_retiring();
+            return;
+        }
         let Some(call) = self.calls.remove(&token) else {
             return;
         };
@@ -241,7 +273,7 @@ impl<H: Host + Clone> Context for Root<H> {
     /// not done alive, with its callouts, so the comparisons in flight still
     /// complete; after the longest shadow timeout the rest are abandoned.
     fn on_done(&mut self) -> bool {
-        if self.calls.is_empty() {
+        if self.calls.is_empty() && self.posts.is_empty() {
             return true;
         }
         let longest_ms = self
@@ -278,9 +310,14 @@ impl<H: Host> Root<H> {
     /// the replies will never arrive.
     fn cancel_calls(&mut self) {
         let Ok(mut vm) = self.vm.try_borrow_mut() else { return };
+        let vm = &mut *vm;
+        // Posts that will never be answered: their records are lost.
+        for (_, post) in self.posts.drain() {
+            vm.evidence.settled(&self.host, &mut vm.metrics, &post, false);
+        }
         for (_, call) in self.calls.drain() {
             for settled in vm.exchanges.cancel(call.exchange) {
-                record(&self.host, &mut vm, settled);
+                record(&self.host, vm, settled);
             }
         }
     }
@@ -316,6 +353,10 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                     let vm = &mut *self.vm.borrow_mut();
                     vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
                     tick_breakers(&self.host, vm);
+                    let collector = plugin.plan.evidence_collector.as_ref();
+                    for (token, post) in vm.evidence.post(&self.host, &mut vm.metrics, collector) {
+                        self.posts.insert(token, post);
+                    }
                     if let Some(vm_number) = vm.wake.vm_number() {
                         vm.readiness.tick(&self.host, plugin, vm_number);
                     }

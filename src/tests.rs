@@ -1046,3 +1046,5 @@ fn a_large_configuration_defines_its_stats_over_several_ticks() {
     assert_eq!(defined(&proxy) - base, 1_200);
     assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 3);
 }
+
+mod evidence;

@@ -13,6 +13,7 @@ use parallel_run_core::log_limit::LogLimit;
 use parallel_run_core::{Operation, Plan};
 
 use crate::diff_paths::DiffPaths;
+use crate::evidence::Evidence;
 use crate::host::Host;
 use crate::metrics::{Metrics, OperationMetrics};
 use crate::noise::Noise;
@@ -99,6 +100,8 @@ pub struct Vm {
     /// backend's health it tracks.
     pub breakers: HashMap<String, Breaker>,
     pub route_checks: RouteChecks,
+    /// Evidence records waiting for the collector, and posts in flight.
+    pub evidence: Evidence,
 }
 
 impl Vm {

@@ -127,6 +127,21 @@ pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
     )
 }
 
+/// Per operation with evidence on ([`crate::evidence`]), defined when the
+/// configuration is applied (no other operation has them):
+/// `parallel_run.operation.<id>.evidence_sent`, records the collector
+/// accepted (a 2xx reply), and `evidence_dropped`, records lost because the
+/// collector was down, slow (past its `timeout_ms`), answered an error, or
+/// the queue for it was full.
+pub const EVIDENCE_COUNTERS: [&str; 2] = [EVIDENCE_SENT, EVIDENCE_DROPPED];
+pub const EVIDENCE_SENT: &str = "evidence_sent";
+pub const EVIDENCE_DROPPED: &str = "evidence_dropped";
+
+/// `parallel_run.operation.<id>.<evidence counter>`.
+pub fn evidence_counter(operation_id: &str, name: &str) -> String {
+    format!("{PREFIX}.operation.{operation_id}.{name}")
+}
+
 /// Requests that matched no operation (served by the default legacy backend).
 pub const UNKNOWN_OPERATION_REQUESTS: &str = "parallel_run.unknown_operation.requests";
 

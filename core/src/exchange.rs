@@ -112,6 +112,9 @@ enum Call {
 struct Exchange<O> {
     operation: O,
     request_id: String,
+    /// The request's path and query, kept only for an operation that
+    /// records evidence ([`Exchanges::keep_request_path`]).
+    request_path: Option<String>,
     max_body_bytes: usize,
     request: RequestCopy,
     serving: Serving,
@@ -124,6 +127,8 @@ struct Exchange<O> {
 pub struct Settled<O> {
     pub operation: O,
     pub request_id: String,
+    /// See [`Exchanges::keep_request_path`]; `None` otherwise.
+    pub request_path: Option<String>,
     pub leg: Leg,
     pub serving: Rc<ServingReply>,
     pub reply: CallReply,
@@ -164,6 +169,7 @@ impl<O: Clone> Exchanges<O> {
             Exchange {
                 operation,
                 request_id,
+                request_path: None,
                 max_body_bytes,
                 request: RequestCopy::Copying(outgoing),
                 serving: Serving::Waiting,
@@ -250,6 +256,15 @@ impl<O: Clone> Exchanges<O> {
                 exchange.request = other;
                 None
             }
+        }
+    }
+
+    /// Keeps the request's path (with its query) for the settled calls:
+    /// an evidence record names it. Only for operations that record
+    /// evidence, so that no other exchange pays for a copy.
+    pub fn keep_request_path(&mut self, id: ExchangeId, path: String) {
+        if let Some(exchange) = self.open.get_mut(&id) {
+            exchange.request_path = Some(path);
         }
     }
 
@@ -371,6 +386,7 @@ impl<O: Clone> Exchanges<O> {
                     settled.push(Settled {
                         operation: exchange.operation.clone(),
                         request_id: exchange.request_id.clone(),
+                        request_path: exchange.request_path.clone(),
                         leg,
                         serving: Rc::clone(serving),
                         reply,

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod config;
 pub mod counters;
 pub mod diff_path;
+pub mod evidence;
 pub mod exchange;
 pub mod hosts;
 pub mod http;

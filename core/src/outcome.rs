@@ -268,7 +268,7 @@ fn first(names: &[String]) -> String {
 /// At most `limit` bytes of `text`, with anything but printable ASCII
 /// other than space written as `\xNN`: a client-chosen value must not
 /// forge log lines or fields.
-fn escaped(text: &str, limit: usize) -> String {
+pub(crate) fn escaped(text: &str, limit: usize) -> String {
     let mut out = String::with_capacity(text.len().min(limit));
     for &b in text.as_bytes().iter().take(limit) {
         if b.is_ascii_graphic() && b != b'\\' {

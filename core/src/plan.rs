@@ -95,6 +95,8 @@ pub struct Operation {
     /// How the shadow copy's and the noise repeat's headers differ from the
     /// client's request.
     pub shadow_headers: crate::shadow::HeaderRules,
+    /// `None` unless the operation records evidence ([`crate::evidence`]).
+    pub evidence: Option<crate::evidence::Policy>,
 }
 
 impl Operation {
@@ -138,6 +140,9 @@ pub struct Plan {
     /// Serves requests that match no operation.
     pub legacy: Backend,
     pub candidate: Backend,
+    /// Where evidence records go; `Some` exactly when an operation has
+    /// evidence on.
+    pub evidence_collector: Option<crate::evidence::Collector>,
     pub operations: Vec<Operation>,
     pub(crate) matcher: Matcher,
     pub(crate) by_id: hashbrown::HashMap<String, usize>,

@@ -53,6 +53,10 @@ def filter_names():
     for constant in ("UNKNOWN_OPERATION_REQUESTS", "REVISION_GAUGE"):
         dotted = re.search(rf'pub const {constant}: &str = "([a-z0-9_.]+)";', source).group(1)
         names.add(dotted.replace(".", "_"))
+    # Per operation, only for operations with evidence on.
+    for constant in ("EVIDENCE_SENT", "EVIDENCE_DROPPED"):
+        name = re.search(rf'pub const {constant}: &str = "([a-z0-9_]+)";', source).group(1)
+        names.add(f"parallel_run_operation_{name}")
     return names
 
 

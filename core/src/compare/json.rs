@@ -87,6 +87,19 @@ impl PointerPattern {
             })
     }
 
+    /// Whether the pattern names the concrete location `tokens` (object
+    /// keys, array indices as decimal text), for [`crate::evidence`].
+    pub fn matches_tokens(&self, tokens: &[&str]) -> bool {
+        let location: Vec<Seg<'_>> = tokens
+            .iter()
+            .map(|token| match token.parse::<usize>() {
+                Ok(index) if !token.starts_with('+') => Seg::Index(index),
+                _ => Seg::Key(token),
+            })
+            .collect();
+        self.matches(&location)
+    }
+
     /// Removes every value the pattern points at. Array elements become
     /// `null` rather than disappear, so the indices after them still line up.
     pub fn remove_from(&self, value: &mut Value) {
@@ -601,6 +614,12 @@ fn exact(n: &Number) -> Exact {
 
 /// `1` equals `1.0`; integers compare exactly (no rounding through f64),
 /// then the tolerance, if any, decides.
+/// Whether two numbers are equal as the comparison judges them (for
+/// [`crate::evidence`]).
+pub fn numbers_match(l: &Number, r: &Number, tolerance: Option<&NumberTolerance>) -> bool {
+    numbers_equal(l, r, tolerance)
+}
+
 fn numbers_equal(l: &Number, r: &Number, tolerance: Option<&NumberTolerance>) -> bool {
     let (a, b) = (exact(l), exact(r));
     if a == b {

@@ -216,5 +216,20 @@ fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -
     (diff, decodable)
 }
 
+/// A body as the comparison sees it: decoded (gzip, deflate) and masked,
+/// for the evidence record ([`crate::evidence`]), which re-reads a sampled
+/// comparison's bodies the way the comparison did. `None` when it cannot be
+/// decoded within `max_decoded_bytes`. `json` is whether both sides of the
+/// comparison would be compared as JSON.
+pub fn prepared_body<'a>(rules: &CompareRules, response: &'a Response) -> Option<(Cow<'a, [u8]>, bool)> {
+    let body = match Encoding::of(response.header("content-encoding")) {
+        Encoding::Known(codings) => encoding::decode(&codings, &response.body, rules.max_decoded_bytes).ok()?,
+        Encoding::Unsupported => Cow::Borrowed(response.body.as_slice()),
+    };
+    let body = mask::apply_all(&rules.masks, body);
+    let json = json::looks_like_json(response.header("content-type"), &body);
+    Some((body, json))
+}
+
 #[cfg(test)]
 mod tests;

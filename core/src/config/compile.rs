@@ -2,9 +2,9 @@
 //! operation in order (its names, its settings over the defaults', its place
 //! in the matcher), stopping at the first error.
 
-use super::names;
 use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
 use super::settings::Settings;
+use super::{evidence, names};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
 use crate::http::is_unsafe_method;
@@ -42,6 +42,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
     // Compiled once, and reported at `defaults.*` even when no operation
     // inherits them.
     let defaults = Settings::compile(raw.defaults.0, "defaults")?;
+    let evidence_collector = raw.evidence_collector.map(|c| evidence::collector(c.0)).transpose()?;
     if raw.operations.len() > MAX_OPERATIONS {
         return Err(ConfigError::new(
             "operations",
@@ -57,6 +58,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
         hosts,
         legacy,
         candidate,
+        evidence_collector,
         operations: Vec::with_capacity(raw.operations.len()),
         matcher: Matcher::default(),
         by_id: hashbrown::HashMap::with_capacity(raw.operations.len()),
@@ -65,7 +67,27 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
         let at = format!("operations[{index}]");
         let (identity, own) = op.0.split();
         let operation = operation(&plan, identity, own, &defaults, &at)?;
+        if operation.evidence.is_some() && plan.evidence_collector.is_none() {
+            return Err(ConfigError::new(
+                format!("{at}.evidence.enabled"),
+                "needs evidence_collector at the top level: where the records go",
+            ));
+        }
         add(&mut plan, operation, index, &at)?;
+    }
+    if !plan.operations.iter().any(|op| op.evidence.is_some()) {
+        if let Some(at) = defaults.evidence.unused() {
+            return Err(ConfigError::new(
+                at,
+                "no operation has evidence.enabled: this has no effect",
+            ));
+        }
+        if plan.evidence_collector.is_some() {
+            return Err(ConfigError::new(
+                "evidence_collector",
+                "no operation has evidence.enabled: nothing would be sent to it",
+            ));
+        }
     }
     Ok(plan)
 }
@@ -102,7 +124,16 @@ fn operation(
     }
     let own = Settings::compile(own, at)?;
     no_effect(&own, &method, at)?;
-    let settings = own.resolve(defaults);
+    let enables_evidence = own.evidence.enabled() == Some(true);
+    let settings = own.resolve(defaults, at)?;
+    // Evidence is of comparisons: an unsafe method that is never shadowed
+    // has none.
+    if enables_evidence && is_unsafe_method(&method) && !settings.shadow_unsafe {
+        return Err(ConfigError::new(
+            format!("{at}.evidence.enabled"),
+            format!("{method} is not a safe method and shadow_unsafe is off: it is never shadowed, so there is no comparison to record"),
+        ));
+    }
     // Only checked where the two meet: an operation may switch learning on
     // under defaults that sample.
     if settings.learn_noise && settings.noise_per_million == 0 {
@@ -134,6 +165,7 @@ fn operation(
         circuit_breaker: settings.circuit_breaker,
         key_names: settings.key_names,
         shadow_headers: settings.shadow_headers,
+        evidence: settings.evidence,
     })
 }
 
@@ -155,6 +187,7 @@ fn no_effect(own: &Settings, method: &str, at: &str) -> Result<(), ConfigError> 
     if own.learn_noise == Some(true) {
         return Err(ConfigError::new(format!("{at}.learn_noise"), why));
     }
+
     Ok(())
 }
 

@@ -12,10 +12,12 @@
 //! - `settings` and `rules`: the settings and comparison rules of `defaults`
 //!   and of each operation, compiled once each, then laid over each other;
 //! - `compile`: the raw document to the [`Plan`];
+//! - `evidence`: `evidence` and `evidence_collector` ([`crate::evidence`]);
 //! - `error`: [`ConfigError`].
 
 mod compile;
 mod error;
+mod evidence;
 mod guards;
 mod names;
 mod raw;

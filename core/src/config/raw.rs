@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     #[serde(default, deserialize_with = "whole_number")]
     pub max_inflight_shadows: Option<u32>,
     pub hosts: Option<Vec<String>>,
+    pub evidence_collector: Option<Object<RawCollector>>,
     #[serde(default)]
     pub defaults: Object<RawSettings>,
     #[serde(default)]
@@ -103,6 +104,55 @@ settings! {
     circuit_breaker: Object<RawBreaker>,
     name_keys: RawNameKeys,
     shadow_headers: Object<RawHeaderRules>,
+    evidence: Object<RawEvidence>,
+}
+
+/// `evidence` in `defaults` or an operation.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvidence {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub records_per_minute: Option<u32>,
+    pub failed: Option<bool>,
+    pub raw_values: Option<RawRawValues>,
+}
+
+/// `evidence.raw_values`: `true`, `false`, or the fields (JSON Pointer
+/// patterns, header names) whose raw values a record may carry.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "true, false, or a list of JSON Pointer patterns and header names"
+)]
+pub(super) enum RawRawValues {
+    All(bool),
+    Only(Vec<String>),
+}
+
+/// `evidence_collector` at the top level: where evidence records go.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCollector {
+    pub cluster: Option<String>,
+    pub authority: Option<String>,
+    pub path: Option<String>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub max_inflight: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub records_per_minute: Option<u32>,
+    pub hash_key: Option<String>,
+}
+
+impl Described for RawEvidence {
+    const OBJECT: &'static str = "an object of evidence settings (enabled, records_per_minute, failed, raw_values)";
+}
+
+impl Described for RawCollector {
+    const OBJECT: &'static str =
+        "an object of evidence collector settings (cluster, authority, path, timeout_ms, max_inflight, records_per_minute, hash_key)";
 }
 
 #[derive(Deserialize, Default)]

@@ -5,6 +5,7 @@
 //! once however many operations inherit it. An operation's settings are its
 //! own layer over the defaults', over the built-in defaults.
 
+use super::evidence::EvidenceLayer;
 use super::guards::{BreakerLayer, HeaderRulesLayer, ReadinessLayer};
 use super::raw::{RawNameKeys, RawSettings};
 use super::rules::RulesLayer;
@@ -39,6 +40,7 @@ pub(super) struct Settings {
     pub circuit_breaker: BreakerLayer,
     pub name_keys: Option<KeyNames>,
     pub shadow_headers: HeaderRulesLayer,
+    pub evidence: EvidenceLayer,
 }
 
 /// Every setting of one operation, resolved.
@@ -58,6 +60,7 @@ pub(super) struct Resolved {
     pub circuit_breaker: Option<breaker::Settings>,
     pub key_names: KeyNames,
     pub shadow_headers: HeaderRules,
+    pub evidence: Option<crate::evidence::Policy>,
 }
 
 impl Settings {
@@ -142,16 +145,18 @@ impl Settings {
                 .map(|keys| name_keys(keys, &field("name_keys")))
                 .transpose()?,
             shadow_headers: HeaderRulesLayer::compile(raw.shadow_headers.map(|r| r.0), &field("shadow_headers"))?,
+            evidence: EvidenceLayer::compile(raw.evidence.map(|e| e.0), at)?,
         })
     }
 
     /// Each setting from this layer, else from `base`, else built in.
-    pub(super) fn resolve(self, base: &Settings) -> Resolved {
+    pub(super) fn resolve(self, base: &Settings, at: &str) -> Result<Resolved, ConfigError> {
         let max_body_bytes = self
             .max_body_bytes
             .or(base.max_body_bytes)
             .unwrap_or(usize::try_from(DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX));
-        Resolved {
+        let evidence = self.evidence.resolve(&base.evidence, at)?;
+        Ok(Resolved {
             mode: self.mode.or(base.mode).unwrap_or(Mode::Legacy),
             sample_per_million: self.sample_per_million.or(base.sample_per_million).unwrap_or(1_000_000),
             shadow_timeout_ms: self
@@ -181,7 +186,8 @@ impl Settings {
                 .or_else(|| base.name_keys.clone())
                 .unwrap_or_default(),
             shadow_headers: self.shadow_headers.resolve(&base.shadow_headers),
-        }
+            evidence,
+        })
     }
 }
 

@@ -858,6 +858,7 @@ fn noise_learning_errors_name_the_field() {
     }
 }
 
+mod evidence;
 mod guards;
 mod headers;
 mod scoping;

@@ -191,6 +191,7 @@ fn settled(leg: Leg, serving_body: &str, reply_body: &str) -> Settled<()> {
     Settled {
         operation: (),
         request_id: "rid".into(),
+        request_path: None,
         leg,
         serving: std::rc::Rc::new(serving(200, serving_body)),
         reply: shadow(200, reply_body),
