@@ -85,15 +85,7 @@ impl<H: Host + Clone> Root<H> {
         };
         self.host.log(
             log::Level::Info,
-            &format!(
-                "parallel-run: configuration applied: revision={:?} operations=[{}]",
-                plan.revision,
-                plan.operations
-                    .iter()
-                    .map(|op| format!("{}={}", op.id, op.mode.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            &format!("parallel-run: configuration applied: {}", plan.summary()),
         );
         let mut vm = self.vm.borrow_mut();
         let host = &self.host;

@@ -307,3 +307,26 @@ fn groups_are_exposed() {
     let groups: Vec<_> = plan.operations.iter().map(|o| o.group.as_deref()).collect();
     assert_eq!(groups, [Some("pair"), Some("pair"), None]);
 }
+
+#[test]
+fn the_applied_line_is_bounded_whatever_the_number_of_operations() {
+    let operations: Vec<String> = (0..2_000)
+        .map(|n| {
+            let mode = if n % 2 == 0 { "shadow" } else { "legacy" };
+            format!(r#"{{"id":"op{n}","method":"GET","path":"/r{n}","mode":"{mode}"}}"#)
+        })
+        .collect();
+    let json = format!(
+        r#"{{"revision":"big","legacy":{{"cluster":"l"}},"candidate":{{"cluster":"c"}},"operations":[{}]}}"#,
+        operations.join(",")
+    );
+    let plan = Plan::parse(json.as_bytes()).unwrap();
+    let line = plan.summary();
+    assert!(
+        line.starts_with(r#"revision="big" operations=2000 (legacy=1000 shadow=1000) [op0=shadow,op1=legacy,"#),
+        "{line}"
+    );
+    assert!(line.ends_with(",…]"), "{line}");
+    assert!(line.contains("op31=legacy") && !line.contains("op32="), "{line}");
+    assert!(line.len() < 1_000, "{} bytes", line.len());
+}
