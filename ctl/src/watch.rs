@@ -9,6 +9,11 @@
 //!   failure rate exceeds `--max-failure-rate`, is rolled back (its group
 //!   with it). A rollback goes first.
 //!
+//! With `--prometheus URL [--window W]` the fleet's verdict
+//! ([`crate::fleet`]) is what must hold for `--ready-for`, and the rollback
+//! floor is judged on the fleet's pooled window (choose W shorter than the
+//! time since the cutover, or shadow-phase comparisons still weigh).
+//!
 //! Every change goes through the guarded, audited, confirmed path
 //! (crate::change) with the evidence in its reason. Bounded by `--duration`
 //! and `--max-changes`; SIGTERM or SIGINT ends it after the current step.
@@ -97,7 +102,11 @@ pub fn decide(
             let Some(baseline) = tracks.get(&s.id).and_then(|t| t.cutover_baseline) else {
                 continue;
             };
-            let delta = |c: Counter| s.evidence.counts.get(c).saturating_sub(baseline.get(c));
+            // The fleet's counts are already a window (--window): judged as they are.
+            let delta = |c: Counter| match s.evidence.fleet {
+                Some(_) => s.evidence.counts.get(c),
+                None => s.evidence.counts.get(c).saturating_sub(baseline.get(c)),
+            };
             let (matched, unmatched) = (delta(Counter::Matched), delta(Counter::Unmatched));
             let (failed, shadowed) = (delta(Counter::Failed), delta(Counter::Shadowed));
             let comparisons = matched + unmatched;
@@ -158,12 +167,8 @@ pub fn decide(
     None
 }
 
-fn observe(plan: &Plan, live: &Live, url: &str, selected: &[String]) -> Result<Vec<Seen>> {
+fn observe(plan: &Plan, source: &dyn Source, selected: &[String]) -> Result<Vec<Seen>> {
     let groups = groups::of(plan);
-    let source = EnvoyAdmin {
-        live,
-        url: url.to_string(),
-    };
     Ok(plan
         .operations
         .iter()
@@ -185,6 +190,7 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
     }
     let path = target_path(&args.target, "watch");
     let admin = parse_admin(&args.admin.admin)?;
+    let fleet = crate::fleet::Fleet::from_args(&args.fleet)?;
     let settings = Settings {
         ready_for: args.ready_for,
         rollback_below: args.rollback_below,
@@ -232,8 +238,21 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
                 .ecds_name
                 .clone()
                 .unwrap_or_else(|| live::DEFAULT_FILTER_NAME.to_string());
-            let live = Live::read(&admin, &filter)?;
-            let seen = observe(&plan, &live, &admin.url(), selected.as_deref().unwrap_or_default())?;
+            let selected = selected.as_deref().unwrap_or_default();
+            let seen = match &fleet {
+                Some(fleet) => {
+                    let snapshot = fleet.read(&plan.operations, std::slice::from_ref(&plan.revision))?;
+                    observe(&plan, &snapshot, selected)?
+                }
+                None => {
+                    let live = Live::read(&admin, &filter)?;
+                    let source = EnvoyAdmin {
+                        live: &live,
+                        url: admin.url(),
+                    };
+                    observe(&plan, &source, selected)?
+                }
+            };
             Ok(decide(&seen, &mut tracks, Instant::now(), &settings))
         })();
         match step {
@@ -267,6 +286,7 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
                         path: &path,
                         admin: &admin,
                         audit_log: args.target.audit_log.clone(),
+                        fleet: fleet.clone(),
                     };
                     match change::run(&target, &action, &guard, &wait) {
                         Ok(report) => {
@@ -332,6 +352,7 @@ mod tests {
                 verdict: verdict.into(),
                 counts,
                 gauges: None,
+                fleet: None,
                 rule: Default::default(),
                 target_match_rate: 0.9,
                 min_samples: 10,
