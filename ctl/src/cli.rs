@@ -360,13 +360,13 @@ pub struct WatchArgs {
     /// Cut over an operation in shadow once READY this long without a break
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub ready_for: Duration,
-    /// Roll back an operation in cutover whose reverse-shadow match rate falls below this [default: its target_match_rate]
+    /// Roll back an operation in cutover whose reverse-shadow match rate falls below this [default: its rollback_below, else its target_match_rate]
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rollback_below: Option<f64>,
     /// Roll back an operation in cutover whose failed/shadowed rises above this
     #[arg(long, default_value_t = 0.05, value_name = "RATE", value_parser = parse_rate)]
     pub max_failure_rate: f64,
-    /// Never cut over, only roll back
+    /// Never cut over, only roll back (overrides every operation's auto_promote)
     #[arg(long)]
     pub no_promote: bool,
     /// Never roll back, only cut over

@@ -2,10 +2,11 @@
 //! configuration and Envoy's counters, and makes at most one change:
 //!
 //! - an operation (or group) in `shadow` that has been READY for
-//!   `--ready-for` without a break is cut over;
+//!   `--ready-for` without a break is cut over, unless it (or a member of
+//!   its group) sets `auto_promote: false`;
 //! - an operation in `cutover` whose reverse-shadow comparisons since the
 //!   watch saw it enter cutover fall below its floor (`--rollback-below`,
-//!   default its `target_match_rate`) over at least `min_samples`, or whose
+//!   else its `rollback_below`, else its `target_match_rate`) over at least `min_samples`, or whose
 //!   failure rate exceeds `--max-failure-rate`, is rolled back (its group
 //!   with it). A rollback goes first.
 //!
@@ -54,6 +55,10 @@ pub struct Seen {
     /// The mode in the file (what a change starts from).
     pub mode: Mode,
     pub evidence: Evidence,
+    /// The operation's `auto_promote`: `Some(false)` is never cut over.
+    pub auto_promote: Option<bool>,
+    /// The operation's `rollback_below`; `--rollback-below` overrides it.
+    pub rollback_below: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +115,10 @@ pub fn decide(
             let (matched, unmatched) = (delta(Counter::Matched), delta(Counter::Unmatched));
             let (failed, shadowed) = (delta(Counter::Failed), delta(Counter::Shadowed));
             let comparisons = matched + unmatched;
-            let floor = settings.rollback_below.unwrap_or(s.evidence.target_match_rate);
+            let floor = settings
+                .rollback_below
+                .or(s.rollback_below)
+                .unwrap_or(s.evidence.target_match_rate);
             let rate = (comparisons > 0).then(|| matched as f64 / comparisons as f64);
             let failure = (shadowed > 0).then(|| failed as f64 / shadowed as f64);
             let why = if comparisons >= s.evidence.min_samples.max(1) && rate.is_some_and(|r| r < floor) {
@@ -146,6 +154,7 @@ pub fn decide(
             };
             let held = |m: &Seen| {
                 m.mode == Mode::Shadow
+                    && m.auto_promote != Some(false)
                     && tracks
                         .get(&m.id)
                         .and_then(|t| t.ready_since)
@@ -178,6 +187,8 @@ fn observe(plan: &Plan, source: &dyn Source, selected: &[String]) -> Result<Vec<
             group: groups.get(&op.id).cloned(),
             mode: op.mode,
             evidence: source.evidence(op),
+            auto_promote: op.auto_promote,
+            rollback_below: op.rollback_below,
         })
         .collect())
 }
@@ -359,6 +370,8 @@ mod tests {
                 source: "test".into(),
                 window: "test".into(),
             },
+            auto_promote: None,
+            rollback_below: None,
         }
     }
 
@@ -412,6 +425,52 @@ mod tests {
             ..settings()
         };
         assert_eq!(decide(&ready, &mut tracks, t0 + Duration::from_secs(200), &off), None);
+    }
+
+    #[test]
+    fn per_operation_auto_promote_and_rollback_below_are_read_and_the_flag_overrides() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(61);
+        // auto_promote: false is never cut over, READY or not; in a group it holds the group.
+        let mut tracks = BTreeMap::new();
+        let mut held = seen("a", None, Mode::Shadow, counts(20, 0, 0));
+        held.auto_promote = Some(false);
+        decide(std::slice::from_ref(&held), &mut tracks, t0, &settings());
+        assert_eq!(
+            decide(std::slice::from_ref(&held), &mut tracks, later, &settings()),
+            None
+        );
+        let mut tracks = BTreeMap::new();
+        let mut b = seen("b", Some("g"), Mode::Shadow, counts(20, 0, 0));
+        b.auto_promote = Some(false);
+        let group = [seen("a", Some("g"), Mode::Shadow, counts(20, 0, 0)), b];
+        decide(&group, &mut tracks, t0, &settings());
+        assert_eq!(decide(&group, &mut tracks, later, &settings()), None);
+        // auto_promote: true goes as before.
+        let mut tracks = BTreeMap::new();
+        held.auto_promote = Some(true);
+        decide(std::slice::from_ref(&held), &mut tracks, t0, &settings());
+        assert!(decide(std::slice::from_ref(&held), &mut tracks, later, &settings()).is_some());
+
+        // rollback_below 0.8: 50 of 60 (83.3%) after the cutover is above its floor, below the target 0.9.
+        let mut tracks = BTreeMap::new();
+        let with_floor = |c: Counts| {
+            let mut s = seen("c", None, Mode::Cutover, c);
+            s.rollback_below = Some(0.8);
+            [s]
+        };
+        decide(&with_floor(counts(0, 0, 0)), &mut tracks, t0, &settings());
+        assert_eq!(
+            decide(&with_floor(counts(50, 10, 0)), &mut tracks, t0, &settings()),
+            None
+        );
+        // --rollback-below overrides the operation's.
+        let flag = Settings {
+            rollback_below: Some(0.9),
+            ..settings()
+        };
+        let decision = decide(&with_floor(counts(50, 10, 0)), &mut tracks, t0, &flag);
+        assert!(matches!(decision, Some(Decision::Rollback { .. })), "{decision:?}");
     }
 
     #[test]

@@ -134,6 +134,8 @@ fn operation(
         circuit_breaker: settings.circuit_breaker,
         key_names: settings.key_names,
         shadow_headers: settings.shadow_headers,
+        auto_promote: settings.auto_promote,
+        rollback_below: settings.rollback_below,
     })
 }
 

@@ -103,6 +103,8 @@ settings! {
     circuit_breaker: Object<RawBreaker>,
     name_keys: RawNameKeys,
     shadow_headers: Object<RawHeaderRules>,
+    auto_promote: bool,
+    rollback_below: f64,
 }
 
 #[derive(Deserialize, Default)]

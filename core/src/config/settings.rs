@@ -39,6 +39,8 @@ pub(super) struct Settings {
     pub circuit_breaker: BreakerLayer,
     pub name_keys: Option<KeyNames>,
     pub shadow_headers: HeaderRulesLayer,
+    pub auto_promote: Option<bool>,
+    pub rollback_below: Option<f64>,
 }
 
 /// Every setting of one operation, resolved.
@@ -58,6 +60,8 @@ pub(super) struct Resolved {
     pub circuit_breaker: Option<breaker::Settings>,
     pub key_names: KeyNames,
     pub shadow_headers: HeaderRules,
+    pub auto_promote: Option<bool>,
+    pub rollback_below: Option<f64>,
 }
 
 impl Settings {
@@ -142,6 +146,19 @@ impl Settings {
                 .map(|keys| name_keys(keys, &field("name_keys")))
                 .transpose()?,
             shadow_headers: HeaderRulesLayer::compile(raw.shadow_headers.map(|r| r.0), &field("shadow_headers"))?,
+            auto_promote: raw.auto_promote,
+            rollback_below: raw
+                .rollback_below
+                .map(|rate| {
+                    if !(0.0..=1.0).contains(&rate) {
+                        return Err(ConfigError::new(
+                            field("rollback_below"),
+                            format!("{rate} is not a fraction between 0 and 1 (0.95 means 95%)"),
+                        ));
+                    }
+                    Ok(rate)
+                })
+                .transpose()?,
         })
     }
 
@@ -181,6 +198,8 @@ impl Settings {
                 .or_else(|| base.name_keys.clone())
                 .unwrap_or_default(),
             shadow_headers: self.shadow_headers.resolve(&base.shadow_headers),
+            auto_promote: self.auto_promote.or(base.auto_promote),
+            rollback_below: self.rollback_below.or(base.rollback_below),
         }
     }
 }
