@@ -133,6 +133,9 @@ struct Replicas {
     high_mode: Option<Mode>,
 }
 
+/// (serving p99, shadow p99) of one operation, in ms; `None`: not measured.
+type P99s = (Option<f64>, Option<f64>);
+
 /// What Prometheus said, read once; judged per operation by [`Source::evidence`].
 pub struct Snapshot {
     pub url: String,
@@ -141,7 +144,7 @@ pub struct Snapshot {
     /// Window -> operation -> pooled increase per [`COUNTERS`] entry.
     counts: BTreeMap<u64, BTreeMap<String, [f64; 5]>>,
     /// Window -> operation -> (serving p99, shadow p99), in ms.
-    latency: BTreeMap<u64, BTreeMap<String, (Option<f64>, Option<f64>)>>,
+    latency: BTreeMap<u64, BTreeMap<String, P99s>>,
     replicas: BTreeMap<String, Replicas>,
     /// Operation -> threshold gauge -> strictest value.
     thresholds: BTreeMap<String, BTreeMap<&'static str, f64>>,
@@ -241,7 +244,7 @@ impl Snapshot {
                 }
             }
             counts.insert(w, per_op);
-            let mut sides: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
+            let mut sides: BTreeMap<String, P99s> = BTreeMap::new();
             for sample in run(Queries::latency_p99(w))? {
                 let entry = sides.entry(sample.label("operation_id").to_string()).or_default();
                 match sample.label("side") {

@@ -103,7 +103,7 @@ def test_gauges_promql_and_the_rule_agree_and_cutover_is_guarded_by_the_fleet(
     clusters = {"legacy": legacy.port, "candidate": candidate.port}
     replicas = {name: envoy(clusters, wasm_path=wasm_path, config=CONFIG, concurrency=1, ecds=True) for name in "ab"}
     prom = Prometheus(tmp, [r.admin_url() for r in replicas.values()], write_rules(tmp / "rules", window="60s"),
-                      interval=f"{INTERVAL_S:g}s")
+                      interval=f"{int(INTERVAL_S * 1000)}ms")
     try:
         run(replicas, prom)
     except AssertionError:
@@ -217,7 +217,9 @@ def run(replicas, prom):
     report = json.loads(done.stdout)
     assert report["written"] is True and report["confirmation"]["outcome"] == "active", report
     audit = [json.loads(line) for line in a.ecds_file.with_name("parallel-run.audit.jsonl").read_text().splitlines()]
-    evidence = audit[-1]["evidence"][0]
+    change = [r for r in audit if r["kind"] == "change"][-1]
+    assert change["action"] == "cutover" and change["reason"] == "fleet ready", change
+    evidence = change["evidence"][0]
     assert evidence["basis"] == "prometheus" and evidence["verdict"] == "ready", evidence
     assert evidence["source"].startswith(f"Prometheus {prom.url().rstrip('/')} (2 of 2 replicas"), evidence
     assert evidence["fleet"]["window_s"] == 600 and evidence["fleet"]["replicas"] == 2, evidence
@@ -236,3 +238,4 @@ def run(replicas, prom):
     text = ctl("status", "--ecds", str(a.ecds_file), "--admin", a.admin_url(), "--prometheus", prom.url())
     assert "CONFIG DRIFT: 2 replicas run 2 revisions" in text.stdout, text.stdout
     assert "MODE DRIFT: replicas run it in shadow and cutover" in text.stdout, text.stdout
+    assert any(line.startswith("getReturn") and "shadow+cutover" in line for line in text.stdout.splitlines()), text.stdout

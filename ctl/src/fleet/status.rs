@@ -104,7 +104,10 @@ pub fn lines(snapshot: &Snapshot, label: &str, plan: &Plan, rows: &[Row]) -> Vec
         let evaluation = window::evaluate(f.tally, &f.rule, f.target_match_rate, f.min_samples);
         table.push(vec![
             row.operation.id.clone(),
-            row.evidence.mode.as_str().to_string(),
+            match f.mode(row.operation.mode) {
+                Ok(mode) => mode.as_str().to_string(),
+                Err((low, high)) => format!("{}+{}", low.as_str(), high.as_str()),
+            },
             format!("{}/{}", f.replicas, f.fleet_replicas),
             format!("{} s", f.window_s),
             f.tally.comparisons().to_string(),
