@@ -182,6 +182,10 @@ impl Fleet {
     }
 }
 
+/// Distinct windows judged without `--window`: six queries each. A
+/// configuration has one or a few; thousands would be thousands of queries.
+const MAX_WINDOWS: usize = 32;
+
 /// The window an operation is judged over.
 fn window_of(window: Option<u64>, operation: &Operation) -> u64 {
     window.unwrap_or(operation.readiness.window_s).max(1)
@@ -228,6 +232,12 @@ impl Snapshot {
             Ok(samples)
         };
         let windows: BTreeSet<u64> = operations.iter().map(|op| window_of(window_s, op)).collect();
+        if windows.len() > MAX_WINDOWS {
+            return Err(Error::io(format!(
+                "the operations have {} different readiness.window_s values, each a set of queries: give --window (at most {MAX_WINDOWS} without it)",
+                windows.len()
+            )));
+        }
         let mut counts = BTreeMap::new();
         let mut latency = BTreeMap::new();
         for &w in &windows {

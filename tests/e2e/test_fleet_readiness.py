@@ -203,12 +203,29 @@ def run(replicas, prom):
     assert down.returncode == 4, down
     assert "query `sum by (operation_id) (increase(parallel_run_operation_shadowed[600s]))`" in down.stderr, down
 
+    # watch --prometheus: the fleet's verdict is what it acts on (dry run: nothing written).
+    watch = ctl("watch", "getReturn", "getLabel", *where, "--prometheus", prom.url(), "--window", WINDOW,
+                "--interval", "1s", "--ready-for", "0s", "--duration", "20s", "--max-changes", "1", "--dry-run",
+                "-o", "json")
+    assert watch.returncode == 0, watch.stderr
+    events = [json.loads(line) for line in watch.stdout.splitlines()]
+    would = [e for e in events if e["event"] == "would_change"]
+    assert [(e["action"], e["unit"]) for e in would] == [("cutover", "getReturn")], events
+    assert "READY (lower bound" in would[0]["why"], would
+
     # The cutover guard, on the fleet's verdict.
     before = a.ecds_file.read_text()
     refused = ctl("cutover", "getLabel", "--reason", "looks fine", *where, "--prometheus", prom.url(),
                   "--window", WINDOW)
     assert refused.returncode == 1, refused
     assert "getLabel is not READY: below target" in refused.stderr, refused.stderr
+    assert a.ecds_file.read_text() == before, "nothing written"
+
+    unreachable = ctl("cutover", "getReturn", "--reason", "fleet ready", *where, "--prometheus",
+                      f"http://127.0.0.1:{closed_port()}")
+    assert unreachable.returncode == 1, unreachable
+    assert "the fleet's readiness (nothing written): Prometheus at" in unreachable.stderr, unreachable.stderr
+    assert "query `sum by (operation_id) (increase(parallel_run_operation_shadowed[600s]))`" in unreachable.stderr
     assert a.ecds_file.read_text() == before, "nothing written"
 
     done = ctl("cutover", "getReturn", "--reason", "fleet ready", *where, "--prometheus", prom.url(),

@@ -386,3 +386,25 @@ fn a_failed_query_is_an_unreachable_error_and_nothing_is_judged() {
     assert!(window_seconds(Some(Duration::from_millis(500))).is_err());
     assert_eq!(window_seconds(Some(Duration::from_secs(3600))).unwrap(), Some(3600));
 }
+
+#[test]
+fn too_many_distinct_windows_need_window() {
+    let operations: Vec<String> = (1..=33)
+        .map(|i| format!(r#"{{"id":"op{i}","method":"GET","path":"/p{i}","readiness":{{"window_s":{i}}}}}"#))
+        .collect();
+    let config = format!(
+        r#"{{"legacy":{{"cluster":"l"}},"candidate":{{"cluster":"c"}},"operations":[{}]}}"#,
+        operations.join(",")
+    );
+    let plan = Plan::parse(config.as_bytes()).unwrap();
+    let mut asked = 0;
+    let err = Snapshot::collect("http://p:9090", None, &plan.operations, &[], |_| {
+        asked += 1;
+        Ok(vec![])
+    })
+    .err()
+    .unwrap();
+    assert!(err.message.contains("33 different readiness.window_s values"), "{err}");
+    assert_eq!(asked, 0, "refused before any query");
+    assert!(Snapshot::collect("http://p:9090", Some(600), &plan.operations, &[], |_| Ok(vec![])).is_ok());
+}
