@@ -97,6 +97,13 @@ pub struct Operation {
     pub shadow_headers: crate::shadow::HeaderRules,
     /// `None` unless the operation records evidence ([`crate::evidence`]).
     pub evidence: Option<crate::evidence::Policy>,
+    /// For `parallel-run-ctl watch` (the filter does not read it): `Some(true)`
+    /// cuts the operation over once it holds READY, `Some(false)` never;
+    /// `None` leaves it to the watch's flags.
+    pub auto_promote: Option<bool>,
+    /// For `parallel-run-ctl watch`: in cutover, roll back when the reverse
+    /// shadow's match rate falls below this; `None`: its `target_match_rate`.
+    pub rollback_below: Option<f64>,
 }
 
 impl Operation {

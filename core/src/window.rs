@@ -189,6 +189,20 @@ pub fn evaluate(tally: Tally, rule: &Rule, target_match_rate: f64, min_samples: 
     }
 }
 
+/// The latency condition of the rule: when `max_latency_ratio` is set, the
+/// shadow side's p99 over the serving side's (`ratio`; in shadow mode the
+/// candidate's over legacy's) is at most it. Without a measured ratio (no
+/// latency observed on a side) a set condition is not met; unset, it always is.
+/// The filter cannot read histogram quantiles: its `ready` gauge leaves this
+/// out, and the readers of the histograms (Prometheus' rules, the CLI's
+/// fleet verdict) apply it.
+pub fn latency_meets(rule: &Rule, ratio: Option<f64>) -> bool {
+    match rule.max_latency_ratio {
+        None => true,
+        Some(max) => ratio.is_some_and(|ratio| ratio <= max),
+    }
+}
+
 /// Basis points of a fraction, for gauges (0.9876 is 9876).
 pub fn basis_points(fraction: f64) -> u64 {
     (fraction.clamp(0.0, 1.0) * 10_000.0).floor() as u64

@@ -47,6 +47,7 @@ pub fn run(args: &ApplyArgs) -> Run {
             path: &path,
             admin: &admin,
             audit_log: args.target.audit_log.clone(),
+            fleet: crate::fleet::Fleet::from_args(&args.fleet)?,
         },
         &Action::Apply { config, source: label },
         &guard,

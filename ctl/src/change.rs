@@ -80,6 +80,8 @@ pub struct Target<'a> {
     pub admin: &'a Admin,
     /// `None`: next to the file (audit::path_for).
     pub audit_log: Option<PathBuf>,
+    /// `--prometheus`: readiness from the fleet instead of this Envoy's gauges.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 /// What happened, for the output: text lines and the `-o json` document.
@@ -263,7 +265,9 @@ pub fn run(target: &Target, action: &Action, guard: &Guard, wait: &Wait) -> Resu
 
     // What Envoy runs, and the readiness evidence.
     let unchanged = draft.new_config == doc.config;
-    let needs_live = !cutover_ids.is_empty() || (wait.enabled && doc.format == Format::Ecds && !unchanged);
+    // With --prometheus the fleet judges readiness; Envoy is still what confirms.
+    let needs_live = (!cutover_ids.is_empty() && target.fleet.is_none())
+        || (wait.enabled && doc.format == Format::Ecds && !unchanged);
     let live = if needs_live || !draft.planned.is_empty() {
         match Live::read(
             target.admin,
@@ -291,19 +295,40 @@ pub fn run(target: &Target, action: &Action, guard: &Guard, wait: &Wait) -> Resu
         None
     };
     let mut evidence: Vec<Evidence> = Vec::new();
+    let moving: Vec<parallel_run_core::Operation> = draft
+        .planned
+        .iter()
+        .filter_map(|p| {
+            old_plan
+                .as_ref()
+                .and_then(|plan| plan.operations.iter().find(|op| op.id == p.operation))
+                .or_else(|| new_plan.operations.iter().find(|op| op.id == p.operation))
+                .cloned()
+        })
+        .collect();
+    let mut fleet_read = false;
+    if let (Some(fleet), false) = (&target.fleet, moving.is_empty()) {
+        let mut names: Vec<String> = records.iter().map(|r| r.new_revision.clone()).collect();
+        names.extend(old_revision.clone());
+        match fleet.read(&moving, &names) {
+            Ok(snapshot) => {
+                evidence.extend(moving.iter().map(|op| snapshot.evidence(op)));
+                fleet_read = true;
+            }
+            Err(err) if cutover_ids.is_empty() => {
+                draft.notes.push(format!("no readiness evidence recorded: {err}"));
+            }
+            Err(err) if guard.force => draft.overrides.push(format!("readiness unknown: {err}")),
+            Err(err) => return Err(err.context("the fleet's readiness (nothing written)")),
+        }
+    }
     if let Some(live) = &live {
         let source = EnvoyAdmin {
             live,
             url: target.admin.url(),
         };
-        for p in &draft.planned {
-            let operation = old_plan
-                .as_ref()
-                .and_then(|plan| plan.operations.iter().find(|op| op.id == p.operation))
-                .or_else(|| new_plan.operations.iter().find(|op| op.id == p.operation));
-            if let Some(operation) = operation {
-                evidence.push(source.evidence(operation));
-            }
+        if target.fleet.is_none() {
+            evidence.extend(moving.iter().map(|op| source.evidence(op)));
         }
         if let Some(plan) = &old_plan {
             if !live.runs(&plan.revision) && live.revision_fingerprint().is_some() {
@@ -321,7 +346,11 @@ pub fn run(target: &Target, action: &Action, guard: &Guard, wait: &Wait) -> Resu
         &new_groups,
         guard,
         &mut draft.overrides,
-        live.is_some(),
+        if target.fleet.is_some() {
+            fleet_read
+        } else {
+            live.is_some()
+        },
     )?;
 
     let mut report = Reporter::new(action, &doc, old_revision.as_deref(), &draft, &evidence, guard, &log);

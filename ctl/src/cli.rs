@@ -13,7 +13,7 @@ const AFTER_HELP: &str = "\
 Exit status: 0 done; 1 refused or failed (invalid configuration, unknown
 operation, not ready, stale file, Envoy unreachable, Envoy refused the push,
 not confirmed in time); 2 usage error. `status --exit-code`: 0 ready, 3 not
-ready, 4 Envoy unreachable.
+ready, 4 Envoy (or, with --prometheus, Prometheus) unreachable.
 
 Environment: PARALLEL_RUN_CONFIG (the configuration file when neither
 --config nor --ecds is given), PARALLEL_RUN_ADMIN (Envoy's admin URL).";
@@ -110,8 +110,21 @@ pub struct WaitArgs {
     pub timeout: Duration,
 }
 
+/// The fleet's readiness source: a Prometheus that scrapes every replica.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Judge readiness on the whole fleet from this Prometheus (every replica's counters pooled over a window) instead of one Envoy's gauges
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// With --prometheus: the window to pool over, e.g. 10m, 1h [default: each operation's readiness.window_s]
+    #[arg(long, requires = "prometheus", value_parser = parse_long_duration, value_name = "DURATION")]
+    pub window: Option<Duration>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct GuardArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Why: recorded in the audit log (and the git commit)
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
@@ -149,6 +162,8 @@ pub struct ApplyArgs {
     /// Override the readiness guard on mode changes in the new configuration (recorded)
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Allow more than one cutover in the new configuration (recorded)
     #[arg(long)]
     pub allow_batch: bool,
@@ -172,7 +187,9 @@ pub struct StatusArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
-    /// Exit 0 when every operation shown that is being compared is READY (the filter's ready gauge; never when NOT ROUTED), 3 when one is not, 4 when Envoy is unreachable
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Exit 0 when every operation shown that is being compared is READY (the filter's ready gauge, or the fleet's verdict with --prometheus; never when NOT ROUTED), 3 when one is not, 4 when Envoy (or Prometheus) is unreachable
     #[arg(long)]
     pub exit_code: bool,
     /// Same as -o json (kept for scripts written for earlier versions)
@@ -335,19 +352,21 @@ pub struct WatchArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// How often to look, and at most one change per look
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
     /// Cut over an operation in shadow once READY this long without a break
     #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
     pub ready_for: Duration,
-    /// Roll back an operation in cutover whose reverse-shadow match rate falls below this [default: its target_match_rate]
+    /// Roll back an operation in cutover whose reverse-shadow match rate falls below this [default: its rollback_below, else its target_match_rate]
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub rollback_below: Option<f64>,
     /// Roll back an operation in cutover whose failed/shadowed rises above this
     #[arg(long, default_value_t = 0.05, value_name = "RATE", value_parser = parse_rate)]
     pub max_failure_rate: f64,
-    /// Never cut over, only roll back
+    /// Never cut over, only roll back (overrides every operation's auto_promote)
     #[arg(long)]
     pub no_promote: bool,
     /// Never roll back, only cut over
@@ -480,6 +499,17 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--reason"));
+        let cli = parse("status --prometheus http://127.0.0.1:9090 --window 1h").unwrap();
+        let Command::Status(args) = cli.command else { panic!() };
+        assert_eq!(args.fleet.prometheus.as_deref(), Some("http://127.0.0.1:9090"));
+        assert_eq!(args.fleet.window, Some(Duration::from_secs(3600)));
+        let cli = parse("cutover a --reason r --prometheus 127.0.0.1:9090").unwrap();
+        let Command::Cutover(args) = cli.command else { panic!() };
+        assert_eq!(args.guard.fleet.prometheus.as_deref(), Some("127.0.0.1:9090"));
+        assert!(parse("status --window 1h")
+            .unwrap_err()
+            .to_string()
+            .contains("--prometheus"));
         let err = parse("status --ecds e.json --dry-run").unwrap_err();
         assert!(err.to_string().contains("--dry-run"), "{err}");
     }

@@ -11,6 +11,7 @@ mod cli;
 mod document;
 mod ecds;
 mod error;
+mod fleet;
 mod git;
 mod groups;
 mod history;
@@ -20,6 +21,7 @@ mod lint;
 mod live;
 mod lock;
 mod openapi;
+mod prometheus;
 mod readiness;
 mod report;
 mod revision;
@@ -220,6 +222,7 @@ fn change_command(
         read_target(target, action.name())?;
     }
     let admin = parse_admin(admin)?;
+    let fleet = fleet::Fleet::from_args(&guard.fleet)?;
     let guard = change::Guard {
         reason: Some(guard.reason.clone()),
         force: guard.force,
@@ -237,6 +240,7 @@ fn change_command(
             path: &path,
             admin: &admin,
             audit_log: target.audit_log.clone(),
+            fleet,
         },
         action,
         &guard,

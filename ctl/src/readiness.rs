@@ -15,13 +15,17 @@
 //! Whatever the rule says, an operation with `routing_mismatch > 0` is
 //! NOT ROUTED: Envoy sent its requests to another cluster than the filter
 //! chose, so a cutover would change nothing. It is never READY.
+//!
+//! The third source is a fleet's Prometheus ([`crate::fleet`]): the same
+//! rule, `window::evaluate`, applied to the replicas' pooled counters over
+//! a window (`--prometheus URL [--window W]`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use parallel_run_core::counters::{self, Counter, Gauge};
 use parallel_run_core::readiness::{self, Counts, Verdict};
-use parallel_run_core::window::{self, Rule, Short, Tally};
+use parallel_run_core::window::{self, Evaluation, Rule, Short, Tally};
 use parallel_run_core::{Mode, Operation};
 use serde_json::{json, Value};
 
@@ -35,6 +39,8 @@ pub enum Basis {
     /// The cumulative counters since Envoy started: the fallback for a
     /// filter without window gauges.
     Cumulative,
+    /// A fleet's pooled counters over a window, from Prometheus.
+    Prometheus,
 }
 
 impl Basis {
@@ -42,6 +48,7 @@ impl Basis {
         match self {
             Basis::Window => "window",
             Basis::Cumulative => "cumulative",
+            Basis::Prometheus => "prometheus",
         }
     }
 }
@@ -138,13 +145,17 @@ pub enum Windowed {
     },
     /// The rule is met, but not yet for `ready_after_s`.
     NotYet { for_s: u64, after_s: u64 },
-    /// The filter's `ready` gauge is 1.
+    /// `max_latency_ratio` is set and the shadow side's p99 over the
+    /// serving side's is above it, or was not measured (`ratio` `None`).
+    Slow { ratio: Option<f64>, max: f64 },
+    /// The filter's `ready` gauge is 1 (`for_s`: for how long), or the
+    /// fleet's pooled window meets the rule now (`for_s` `None`).
     Ready {
         lower: f64,
         target: f64,
         comparisons: u64,
         window_s: u64,
-        for_s: u64,
+        for_s: Option<u64>,
     },
 }
 
@@ -167,29 +178,37 @@ impl Windowed {
                 target,
                 comparisons,
                 window_s,
-                for_s: gauges.ready_for_s,
+                for_s: Some(gauges.ready_for_s),
             };
         }
+        Windowed::short(&evaluation, &rule, target, gauges.min_samples).unwrap_or(Windowed::NotYet {
+            for_s: gauges.ready_for_s,
+            after_s: rule.ready_after_s,
+        })
+    }
+
+    /// Why `evaluation` (of `rule`, over `rule.window_s`) does not meet the
+    /// rule; `None` when it does.
+    pub fn short(evaluation: &Evaluation, rule: &Rule, target: f64, min_samples: u64) -> Option<Windowed> {
+        let comparisons = evaluation.tally.comparisons();
+        let window_s = rule.window_s;
         match evaluation.meets {
-            Ok(()) => Windowed::NotYet {
-                for_s: gauges.ready_for_s,
-                after_s: rule.ready_after_s,
-            },
-            Err(Short::Samples) => Windowed::Collecting {
+            Ok(()) => None,
+            Err(Short::Samples) => Some(Windowed::Collecting {
                 have: comparisons,
-                need: gauges.min_samples.max(1),
+                need: min_samples.max(1),
                 window_s,
-            },
-            Err(Short::Failures) => Windowed::Failing {
+            }),
+            Err(Short::Failures) => Some(Windowed::Failing {
                 rate: evaluation.failure_rate,
                 max: rule.max_failure_rate,
-            },
-            Err(Short::MatchRate) => Windowed::BelowTarget {
+            }),
+            Err(Short::MatchRate) => Some(Windowed::BelowTarget {
                 lower: evaluation.match_rate_lower,
                 target,
                 comparisons,
                 window_s,
-            },
+            }),
         }
     }
 
@@ -200,6 +219,7 @@ impl Windowed {
             Windowed::Failing { .. } => "failing",
             Windowed::BelowTarget { .. } => "below_target",
             Windowed::NotYet { .. } => "not_yet",
+            Windowed::Slow { .. } => "slow",
             Windowed::Ready { .. } => "ready",
         }
     }
@@ -234,6 +254,16 @@ impl fmt::Display for Windowed {
                 )
             }
             Windowed::NotYet { for_s, after_s } => write!(f, "not yet: met for {for_s} s of {after_s}"),
+            Windowed::Slow {
+                ratio: Some(ratio),
+                max,
+            } => {
+                write!(f, "too slow: shadow p99 {ratio:.2}x serving p99 > {max:.2}x")
+            }
+            Windowed::Slow { ratio: None, max } => write!(
+                f,
+                "latency not measured on both sides (max_latency_ratio {max:.2}x is set)"
+            ),
             Windowed::Ready {
                 lower,
                 target,
@@ -242,9 +272,10 @@ impl fmt::Display for Windowed {
                 for_s,
             } => {
                 let (lower, target) = readiness::percents(lower, target);
+                let held = for_s.map_or_else(String::new, |s| format!(", for {s} s"));
                 write!(
                     f,
-                    "READY (lower bound {lower} >= {target} over {comparisons} {} in {window_s} s, for {for_s} s)",
+                    "READY (lower bound {lower} >= {target} over {comparisons} {} in {window_s} s{held})",
                     plural(comparisons)
                 )
             }
@@ -267,6 +298,12 @@ pub enum Readiness {
     /// filter chose. Never READY, whatever the rule says.
     NotRouted {
         mismatches: u64,
+    },
+    /// The fleet's replicas run the operation in different modes (a
+    /// rollout in progress, or configuration drift): not judged.
+    ModeDrift {
+        low: Mode,
+        high: Mode,
     },
     Window(Windowed),
     Cumulative(Verdict),
@@ -306,7 +343,7 @@ impl Readiness {
 
     pub fn is_ready(&self) -> bool {
         match self {
-            Readiness::NotRouted { .. } => false,
+            Readiness::NotRouted { .. } | Readiness::ModeDrift { .. } => false,
             Readiness::Window(w) => matches!(w, Windowed::Ready { .. }),
             Readiness::Cumulative(v) => v.is_ready(),
         }
@@ -324,6 +361,7 @@ impl Readiness {
     pub fn name(&self) -> &'static str {
         match self {
             Readiness::NotRouted { .. } => "not_routed",
+            Readiness::ModeDrift { .. } => "mode_drift",
             Readiness::Window(w) => w.name(),
             Readiness::Cumulative(v) => v.name(),
         }
@@ -336,6 +374,12 @@ impl fmt::Display for Readiness {
             Readiness::NotRouted { mismatches } => write!(
                 f,
                 "NOT ROUTED ({mismatches} routing_mismatch: Envoy sent requests to another cluster than the filter chose; the route ignores the route header, so a cutover would change nothing)"
+            ),
+            Readiness::ModeDrift { low, high } => write!(
+                f,
+                "MODE DRIFT: replicas run it in {} and {} (a rollout in progress, or configuration drift)",
+                low.as_str(),
+                high.as_str()
             ),
             Readiness::Window(w) => w.fmt(f),
             Readiness::Cumulative(v) => v.fmt(f),
@@ -377,6 +421,9 @@ pub struct Evidence {
     pub counts: Counts,
     /// The filter's window gauges; `None` from an older filter.
     pub gauges: Option<WindowGauges>,
+    /// The fleet's window from Prometheus (then `counts` are its pooled
+    /// window counts, not cumulative ones).
+    pub fleet: Option<crate::fleet::Facts>,
     /// The operation's rule in the configuration read.
     pub rule: Rule,
     pub target_match_rate: f64,
@@ -393,7 +440,9 @@ impl Evidence {
     }
 
     pub fn basis(&self) -> Basis {
-        if self.gauges.is_some() {
+        if self.fleet.is_some() {
+            Basis::Prometheus
+        } else if self.gauges.is_some() {
             Basis::Window
         } else {
             Basis::Cumulative
@@ -414,6 +463,7 @@ impl Evidence {
             "summary": self.verdict.to_string(),
             "basis": self.basis().name(),
             "window_evidence": self.gauges.as_ref().map(|g| window_json(g, &self.rule)),
+            "fleet": self.fleet.as_ref().map(crate::fleet::Facts::to_json),
             "routing_mismatch": self.counts.get(Counter::RoutingMismatch),
             "comparisons": self.counts.comparisons(),
             "matched": self.counts.get(Counter::Matched),
@@ -483,6 +533,7 @@ impl Source for EnvoyAdmin<'_> {
             verdict,
             counts,
             gauges,
+            fleet: None,
             rule: operation.readiness,
             target_match_rate: operation.target_match_rate,
             min_samples: operation.min_samples,

@@ -31,6 +31,9 @@ pub fn run(args: &StatusArgs) -> Run {
     } else {
         change::resolve(&args.operations, &plan, &groups)?
     };
+    if let Some(url) = &args.fleet.prometheus {
+        return fleet_status(args, url, &doc, &plan, &selected, &groups);
+    }
     let filter_name = doc
         .ecds_name
         .clone()
@@ -71,6 +74,53 @@ pub fn run(args: &StatusArgs) -> Run {
         None
     };
     Ok((printed, error))
+}
+
+/// `status --prometheus URL`: the fleet verdict ([`crate::fleet`]).
+fn fleet_status(
+    args: &StatusArgs,
+    url: &str,
+    doc: &crate::document::Document,
+    plan: &Plan,
+    selected: &[String],
+    groups: &BTreeMap<String, String>,
+) -> Run {
+    use crate::fleet::{self, status as table};
+    let prometheus = crate::prometheus::Prometheus::parse(url).map_err(Error::io)?;
+    let window_s = fleet::window_seconds(args.fleet.window)?;
+    let log = args
+        .target
+        .audit_log
+        .clone()
+        .or_else(|| doc.path.as_ref().map(|p| audit::path_for(p)));
+    let records = log.and_then(|log| audit::read(&log).ok()).unwrap_or_default();
+    let mut names: Vec<String> = records.iter().map(|r| r.new_revision.clone()).collect();
+    names.push(plan.revision.clone());
+    let snapshot = match fleet::Snapshot::read(&prometheus, window_s, &plan.operations, &names) {
+        Ok(snapshot) => snapshot,
+        Err(err) if args.exit_code => return Err(Error::new(Kind::UnreachableStatus, err.message)),
+        Err(err) => return Err(err),
+    };
+    let rows = table::rows(&snapshot, plan, selected, groups);
+    let label = doc.label();
+    let mut printed = Printed {
+        lines: table::lines(&snapshot, &label, plan, &rows),
+        json: table::to_json(&snapshot, &label, plan, &rows),
+    };
+    crate::set_field(&mut printed.json, "sha256", json!(doc.sha256()));
+    crate::set_field(&mut printed.json, "format", json!(doc.format.name()));
+    let error = args.exit_code.then(|| {
+        let named = !args.operations.is_empty();
+        let not_ready: Vec<&str> = rows
+            .iter()
+            .filter(|row| named || row.evidence.verdict.shadowed())
+            .filter(|row| !row.evidence.ready())
+            .map(|row| row.operation.id.as_str())
+            .collect();
+        (!not_ready.is_empty())
+            .then(|| Error::new(Kind::NotReadyStatus, format!("not ready: {}", not_ready.join(", "))))
+    });
+    Ok((printed, error.flatten()))
 }
 
 /// `wait [--revision R]`: until the revision gauge shows R (default: the file's).
@@ -467,7 +517,7 @@ fn target_percent(fraction: f64) -> String {
 }
 
 /// Columns padded to their widest cell; `right(column)` right-aligns.
-fn align(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> Vec<String> {
+pub fn align(rows: &[Vec<String>], right: impl Fn(usize) -> bool) -> Vec<String> {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         for (column, cell) in row.iter().enumerate() {

@@ -2,12 +2,18 @@
 //! configuration and Envoy's counters, and makes at most one change:
 //!
 //! - an operation (or group) in `shadow` that has been READY for
-//!   `--ready-for` without a break is cut over;
+//!   `--ready-for` without a break is cut over, unless it (or a member of
+//!   its group) sets `auto_promote: false`;
 //! - an operation in `cutover` whose reverse-shadow comparisons since the
 //!   watch saw it enter cutover fall below its floor (`--rollback-below`,
-//!   default its `target_match_rate`) over at least `min_samples`, or whose
+//!   else its `rollback_below`, else its `target_match_rate`) over at least `min_samples`, or whose
 //!   failure rate exceeds `--max-failure-rate`, is rolled back (its group
 //!   with it). A rollback goes first.
+//!
+//! With `--prometheus URL [--window W]` the fleet's verdict
+//! ([`crate::fleet`]) is what must hold for `--ready-for`, and the rollback
+//! floor is judged on the fleet's pooled window (choose W shorter than the
+//! time since the cutover, or shadow-phase comparisons still weigh).
 //!
 //! Every change goes through the guarded, audited, confirmed path
 //! (crate::change) with the evidence in its reason. Bounded by `--duration`
@@ -49,6 +55,10 @@ pub struct Seen {
     /// The mode in the file (what a change starts from).
     pub mode: Mode,
     pub evidence: Evidence,
+    /// The operation's `auto_promote`: `Some(false)` is never cut over.
+    pub auto_promote: Option<bool>,
+    /// The operation's `rollback_below`; `--rollback-below` overrides it.
+    pub rollback_below: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,11 +107,18 @@ pub fn decide(
             let Some(baseline) = tracks.get(&s.id).and_then(|t| t.cutover_baseline) else {
                 continue;
             };
-            let delta = |c: Counter| s.evidence.counts.get(c).saturating_sub(baseline.get(c));
+            // The fleet's counts are already a window (--window): judged as they are.
+            let delta = |c: Counter| match s.evidence.fleet {
+                Some(_) => s.evidence.counts.get(c),
+                None => s.evidence.counts.get(c).saturating_sub(baseline.get(c)),
+            };
             let (matched, unmatched) = (delta(Counter::Matched), delta(Counter::Unmatched));
             let (failed, shadowed) = (delta(Counter::Failed), delta(Counter::Shadowed));
             let comparisons = matched + unmatched;
-            let floor = settings.rollback_below.unwrap_or(s.evidence.target_match_rate);
+            let floor = settings
+                .rollback_below
+                .or(s.rollback_below)
+                .unwrap_or(s.evidence.target_match_rate);
             let rate = (comparisons > 0).then(|| matched as f64 / comparisons as f64);
             let failure = (shadowed > 0).then(|| failed as f64 / shadowed as f64);
             let why = if comparisons >= s.evidence.min_samples.max(1) && rate.is_some_and(|r| r < floor) {
@@ -137,6 +154,7 @@ pub fn decide(
             };
             let held = |m: &Seen| {
                 m.mode == Mode::Shadow
+                    && m.auto_promote != Some(false)
                     && tracks
                         .get(&m.id)
                         .and_then(|t| t.ready_since)
@@ -158,12 +176,8 @@ pub fn decide(
     None
 }
 
-fn observe(plan: &Plan, live: &Live, url: &str, selected: &[String]) -> Result<Vec<Seen>> {
+fn observe(plan: &Plan, source: &dyn Source, selected: &[String]) -> Result<Vec<Seen>> {
     let groups = groups::of(plan);
-    let source = EnvoyAdmin {
-        live,
-        url: url.to_string(),
-    };
     Ok(plan
         .operations
         .iter()
@@ -173,6 +187,8 @@ fn observe(plan: &Plan, live: &Live, url: &str, selected: &[String]) -> Result<V
             group: groups.get(&op.id).cloned(),
             mode: op.mode,
             evidence: source.evidence(op),
+            auto_promote: op.auto_promote,
+            rollback_below: op.rollback_below,
         })
         .collect())
 }
@@ -185,6 +201,7 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
     }
     let path = target_path(&args.target, "watch");
     let admin = parse_admin(&args.admin.admin)?;
+    let fleet = crate::fleet::Fleet::from_args(&args.fleet)?;
     let settings = Settings {
         ready_for: args.ready_for,
         rollback_below: args.rollback_below,
@@ -232,8 +249,21 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
                 .ecds_name
                 .clone()
                 .unwrap_or_else(|| live::DEFAULT_FILTER_NAME.to_string());
-            let live = Live::read(&admin, &filter)?;
-            let seen = observe(&plan, &live, &admin.url(), selected.as_deref().unwrap_or_default())?;
+            let selected = selected.as_deref().unwrap_or_default();
+            let seen = match &fleet {
+                Some(fleet) => {
+                    let snapshot = fleet.read(&plan.operations, std::slice::from_ref(&plan.revision))?;
+                    observe(&plan, &snapshot, selected)?
+                }
+                None => {
+                    let live = Live::read(&admin, &filter)?;
+                    let source = EnvoyAdmin {
+                        live: &live,
+                        url: admin.url(),
+                    };
+                    observe(&plan, &source, selected)?
+                }
+            };
             Ok(decide(&seen, &mut tracks, Instant::now(), &settings))
         })();
         match step {
@@ -267,6 +297,7 @@ pub fn run(args: &WatchArgs, output: Output) -> Run {
                         path: &path,
                         admin: &admin,
                         audit_log: args.target.audit_log.clone(),
+                        fleet: fleet.clone(),
                     };
                     match change::run(&target, &action, &guard, &wait) {
                         Ok(report) => {
@@ -332,12 +363,15 @@ mod tests {
                 verdict: verdict.into(),
                 counts,
                 gauges: None,
+                fleet: None,
                 rule: Default::default(),
                 target_match_rate: 0.9,
                 min_samples: 10,
                 source: "test".into(),
                 window: "test".into(),
             },
+            auto_promote: None,
+            rollback_below: None,
         }
     }
 
@@ -391,6 +425,52 @@ mod tests {
             ..settings()
         };
         assert_eq!(decide(&ready, &mut tracks, t0 + Duration::from_secs(200), &off), None);
+    }
+
+    #[test]
+    fn per_operation_auto_promote_and_rollback_below_are_read_and_the_flag_overrides() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(61);
+        // auto_promote: false is never cut over, READY or not; in a group it holds the group.
+        let mut tracks = BTreeMap::new();
+        let mut held = seen("a", None, Mode::Shadow, counts(20, 0, 0));
+        held.auto_promote = Some(false);
+        decide(std::slice::from_ref(&held), &mut tracks, t0, &settings());
+        assert_eq!(
+            decide(std::slice::from_ref(&held), &mut tracks, later, &settings()),
+            None
+        );
+        let mut tracks = BTreeMap::new();
+        let mut b = seen("b", Some("g"), Mode::Shadow, counts(20, 0, 0));
+        b.auto_promote = Some(false);
+        let group = [seen("a", Some("g"), Mode::Shadow, counts(20, 0, 0)), b];
+        decide(&group, &mut tracks, t0, &settings());
+        assert_eq!(decide(&group, &mut tracks, later, &settings()), None);
+        // auto_promote: true goes as before.
+        let mut tracks = BTreeMap::new();
+        held.auto_promote = Some(true);
+        decide(std::slice::from_ref(&held), &mut tracks, t0, &settings());
+        assert!(decide(std::slice::from_ref(&held), &mut tracks, later, &settings()).is_some());
+
+        // rollback_below 0.8: 50 of 60 (83.3%) after the cutover is above its floor, below the target 0.9.
+        let mut tracks = BTreeMap::new();
+        let with_floor = |c: Counts| {
+            let mut s = seen("c", None, Mode::Cutover, c);
+            s.rollback_below = Some(0.8);
+            [s]
+        };
+        decide(&with_floor(counts(0, 0, 0)), &mut tracks, t0, &settings());
+        assert_eq!(
+            decide(&with_floor(counts(50, 10, 0)), &mut tracks, t0, &settings()),
+            None
+        );
+        // --rollback-below overrides the operation's.
+        let flag = Settings {
+            rollback_below: Some(0.9),
+            ..settings()
+        };
+        let decision = decide(&with_floor(counts(50, 10, 0)), &mut tracks, t0, &flag);
+        assert!(matches!(decision, Some(Decision::Rollback { .. })), "{decision:?}");
     }
 
     #[test]

@@ -166,6 +166,8 @@ fn operation(
         key_names: settings.key_names,
         shadow_headers: settings.shadow_headers,
         evidence: settings.evidence,
+        auto_promote: settings.auto_promote,
+        rollback_below: settings.rollback_below,
     })
 }
 

@@ -105,6 +105,8 @@ settings! {
     name_keys: RawNameKeys,
     shadow_headers: Object<RawHeaderRules>,
     evidence: Object<RawEvidence>,
+    auto_promote: bool,
+    rollback_below: f64,
 }
 
 /// `evidence` in `defaults` or an operation.

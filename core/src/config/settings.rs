@@ -41,6 +41,8 @@ pub(super) struct Settings {
     pub name_keys: Option<KeyNames>,
     pub shadow_headers: HeaderRulesLayer,
     pub evidence: EvidenceLayer,
+    pub auto_promote: Option<bool>,
+    pub rollback_below: Option<f64>,
 }
 
 /// Every setting of one operation, resolved.
@@ -61,6 +63,8 @@ pub(super) struct Resolved {
     pub key_names: KeyNames,
     pub shadow_headers: HeaderRules,
     pub evidence: Option<crate::evidence::Policy>,
+    pub auto_promote: Option<bool>,
+    pub rollback_below: Option<f64>,
 }
 
 impl Settings {
@@ -146,6 +150,19 @@ impl Settings {
                 .transpose()?,
             shadow_headers: HeaderRulesLayer::compile(raw.shadow_headers.map(|r| r.0), &field("shadow_headers"))?,
             evidence: EvidenceLayer::compile(raw.evidence.map(|e| e.0), at)?,
+            auto_promote: raw.auto_promote,
+            rollback_below: raw
+                .rollback_below
+                .map(|rate| {
+                    if !(0.0..=1.0).contains(&rate) {
+                        return Err(ConfigError::new(
+                            field("rollback_below"),
+                            format!("{rate} is not a fraction between 0 and 1 (0.95 means 95%)"),
+                        ));
+                    }
+                    Ok(rate)
+                })
+                .transpose()?,
         })
     }
 
@@ -187,6 +204,8 @@ impl Settings {
                 .unwrap_or_default(),
             shadow_headers: self.shadow_headers.resolve(&base.shadow_headers),
             evidence,
+            auto_promote: self.auto_promote.or(base.auto_promote),
+            rollback_below: self.rollback_below.or(base.rollback_below),
         })
     }
 }

@@ -153,3 +153,18 @@ fn basis_points_round_down_and_stay_in_range() {
     assert_eq!(basis_points(-0.1), 0);
     assert_eq!(basis_points(f64::NAN), 0);
 }
+
+#[test]
+fn latency_is_judged_only_when_a_ratio_is_set_and_no_data_does_not_meet_it() {
+    let unset = Rule::default();
+    assert!(latency_meets(&unset, None));
+    assert!(latency_meets(&unset, Some(10.0)));
+    let set = Rule {
+        max_latency_ratio: Some(1.5),
+        ..Rule::default()
+    };
+    assert!(latency_meets(&set, Some(1.5)));
+    assert!(latency_meets(&set, Some(0.2)));
+    assert!(!latency_meets(&set, Some(1.51)));
+    assert!(!latency_meets(&set, None), "no latency observed is not fast enough");
+}

@@ -129,6 +129,7 @@ impl Setup {
                 path: &self.path,
                 admin: &admin,
                 audit_log: None,
+                fleet: None,
             },
             action,
             guard,
@@ -473,6 +474,7 @@ fn an_unreachable_envoy_refuses_a_guarded_change() {
         path: &setup.path,
         admin: &admin,
         audit_log: None,
+        fleet: None,
     };
     let err = run(
         &target,
@@ -546,6 +548,7 @@ fn groups_move_whole_or_not_at_all() {
         .into(),
         counts: Default::default(),
         gauges: None,
+        fleet: None,
         rule: Default::default(),
         target_match_rate: 0.9,
         min_samples: 10,

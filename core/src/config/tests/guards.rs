@@ -151,3 +151,31 @@ fn shadow_header_rules_are_validated_and_inherited_whole() {
     )));
     assert_eq!(err.path, "defaults.shadow_headers.remove", "{err}");
 }
+
+#[test]
+fn watch_settings_are_inherited_and_refused_with_the_field_path() {
+    let plan = parse_ok(&config(
+        r#""defaults":{"auto_promote":true,"rollback_below":0.97},
+           "operations":[{"id":"a","method":"GET","path":"/a"},
+                         {"id":"b","method":"GET","path":"/b","auto_promote":false,"rollback_below":0.9}]"#,
+    ));
+    assert_eq!(
+        (plan.operations[0].auto_promote, plan.operations[0].rollback_below),
+        (Some(true), Some(0.97))
+    );
+    assert_eq!(
+        (plan.operations[1].auto_promote, plan.operations[1].rollback_below),
+        (Some(false), Some(0.9))
+    );
+    let unset = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
+    assert_eq!(
+        (unset.operations[0].auto_promote, unset.operations[0].rollback_below),
+        (None, None)
+    );
+    let err = parse_err(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a","rollback_below":95}"#,
+    ));
+    assert_eq!(err.path, "operations[0].rollback_below", "{err}");
+    let err = parse_err(&config(r#""defaults":{"auto_promote":"yes"}"#));
+    assert!(err.path.starts_with("defaults.auto_promote"), "{err}");
+}
