@@ -11,6 +11,7 @@ mod cli;
 mod document;
 mod ecds;
 mod error;
+mod evidence;
 mod git;
 mod groups;
 mod history;
@@ -24,6 +25,7 @@ mod readiness;
 mod report;
 mod revision;
 mod status;
+mod suggest;
 #[cfg(test)]
 mod testutil;
 mod transition;
@@ -183,6 +185,8 @@ fn run(cli: Cli) -> Run {
         Command::Lint(args) => lint::run(&args),
         Command::Watch(args) => watch::run(&args, cli.output),
         Command::Init(args) => openapi::run(&args),
+        Command::Evidence(args) => evidence::run(&args),
+        Command::Suggest(args) => suggest::run(&args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut bytes = Vec::new();
