@@ -46,7 +46,7 @@ fn serve(args: &EvidenceServeArgs) -> Run {
         );
     }
     let db = args.db.display().to_string();
-    let totals = serve::serve(&args.db, &settings, |bound| {
+    let totals = serve::serve_until_signal(&args.db, &settings, |bound| {
         eprintln!(
             "evidence serve: listening on http://{bound}{}, storing into {db} (at most {} records; bodies up to {} bytes, {} records each)",
             serve::LOGS_PATH,
@@ -81,9 +81,7 @@ fn open(db: &Path) -> Result<store::Store, Error> {
 fn list(args: &EvidenceListArgs) -> Result<Printed, Error> {
     let store = open(&args.db)?;
     let since_unix_nano = args.since.map(|since| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         i64::try_from(now.saturating_sub(since.as_nanos())).unwrap_or(i64::MAX)
     });
     let shown = store

@@ -132,8 +132,8 @@ fn malformed<T>(at: &str, what: impl std::fmt::Display) -> Parsed<T> {
 
 /// Every record of an OTLP/HTTP JSON logs request, or why none is taken.
 pub fn parse_request(body: &[u8], limits: Limits) -> Parsed<Vec<Record>> {
-    let document: Value = serde_json::from_slice(body)
-        .map_err(|err| Refusal::Malformed(format!("body: invalid JSON: {err}")))?;
+    let document: Value =
+        serde_json::from_slice(body).map_err(|err| Refusal::Malformed(format!("body: invalid JSON: {err}")))?;
     let resources = array_member(&document, "resourceLogs", "body")?;
     let mut records = Vec::new();
     for (r, resource) in resources.iter().enumerate() {
@@ -240,7 +240,7 @@ fn parse_record(log: &Value, at: &str) -> Parsed<Record> {
 
 /// An OTLP `KeyValue` list as a map from key to `AnyValue`. A key given
 /// twice is refused: which one would count?
-fn keyvalues<'a>(list: Option<&'a Value>, at: &str) -> Parsed<Map<String, Value>> {
+fn keyvalues(list: Option<&Value>, at: &str) -> Parsed<Map<String, Value>> {
     let items = match list {
         None | Some(Value::Null) => return Ok(Map::new()),
         Some(Value::Array(items)) => items,
@@ -322,9 +322,8 @@ fn field(value: &Value, at: &str) -> Parsed<Field> {
             .get(key)
             .ok_or_else(|| Refusal::Malformed(format!("{at}: {key} is missing")))
     };
-    let optional_text = |key: &str| -> Parsed<Option<String>> {
-        members.get(key).map(|v| text(v, &member_at(key))).transpose()
-    };
+    let optional_text =
+        |key: &str| -> Parsed<Option<String>> { members.get(key).map(|v| text(v, &member_at(key))).transpose() };
     let axis = text(required("axis")?, &member_at("axis"))?;
     if !matches!(axis.as_str(), "body" | "header" | "status") {
         return malformed(&member_at("axis"), "expected body, header or status");
@@ -358,14 +357,15 @@ fn field(value: &Value, at: &str) -> Parsed<Field> {
 fn side(value: &Value, at: &str) -> Parsed<Side> {
     let members = kvlist(value, at)?;
     let member_at = |key: &str| format!("{at}.{key}");
-    let optional_text = |key: &str| -> Parsed<Option<String>> {
-        members.get(key).map(|v| text(v, &member_at(key))).transpose()
-    };
+    let optional_text =
+        |key: &str| -> Parsed<Option<String>> { members.get(key).map(|v| text(v, &member_at(key))).transpose() };
     let Some(kind) = members.get("type") else {
         return malformed(at, "type is missing");
     };
     let kind = text(kind, &member_at("type"))?;
-    const TYPES: [&str; 8] = ["string", "number", "bool", "null", "object", "array", "missing", "bytes"];
+    const TYPES: [&str; 8] = [
+        "string", "number", "bool", "null", "object", "array", "missing", "bytes",
+    ];
     if !TYPES.contains(&kind.as_str()) {
         return malformed(&member_at("type"), format!("expected one of {}", TYPES.join(", ")));
     }
@@ -413,7 +413,12 @@ pub mod tests {
 
     /// One field entry in the spec's format; `extra` are hint, array_key, relative_delta.
     pub fn field_json(axis: &str, path: &str, serving: Value, shadow: Value, extra: &[(&str, Value)]) -> Value {
-        let mut pairs = vec![("axis", s(axis)), ("path", s(path)), ("serving", serving), ("shadow", shadow)];
+        let mut pairs = vec![
+            ("axis", s(axis)),
+            ("path", s(path)),
+            ("serving", serving),
+            ("shadow", shadow),
+        ];
         pairs.extend(extra.iter().cloned());
         kv(&pairs)
     }
@@ -455,7 +460,13 @@ pub mod tests {
         field_json(
             "body",
             "/at",
-            side_json("string", Some("iso8601"), 20, "9f2c4e1a0b3d5e7f", Some("\"2026-12-01T10:00:00Z\"")),
+            side_json(
+                "string",
+                Some("iso8601"),
+                20,
+                "9f2c4e1a0b3d5e7f",
+                Some("\"2026-12-01T10:00:00Z\""),
+            ),
             side_json("string", Some("iso8601"), 20, "0b3d5e7f9f2c4e1a", None),
             &[],
         )
@@ -502,27 +513,57 @@ pub mod tests {
         );
         let mut record = record_json("getReturn", "r", "q", vec![timestamp_field()]);
         record["timeUnixNano"] = json!("soon");
-        assert!(parse(request_json(vec![record])).message().ends_with(".timeUnixNano: expected nanoseconds since the epoch (a decimal string)"));
-        let bad_side = field_json("body", "/x", json!({"kvlistValue": {"values": []}}), side_json("string", None, 1, "h", None), &[]);
+        assert!(parse(request_json(vec![record]))
+            .message()
+            .ends_with(".timeUnixNano: expected nanoseconds since the epoch (a decimal string)"));
+        let bad_side = field_json(
+            "body",
+            "/x",
+            json!({"kvlistValue": {"values": []}}),
+            side_json("string", None, 1, "h", None),
+            &[],
+        );
         let ok = record_json("getReturn", "r", "q", vec![timestamp_field()]);
         let bad = record_json("getReturn", "r", "q", vec![timestamp_field(), bad_side]);
         assert_eq!(
             parse(request_json(vec![ok, bad])).message(),
             "resourceLogs[0].scopeLogs[0].logRecords[1].attributes[parallel_run.fields][1].serving: type is missing"
         );
-        let bad_length = field_json("body", "/x", side_json("string", None, 1, "h", None), kv(&[("type", s("string")), ("length", s("7"))]), &[]);
+        let bad_length = field_json(
+            "body",
+            "/x",
+            side_json("string", None, 1, "h", None),
+            kv(&[("type", s("string")), ("length", s("7"))]),
+            &[],
+        );
         assert!(parse(request_json(vec![record_json("op", "r", "q", vec![bad_length])]))
             .message()
             .ends_with("[0].shadow.length: expected an intValue"));
         let bad_op = record_json("get/Return", "r", "q", vec![]);
-        assert!(parse(request_json(vec![bad_op])).message().ends_with("attributes[parallel_run.operation_id]: expected an operation id ([A-Za-z0-9_-]+)"));
-        let bad_axis = field_json("cookie", "/x", side_json("string", None, 1, "h", None), side_json("string", None, 1, "h", None), &[]);
+        assert!(parse(request_json(vec![bad_op]))
+            .message()
+            .ends_with("attributes[parallel_run.operation_id]: expected an operation id ([A-Za-z0-9_-]+)"));
+        let bad_axis = field_json(
+            "cookie",
+            "/x",
+            side_json("string", None, 1, "h", None),
+            side_json("string", None, 1, "h", None),
+            &[],
+        );
         assert!(parse(request_json(vec![record_json("op", "r", "q", vec![bad_axis])]))
             .message()
             .ends_with("[0].axis: expected body, header or status"));
         // A value never appears in a message.
-        let secret = field_json("body", "/x", side_json("strange", None, 1, "h", Some("\"jane@example.com\"")), side_json("string", None, 1, "h", None), &[]);
-        let message = parse(request_json(vec![record_json("op", "r", "q", vec![secret])])).message().to_string();
+        let secret = field_json(
+            "body",
+            "/x",
+            side_json("strange", None, 1, "h", Some("\"jane@example.com\"")),
+            side_json("string", None, 1, "h", None),
+            &[],
+        );
+        let message = parse(request_json(vec![record_json("op", "r", "q", vec![secret])]))
+            .message()
+            .to_string();
         assert!(!message.contains("jane") && !message.contains("strange"), "{message}");
     }
 
@@ -532,12 +573,25 @@ pub mod tests {
         let err = parse_request(request_json(records).to_string().as_bytes(), Limits { records: 2 }).unwrap_err();
         assert_eq!(err, Refusal::TooLarge("more than 2 records in one request".into()));
         let many: Vec<Value> = (0..=MAX_FIELDS).map(|_| timestamp_field()).collect();
-        let err = parse_request(request_json(vec![record_json("op", "r", "q", many)]).to_string().as_bytes(), LIMITS)
-            .unwrap_err();
+        let err = parse_request(
+            request_json(vec![record_json("op", "r", "q", many)])
+                .to_string()
+                .as_bytes(),
+            LIMITS,
+        )
+        .unwrap_err();
         assert!(matches!(err, Refusal::TooLarge(_)), "{err:?}");
         let long = "x".repeat(MAX_TEXT + 1);
-        let err = parse_request(request_json(vec![record_json("op", "r", &long, vec![])]).to_string().as_bytes(), LIMITS)
-            .unwrap_err();
-        assert!(err.message().ends_with(&format!("longer than {MAX_TEXT} bytes")), "{err:?}");
+        let err = parse_request(
+            request_json(vec![record_json("op", "r", &long, vec![])])
+                .to_string()
+                .as_bytes(),
+            LIMITS,
+        )
+        .unwrap_err();
+        assert!(
+            err.message().ends_with(&format!("longer than {MAX_TEXT} bytes")),
+            "{err:?}"
+        );
     }
 }

@@ -46,13 +46,24 @@ pub struct Totals {
     pub pruned: u64,
 }
 
-/// Serves until a signal; `ready` is told the bound address (port 0 picks one).
-pub fn serve(db: &Path, settings: &Settings, ready: impl FnOnce(SocketAddr)) -> Result<Totals, String> {
-    let mut store = Store::open(db, settings.max_records)?;
+/// Serves until SIGTERM or SIGINT.
+pub fn serve_until_signal(db: &Path, settings: &Settings, ready: impl FnOnce(SocketAddr)) -> Result<Totals, String> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).map_err(|err| format!("cannot handle signals: {err}"))?;
     }
+    serve(db, settings, &stop, ready)
+}
+
+/// Serves until `stop` is set; `ready` is told the bound address (port 0
+/// picks one).
+pub fn serve(
+    db: &Path,
+    settings: &Settings,
+    stop: &AtomicBool,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<Totals, String> {
+    let mut store = Store::open(db, settings.max_records)?;
     let server = Server::http(settings.listen).map_err(|err| format!("cannot listen on {}: {err}", settings.listen))?;
     let bound = server
         .server_addr()
@@ -90,7 +101,10 @@ fn answer(request: &mut Request, store: &mut Store, settings: &Settings, totals:
     let path = request.url().split('?').next().unwrap_or("");
     if path != LOGS_PATH {
         // NOT_FOUND
-        return (404, (5, format!("{path}: not found (records are POSTed to {LOGS_PATH})")));
+        return (
+            404,
+            (5, format!("{path}: not found (records are POSTed to {LOGS_PATH})")),
+        );
     }
     if *request.method() != Method::Post {
         return (405, (12, format!("{LOGS_PATH}: only POST")));
@@ -105,10 +119,19 @@ fn answer(request: &mut Request, store: &mut Store, settings: &Settings, totals:
     let media_type = header("Content-Type").unwrap_or_default();
     if media_type.split(';').next().map(str::trim) != Some("application/json") {
         // UNIMPLEMENTED: OTLP's protobuf encoding is not read here.
-        return (415, (12, "Content-Type: only application/json (OTLP/HTTP JSON) is accepted".into()));
+        return (
+            415,
+            (
+                12,
+                "Content-Type: only application/json (OTLP/HTTP JSON) is accepted".into(),
+            ),
+        );
     }
     if header("Content-Encoding").is_some_and(|e| e != "identity") {
-        return (415, (12, "Content-Encoding: only an uncompressed body is accepted".into()));
+        return (
+            415,
+            (12, "Content-Encoding: only an uncompressed body is accepted".into()),
+        );
     }
     let max = settings.max_body_bytes;
     if request.body_length().is_some_and(|n| n as u64 > max) {
@@ -160,3 +183,104 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::record::tests::{record_json, request_json, timestamp_field};
+    use crate::evidence::store::Query;
+    use crate::testutil::TempDir;
+    use std::io::Write as _;
+    use std::net::TcpStream;
+
+    /// One raw HTTP/1.1 exchange: status and body.
+    fn exchange(addr: SocketAddr, request: &str, body: &[u8]) -> (u16, String) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    fn post(addr: SocketAddr, content_type: &str, body: &[u8]) -> (u16, String) {
+        let head = format!(
+            "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        exchange(addr, &head, body)
+    }
+
+    #[test]
+    fn the_receiver_stores_whole_requests_and_refuses_bad_ones_with_the_reason() {
+        let dir = TempDir::new("serve");
+        let db = dir.path.join("e.db");
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            max_body_bytes: 4096,
+            limits: Limits { records: 2 },
+            max_records: 100,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (db, settings, stop) = (db.clone(), settings.clone(), stop.clone());
+            std::thread::spawn(move || serve(&db, &settings, &stop, |addr| tx.send(addr).unwrap()))
+        };
+        let addr = rx.recv().unwrap();
+        let good = request_json(vec![record_json("getReturn", "r1", "q1", vec![timestamp_field()])]).to_string();
+        assert_eq!(post(addr, "application/json", good.as_bytes()), (200, "{}".into()));
+        // One good record and one bad: nothing of the request is kept.
+        let mut bad = record_json("getReturn", "r1", "q2", vec![]);
+        bad["eventName"] = json!("other");
+        let mixed = request_json(vec![record_json("getReturn", "r1", "q3", vec![]), bad]).to_string();
+        let (status, body) = post(addr, "application/json", mixed.as_bytes());
+        assert_eq!(status, 400);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["code"], 3);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("resourceLogs[0].scopeLogs[0].logRecords[1].eventName: not a parallel-run record"),
+            "{body}"
+        );
+        let three = request_json((0..3).map(|i| record_json("op", "r", &i.to_string(), vec![])).collect()).to_string();
+        assert_eq!(post(addr, "application/json", three.as_bytes()).0, 413);
+        assert_eq!(post(addr, "application/json", &vec![b' '; 5000]).0, 413);
+        assert_eq!(post(addr, "application/x-protobuf", b"\x0a").0, 415);
+        assert_eq!(
+            exchange(
+                addr,
+                "GET /v1/logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b""
+            )
+            .0,
+            405
+        );
+        assert_eq!(
+            exchange(
+                addr,
+                "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                b""
+            )
+            .0,
+            404
+        );
+        stop.store(true, Ordering::Relaxed);
+        let totals = thread.join().unwrap().unwrap();
+        assert_eq!(
+            totals,
+            Totals {
+                requests: 7,
+                stored: 1,
+                refused: 6,
+                pruned: 0
+            }
+        );
+        let stored = Store::read(&db).unwrap().list(&Query::default()).unwrap();
+        let ids: Vec<&str> = stored.iter().map(|s| s.record.request_id.as_str()).collect();
+        assert_eq!(ids, ["q1"]);
+    }
+}

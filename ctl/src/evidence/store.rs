@@ -152,23 +152,23 @@ impl Store {
             .map_err(err)?;
         let excess = u64::try_from(count).unwrap_or(0).saturating_sub(self.max_records);
         if excess > 0 {
-            let excess = i64::try_from(excess).unwrap_or(i64::MAX);
+            let delete = i64::try_from(excess).unwrap_or(i64::MAX);
             transaction
                 .execute(
                     "DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id LIMIT ?1)",
-                    params![excess],
+                    params![delete],
                 )
                 .map_err(err)?;
             transaction
                 .execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned', ?1)
                      ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
-                    params![excess],
+                    params![delete],
                 )
                 .map_err(err)?;
         }
         transaction.commit().map_err(err)?;
-        Ok(excess as u64)
+        Ok(excess)
     }
 
     pub fn counts(&self) -> Result<Counts, String> {
@@ -195,7 +195,12 @@ impl Store {
         if !query.operations.is_empty() {
             let marks = vec!["?"; query.operations.len()].join(", ");
             sql.push_str(&format!(" AND operation IN ({marks})"));
-            values.extend(query.operations.iter().map(|op| rusqlite::types::Value::Text(op.clone())));
+            values.extend(
+                query
+                    .operations
+                    .iter()
+                    .map(|op| rusqlite::types::Value::Text(op.clone())),
+            );
         }
         if let Some(since) = query.since_unix_nano {
             sql.push_str(" AND time_unix_nano >= ?");
@@ -228,8 +233,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, received_unix_ms, json) = row.map_err(err)?;
-            let record: Record =
-                serde_json::from_str(&json).map_err(|e| format!("record {id}: unreadable: {e}"))?;
+            let record: Record = serde_json::from_str(&json).map_err(|e| format!("record {id}: unreadable: {e}"))?;
             out.push(Stored {
                 id,
                 received_unix_ms,
@@ -263,7 +267,14 @@ mod tests {
         let path = dir.path.join("e.db");
         let mut store = Store::open(&path, 100).unwrap();
         store
-            .insert(&[record("getReturn", 10), record("listReturns", 20), record("getReturn", 30)], 5)
+            .insert(
+                &[
+                    record("getReturn", 10),
+                    record("listReturns", 20),
+                    record("getReturn", 30),
+                ],
+                5,
+            )
             .unwrap();
         let reader = Store::read(&path).unwrap();
         let all = reader.list(&Query::default()).unwrap();
@@ -279,7 +290,12 @@ mod tests {
             .unwrap();
         assert_eq!(some.len(), 1);
         assert_eq!(some[0].record, record("getReturn", 30));
-        let one = reader.list(&Query { limit: 1, ..Query::default() }).unwrap();
+        let one = reader
+            .list(&Query {
+                limit: 1,
+                ..Query::default()
+            })
+            .unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(reader.get(one[0].id).unwrap().unwrap().record.time_unix_nano, 30);
         assert_eq!(reader.get(999).unwrap(), None);
@@ -292,7 +308,9 @@ mod tests {
         let path = dir.path.join("e.db");
         let mut store = Store::open(&path, 3).unwrap();
         store.insert(&[record("a", 1), record("a", 2)], 0).unwrap();
-        let pruned = store.insert(&[record("a", 3), record("a", 4), record("a", 5)], 0).unwrap();
+        let pruned = store
+            .insert(&[record("a", 3), record("a", 4), record("a", 5)], 0)
+            .unwrap();
         assert_eq!(pruned, 2);
         assert_eq!(store.counts().unwrap(), Counts { records: 3, pruned: 2 });
         let times: Vec<i64> = store
@@ -315,7 +333,10 @@ mod tests {
         let err = Store::read(&dir.path.join("missing.db")).err().unwrap();
         assert!(err.ends_with("no such file (see `evidence serve --db`)"), "{err}");
         let other = dir.path.join("other.db");
-        Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
         let err = Store::read(&other).err().unwrap();
         assert!(err.contains("not an evidence database"), "{err}");
     }

@@ -118,7 +118,11 @@ fn field_count(listed: usize, omitted: i64) -> String {
 
 pub fn show_lines(stored: &Stored) -> Vec<String> {
     let r = &stored.record;
-    let serving = if r.serving.is_empty() { "serving" } else { r.serving.as_str() };
+    let serving = if r.serving.is_empty() {
+        "serving"
+    } else {
+        r.serving.as_str()
+    };
     let shadow = r.shadow_side();
     let status = |code: Option<i64>| code.map_or_else(|| "no reply".to_string(), |c| c.to_string());
     let mut lines = vec![
@@ -155,7 +159,10 @@ pub fn show_lines(stored: &Stored) -> Vec<String> {
     lines.push(String::new());
     lines.extend(align(&rows));
     lines.push(String::new());
-    lines.push("* marks what differs; hash: keyed, equal hashes mean equal values; value: only where raw values are allowed".into());
+    lines.push(
+        "* marks what differs; hash: keyed, equal hashes mean equal values; value: only where raw values are allowed"
+            .into(),
+    );
     lines
 }
 
@@ -179,10 +186,15 @@ fn field_rows(field: &Field) -> Vec<Vec<String>> {
         String::new(),
         name,
         field.axis.clone(),
-        if hint.is_empty() { String::new() } else { format!("hint: {hint}") },
+        if hint.is_empty() {
+            String::new()
+        } else {
+            format!("hint: {hint}")
+        },
         String::new(),
     ]];
-    let properties: [(&str, fn(&Side) -> Option<String>); 5] = [
+    type Property = fn(&Side) -> Option<String>;
+    let properties: [(&str, Property); 5] = [
         ("type", |s| Some(s.kind.clone())),
         ("shape", |s| s.shape.clone()),
         ("length", |s| s.length.map(|l| l.to_string())),
@@ -258,7 +270,10 @@ mod tests {
             "/items/0/price",
             fixtures::side_json("number", None, 4, "aaaa", None),
             fixtures::side_json("number", None, 4, "bbbb", None),
-            &[("hint", json!({"stringValue": "rounding"})), ("relative_delta", json!({"doubleValue": 3.2e-9}))],
+            &[
+                ("hint", json!({"stringValue": "rounding"})),
+                ("relative_delta", json!({"doubleValue": 3.2e-9})),
+            ],
         );
         let body = fixtures::request_json(vec![fixtures::record_json(
             "getReturn",
@@ -266,19 +281,30 @@ mod tests {
             "req-1",
             vec![fixtures::timestamp_field(), rounding],
         )]);
-        let record = parse_request(body.to_string().as_bytes(), fixtures::LIMITS).unwrap().remove(0);
+        let record = parse_request(body.to_string().as_bytes(), fixtures::LIMITS)
+            .unwrap()
+            .remove(0);
         let stored = Stored {
             id: 7,
             received_unix_ms: 0,
             record,
         };
         let lines = show_lines(&stored);
-        assert_eq!(lines[0], "record 7: getReturn unmatched at 2025-12-02T00:00:00.000Z, revision \"r42\"");
+        assert_eq!(
+            lines[0],
+            "record 7: getReturn unmatched at 2025-12-02T00:00:00.000Z, revision \"r42\""
+        );
         assert_eq!(lines[1], "request: GET /returns/123?page=&sort= (request id \"req-1\")");
-        assert_eq!(lines[2], "status: legacy 200 (served the client), candidate 200 (shadow)");
+        assert_eq!(
+            lines[2],
+            "status: legacy 200 (served the client), candidate 200 (shadow)"
+        );
         let text = lines.join("\n");
         let head = lines.iter().find(|l| l.contains("FIELD")).unwrap();
-        assert!(head.find("LEGACY (SERVING)") < head.find("CANDIDATE (SHADOW)"), "{text}");
+        assert!(
+            head.find("LEGACY (SERVING)") < head.find("CANDIDATE (SHADOW)"),
+            "{text}"
+        );
         let row = |start: &str| {
             lines
                 .iter()
@@ -287,14 +313,26 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {start} in\n{text}"))
         };
         let hash = row("* ");
-        assert!(hash.contains("hash") && hash.contains("9f2c4e1a0b3d5e7f") && hash.contains("0b3d5e7f9f2c4e1a"), "{text}");
-        assert!(row("/items/0/price").contains("hint: rounding relative delta 3.2e-9"), "{text}");
+        assert!(
+            hash.contains("hash") && hash.contains("9f2c4e1a0b3d5e7f") && hash.contains("0b3d5e7f9f2c4e1a"),
+            "{text}"
+        );
+        assert!(
+            row("/items/0/price").contains("hint: rounding relative delta 3.2e-9"),
+            "{text}"
+        );
         let value = lines.iter().find(|l| l.contains("value  ")).unwrap();
-        assert!(value.contains("\"2026-12-01T10:00:00Z\"") && value.contains("(redacted)"), "{text}");
+        assert!(
+            value.contains("\"2026-12-01T10:00:00Z\"") && value.contains("(redacted)"),
+            "{text}"
+        );
         assert!(!value.starts_with('*'), "{text}");
         // Equal properties carry no mark.
         let shape = lines.iter().find(|l| l.contains("shape")).unwrap();
         assert!(!shape.starts_with('*'), "{text}");
-        assert_eq!(show_json(&stored)["record"]["fields"][1]["relative_delta"], json!(3.2e-9));
+        assert_eq!(
+            show_json(&stored)["record"]["fields"][1]["relative_delta"],
+            json!(3.2e-9)
+        );
     }
 }
