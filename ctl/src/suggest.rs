@@ -343,7 +343,26 @@ pub fn propose(
         };
         // Per member, the value it has now and gets; lists grow in place.
         let mut now: BTreeMap<&'static str, Value> = BTreeMap::new();
+        // Fields a proposed mask takes care of: ignoring them as well would
+        // compare less for nothing (a mask still compares the rest).
+        let masked: BTreeMap<String, &str> = rules
+            .iter()
+            .filter(|(_, b)| b.source == "evidence" && b.records >= min_records)
+            .filter_map(|(rule, b)| match rule {
+                Rule::Mask(name) => Some((b, name.as_str())),
+                _ => None,
+            })
+            .flat_map(|(b, name)| b.fields.iter().filter_map(move |f| Some((rule_path(f).ok()?, name))))
+            .collect();
         for (rule, backing) in rules {
+            if let (Rule::IgnoreJsonPath(path), Some(mask)) = (rule, rule_masked(rule, &masked)) {
+                skipped.insert(Skipped {
+                    operation: operation.clone(),
+                    field: path.clone(),
+                    reason: format!("learned noise, but the proposed mask {mask:?} covers it"),
+                });
+                continue;
+            }
             if backing.source == "evidence" && backing.records < min_records {
                 skipped.insert(Skipped {
                     operation: operation.clone(),
@@ -382,6 +401,14 @@ pub fn propose(
         }
     }
     proposals
+}
+
+/// The mask proposed for the field an ignore path names, if any.
+fn rule_masked<'a>(rule: &Rule, masked: &BTreeMap<String, &'a str>) -> Option<&'a str> {
+    match rule {
+        Rule::IgnoreJsonPath(path) => masked.get(path).copied(),
+        _ => None,
+    }
 }
 
 /// The member's value the operation runs with: its own, or the defaults'.

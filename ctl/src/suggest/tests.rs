@@ -368,3 +368,16 @@ fn the_text_shows_each_proposal_with_its_evidence_and_the_compare_diff() {
     assert_eq!(json["entry"], "iso8601");
     assert_eq!(json["evidence"]["request_ids"], json!(["req-9"]));
 }
+
+#[test]
+fn a_noise_field_that_a_proposed_mask_covers_is_not_ignored_too() {
+    let mut findings = Findings::new();
+    let mut skipped = BTreeSet::new();
+    let noise = BTreeMap::from([("listReturns".to_string(), vec!["/at".to_string(), "/n".to_string()])]);
+    learn_noise(&noise, "http://127.0.0.1:9901", &mut findings, &mut skipped);
+    learn_records(&records_for("listReturns", vec![timestamp_field()]), &mut findings, &mut skipped);
+    let proposals = propose(&config(), &findings, 1, &mut skipped);
+    let rules: Vec<&Rule> = proposals.iter().map(|p| &p.rule).collect();
+    assert_eq!(rules, [&Rule::IgnoreJsonPath("/n".into()), &Rule::Mask("iso8601".into())]);
+    assert!(skipped.iter().any(|s| s.field == "/at" && s.reason == "learned noise, but the proposed mask \"iso8601\" covers it"), "{skipped:#?}");
+}
