@@ -47,6 +47,10 @@ use crate::{parse_admin, usage, Printed, Run};
 /// The built-in masks a field's shape can call for (core/src/compare/mask.rs).
 const MASKED_SHAPES: [&str; 3] = ["uuid", "iso8601", "http_date"];
 
+/// Records one run reads, newest first: enough for every pattern a team
+/// would act on, and a bound on memory (a record is at most 256 fields).
+pub const MAX_RECORDS: usize = 10_000;
+
 /// Request ids printed per proposal; the count says how many more.
 const SHOWN_REQUEST_IDS: usize = 5;
 
@@ -615,10 +619,15 @@ pub fn run(args: &SuggestArgs) -> Run {
             .list(&Query {
                 operations: &selected,
                 since_unix_nano: None,
-                limit: 0,
+                limit: MAX_RECORDS,
             })
             .map_err(Error::io)?;
-        sources.push(format!("{} ({} records)", db.display(), stored.len()));
+        let bound = if stored.len() == MAX_RECORDS {
+            format!(", the newest {MAX_RECORDS}")
+        } else {
+            String::new()
+        };
+        sources.push(format!("{} ({} records{bound})", db.display(), stored.len()));
         sources_json.insert(
             "evidence_db".into(),
             json!({"file": db.display().to_string(), "records": stored.len()}),

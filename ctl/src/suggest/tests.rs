@@ -375,9 +375,21 @@ fn a_noise_field_that_a_proposed_mask_covers_is_not_ignored_too() {
     let mut skipped = BTreeSet::new();
     let noise = BTreeMap::from([("listReturns".to_string(), vec!["/at".to_string(), "/n".to_string()])]);
     learn_noise(&noise, "http://127.0.0.1:9901", &mut findings, &mut skipped);
-    learn_records(&records_for("listReturns", vec![timestamp_field()]), &mut findings, &mut skipped);
+    learn_records(
+        &records_for("listReturns", vec![timestamp_field()]),
+        &mut findings,
+        &mut skipped,
+    );
     let proposals = propose(&config(), &findings, 1, &mut skipped);
     let rules: Vec<&Rule> = proposals.iter().map(|p| &p.rule).collect();
-    assert_eq!(rules, [&Rule::IgnoreJsonPath("/n".into()), &Rule::Mask("iso8601".into())]);
-    assert!(skipped.iter().any(|s| s.field == "/at" && s.reason == "learned noise, but the proposed mask \"iso8601\" covers it"), "{skipped:#?}");
+    assert_eq!(
+        rules,
+        [&Rule::IgnoreJsonPath("/n".into()), &Rule::Mask("iso8601".into())]
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.field == "/at" && s.reason == "learned noise, but the proposed mask \"iso8601\" covers it"),
+        "{skipped:#?}"
+    );
 }
