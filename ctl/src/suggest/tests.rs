@@ -305,7 +305,12 @@ fn learned_noise_becomes_ignore_paths_and_headers_minimally() {
 fn the_proposal_is_written_to_a_new_file_validated_the_rest_kept() {
     let records = records(vec![
         record_json("getReturn", "r42", "a", vec![timestamp_field(), rounding("/p", 2e-9)]),
-        record_json("listReturns", "r42", "b", vec![permutation("/items", Some("/id"))]),
+        record_json(
+            "listReturns",
+            "r42",
+            "b",
+            vec![permutation("/items", Some("/id")), timestamp_field()],
+        ),
     ]);
     let (proposals, _) = suggest(&records, 1);
     let text = rewrite(CONFIG, &config(), &proposals).unwrap();
@@ -318,7 +323,8 @@ fn the_proposal_is_written_to_a_new_file_validated_the_rest_kept() {
     );
     assert_eq!(
         written["operations"][1]["compare"],
-        json!({"unordered_arrays": [{"path": "/items", "key": "/id"}]})
+        // Two members into an operation that had no compare: one object.
+        json!({"unordered_arrays": [{"path": "/items", "key": "/id"}], "masks": ["iso8601"]})
     );
     assert!(text.starts_with("{\n  \"revision\": \"r42\",\n  \"legacy\""), "{text}");
     document::validate(&text).unwrap();
