@@ -414,81 +414,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_definitions_are_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("2h").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("61m").unwrap_err().contains("1 hour"));
-        assert_eq!(parse_long_duration("8h"), Ok(Duration::from_secs(8 * 3600)));
-        assert_eq!(parse_long_duration("90s"), Ok(Duration::from_secs(90)));
-        assert!(parse_long_duration("200h").is_err());
-        assert_eq!(parse_rate("0.95"), Ok(0.95));
-        assert!(parse_rate("95").unwrap_err().contains("0.95 means 95%"));
-    }
-
-    fn parse(line: &str) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("parallel-run-ctl").chain(line.split_whitespace()))
-    }
-
-    #[test]
-    fn commands_parse() {
-        let cli = parse("cutover getReturn --reason ready --ecds e.json -o json").unwrap();
-        assert_eq!(cli.output, Output::Json);
-        let Command::Cutover(args) = cli.command else { panic!() };
-        assert_eq!(args.operations, ["getReturn"]);
-        assert_eq!(args.guard.reason, "ready");
-        assert_eq!(args.wait.timeout, Duration::from_secs(30));
-        assert!(!args.wait.no_wait);
-
-        let cli = parse("set-mode getReturn candidate --reason r --force --no-wait --timeout 5s").unwrap();
-        let Command::SetMode(args) = cli.command else { panic!() };
-        assert_eq!(args.mode, ModeArg::Candidate);
-        assert!(args.guard.force && args.wait.no_wait);
-
-        let cli = parse("rollback --to-revision r7 --reason oops").unwrap();
-        let Command::Rollback(args) = cli.command else { panic!() };
-        assert_eq!(args.to_revision.as_deref(), Some("r7"));
-        assert!(args.operations.is_empty());
-    }
-
-    #[test]
-    fn usage_errors_are_clap_errors_with_suggestions() {
-        let err = parse("cutovr getReturn").unwrap_err();
-        assert_eq!(err.exit_code(), 2);
-        assert!(
-            err.to_string().contains("similar subcommand exists: 'cutover'"),
-            "{err}"
-        );
-        assert!(parse("cutover getReturn").unwrap_err().to_string().contains("--reason"));
-        assert!(parse("cutover --reason r").is_err(), "an operation is required");
-        assert!(parse("rollback a --to-revision r --reason x").is_err());
-        assert!(parse("set-mode a shadw --reason r")
-            .unwrap_err()
-            .to_string()
-            .contains("shadow"));
-        assert!(parse("apply c.json --force")
-            .unwrap_err()
-            .to_string()
-            .contains("--reason"));
-        let err = parse("status --ecds e.json --dry-run").unwrap_err();
-        assert!(err.to_string().contains("--dry-run"), "{err}");
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct EvidenceArgs {
     #[command(subcommand)]
@@ -580,5 +505,92 @@ pub fn parse_since(text: &str) -> Result<Duration, String> {
             _ => Err(format!("{text:?}: expected 1d to 366d")),
         };
     }
-    parse_long_duration(text)
+    parse_long_duration(text).map_err(|_| format!("{text:?}: expected a duration such as 30m, 8h or 7d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("2h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("61m").unwrap_err().contains("1 hour"));
+        assert_eq!(parse_long_duration("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_long_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_long_duration("200h").is_err());
+        assert_eq!(parse_rate("0.95"), Ok(0.95));
+        assert!(parse_rate("95").unwrap_err().contains("0.95 means 95%"));
+    }
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("parallel-run-ctl").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn commands_parse() {
+        let cli = parse("cutover getReturn --reason ready --ecds e.json -o json").unwrap();
+        assert_eq!(cli.output, Output::Json);
+        let Command::Cutover(args) = cli.command else { panic!() };
+        assert_eq!(args.operations, ["getReturn"]);
+        assert_eq!(args.guard.reason, "ready");
+        assert_eq!(args.wait.timeout, Duration::from_secs(30));
+        assert!(!args.wait.no_wait);
+
+        let cli = parse("set-mode getReturn candidate --reason r --force --no-wait --timeout 5s").unwrap();
+        let Command::SetMode(args) = cli.command else { panic!() };
+        assert_eq!(args.mode, ModeArg::Candidate);
+        assert!(args.guard.force && args.wait.no_wait);
+
+        let cli = parse("rollback --to-revision r7 --reason oops").unwrap();
+        let Command::Rollback(args) = cli.command else { panic!() };
+        assert_eq!(args.to_revision.as_deref(), Some("r7"));
+        assert!(args.operations.is_empty());
+    }
+
+    #[test]
+    fn usage_errors_are_clap_errors_with_suggestions() {
+        let err = parse("cutovr getReturn").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("similar subcommand exists: 'cutover'"),
+            "{err}"
+        );
+        assert!(parse("cutover getReturn").unwrap_err().to_string().contains("--reason"));
+        assert!(parse("cutover --reason r").is_err(), "an operation is required");
+        assert!(parse("rollback a --to-revision r --reason x").is_err());
+        assert!(parse("set-mode a shadw --reason r")
+            .unwrap_err()
+            .to_string()
+            .contains("shadow"));
+        assert!(parse("apply c.json --force")
+            .unwrap_err()
+            .to_string()
+            .contains("--reason"));
+        let err = parse("status --ecds e.json --dry-run").unwrap_err();
+        assert!(err.to_string().contains("--dry-run"), "{err}");
+    }
+
+    #[test]
+    fn evidence_since_takes_minutes_hours_and_days() {
+        assert_eq!(parse_since("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_since("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_since("400d"), Err("\"400d\": expected 1d to 366d".into()));
+        assert_eq!(
+            parse_since("2y"),
+            Err("\"2y\": expected a duration such as 30m, 8h or 7d".into())
+        );
+    }
 }
