@@ -70,6 +70,10 @@ pub enum Command {
     Watch(WatchArgs),
     /// A configuration from an OpenAPI 3.0 or 3.1 spec: one operation per operationId
     Init(InitArgs),
+    /// Evidence records of unmatched and failed comparisons: receive them (OTLP/HTTP JSON), list them, show one side by side
+    Evidence(EvidenceArgs),
+    /// Propose configuration rules from what the filter learned (noise gauges, evidence records); writes only a new file
+    Suggest(SuggestArgs),
     /// Shell completions, generated from these definitions
     Completions {
         #[arg(value_enum)]
@@ -429,6 +433,100 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceArgs {
+    #[command(subcommand)]
+    pub command: EvidenceCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EvidenceCommand {
+    /// Receive evidence records (POST /v1/logs, OTLP/HTTP JSON) into a SQLite file, until SIGTERM or SIGINT
+    Serve(EvidenceServeArgs),
+    /// Stored records, newest first
+    List(EvidenceListArgs),
+    /// One record: each differing field, serving and shadow side by side
+    Show(EvidenceShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceServeArgs {
+    /// The SQLite file records are stored in (created when absent)
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// Address to listen on, IP:PORT; anything but loopback is warned about (records describe clients' requests)
+    #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Larger request bodies are refused (413)
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_body_bytes: u64,
+    /// Requests with more records are refused whole (413)
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_records_per_request: usize,
+    /// The file keeps at most this many records; the oldest are deleted (and counted) past it
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_records: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceListArgs {
+    /// Only these operations [default: every operation]
+    #[arg(value_name = "OP")]
+    pub operations: Vec<String>,
+    /// The evidence database
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// Only records from the last: 30m, 8h, 7d
+    #[arg(long, value_parser = parse_since, value_name = "DURATION")]
+    pub since: Option<Duration>,
+    /// At most this many records (0: all)
+    #[arg(short = 'n', long = "limit", default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvidenceShowArgs {
+    /// A record id (from `evidence list`), or an operation id for its latest record
+    #[arg(value_name = "ID|OP")]
+    pub record: String,
+    /// The evidence database
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SuggestArgs {
+    /// Only these operations [default: every operation]
+    #[arg(value_name = "OP")]
+    pub operations: Vec<String>,
+    /// The configuration the proposal starts from (ECDS resource file, plugin JSON or WasmPlugin YAML); never changed
+    #[arg(short = 'c', long = "config", env = "PARALLEL_RUN_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Envoy's admin endpoint, for the learned noise fields (noise_path gauges)
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// The evidence database (`evidence serve --db`), for masks, unordered arrays, number tolerance, case-insensitive keys
+    #[arg(long, value_name = "FILE")]
+    pub evidence_db: Option<PathBuf>,
+    /// Write the proposed configuration to this NEW file (refused if it exists), validated; review it, then `apply` it
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// A rule from evidence needs at least this many records behind it
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min_records: usize,
+}
+
+/// `30m`, `8h`, `7d`: how far back, up to a year.
+pub fn parse_since(text: &str) -> Result<Duration, String> {
+    if let Some(days) = text.strip_suffix('d') {
+        return match days.parse::<u64>() {
+            Ok(days) if (1..=366).contains(&days) => Ok(Duration::from_secs(days * 86_400)),
+            _ => Err(format!("{text:?}: expected 1d to 366d")),
+        };
+    }
+    parse_long_duration(text).map_err(|_| format!("{text:?}: expected a duration such as 30m, 8h or 7d"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +610,17 @@ mod tests {
             .contains("--prometheus"));
         let err = parse("status --ecds e.json --dry-run").unwrap_err();
         assert!(err.to_string().contains("--dry-run"), "{err}");
+    }
+
+    #[test]
+    fn evidence_since_takes_minutes_hours_and_days() {
+        assert_eq!(parse_since("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_since("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_since("400d"), Err("\"400d\": expected 1d to 366d".into()));
+        assert_eq!(
+            parse_since("2y"),
+            Err("\"2y\": expected a duration such as 30m, 8h or 7d".into())
+        );
     }
 }

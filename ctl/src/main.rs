@@ -11,6 +11,7 @@ mod cli;
 mod document;
 mod ecds;
 mod error;
+mod evidence;
 mod fleet;
 mod git;
 mod groups;
@@ -26,6 +27,7 @@ mod readiness;
 mod report;
 mod revision;
 mod status;
+mod suggest;
 #[cfg(test)]
 mod testutil;
 mod transition;
@@ -185,6 +187,8 @@ fn run(cli: Cli) -> Run {
         Command::Lint(args) => lint::run(&args),
         Command::Watch(args) => watch::run(&args, cli.output),
         Command::Init(args) => openapi::run(&args),
+        Command::Evidence(args) => evidence::run(&args),
+        Command::Suggest(args) => suggest::run(&args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             let mut bytes = Vec::new();
