@@ -24,14 +24,20 @@ pub use headers::{HeaderPattern, DEFAULT_IGNORED_HEADERS};
 pub use json::{NumberTolerance, UnorderedArray};
 pub use mask::Mask;
 
+use crate::diff_path::KeyNames;
 use crate::http::Response;
 use encoding::{DecodeError, Encoding};
 use json::PointerPattern;
 
-/// How many differing header names or JSON paths a diff keeps: enough for
-/// noise learning and the per-path counters to see every field of a typical
-/// difference, bounded so a wholly different body stays cheap.
+/// How many concrete JSON Pointers a diff keeps in [`BodyDiff::json_paths`]
+/// (for the log line and evidence): a few examples to look at. Counting
+/// does not depend on it: [`BodyDiff::fields`] holds every differing field.
 pub const MAX_REPORTED: usize = 16;
+
+/// A field (diff path) is cut to this many bytes: it becomes a stat name,
+/// and only a document whose keys are all named (`name_keys: true`) and
+/// nested deep with long keys comes near it.
+pub const MAX_FIELD_BYTES: usize = 512;
 
 /// An operation's tuning rules.
 #[derive(Debug, Clone)]
@@ -51,6 +57,9 @@ pub struct CompareRules {
     /// beyond, the comparison fails as too large. The operation's
     /// `max_body_bytes`.
     pub max_decoded_bytes: usize,
+    /// Which JSON object keys a field ([`BodyDiff::fields`]) may name: the
+    /// operation's `name_keys`.
+    pub key_names: KeyNames,
 }
 
 impl Default for CompareRules {
@@ -64,6 +73,7 @@ impl Default for CompareRules {
             status: StatusRules::default(),
             masks: Vec::new(),
             max_decoded_bytes: usize::try_from(crate::limits::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            key_names: KeyNames::default(),
         }
     }
 }
@@ -102,7 +112,8 @@ impl StatusRules {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diff {
     pub status: bool,
-    /// Differing header names, sorted, at most [`MAX_REPORTED`].
+    /// Every differing header name, sorted (bounded by the number of
+    /// headers the two responses carry).
     pub headers: Vec<String>,
     pub body: Option<BodyDiff>,
 }
@@ -113,8 +124,18 @@ pub struct BodyDiff {
     /// bodies are not both JSON. `*` stands for an element of an unordered
     /// array (`/items/*/price`).
     pub json_paths: Vec<String>,
-    /// Differences beyond those listed.
+    /// Differences beyond those listed in `json_paths`.
     pub more: usize,
+    /// Every distinct differing field of the bodies, once, sorted: its diff
+    /// path ([`crate::diff_path`]: indices generalised to `*`, keys named
+    /// only as `name_keys` allows), each at most [`MAX_FIELD_BYTES`]. Empty
+    /// when the bodies are not both JSON. Bounded by the number of distinct
+    /// fields, and in bytes by the body bound (`max_decoded_bytes`), never
+    /// by the order of the walk.
+    pub fields: Vec<String>,
+    /// Differing fields that did not fit in `fields`' byte budget (one per
+    /// difference met): only a pathological document gets here.
+    pub fields_dropped: usize,
     /// Why the bodies could not be compared, when they could not.
     pub problem: Option<BodyProblem>,
 }

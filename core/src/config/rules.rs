@@ -9,6 +9,7 @@ use super::raw::{RawCompare, RawMask, RawUnordered, StringOr};
 use super::ConfigError;
 use crate::compare::json::PointerPattern;
 use crate::compare::{CompareRules, HeaderPattern, Mask, NumberTolerance, StatusMatch, StatusRules, UnorderedArray};
+use crate::diff_path::KeyNames;
 use crate::limits::{MAX_IGNORE_HEADERS, MAX_IGNORE_JSON_PATHS, MAX_MASKS, MAX_POINTER_BYTES, MAX_UNORDERED_ARRAYS};
 
 /// One place's comparison rules, compiled; `None` where it sets nothing.
@@ -74,7 +75,7 @@ impl RulesLayer {
 
     /// The rules an operation compares by; bodies decode into at most
     /// `max_decoded_bytes` (its `max_body_bytes`).
-    pub(super) fn into_rules(self, max_decoded_bytes: usize) -> CompareRules {
+    pub(super) fn into_rules(self, max_decoded_bytes: usize, key_names: KeyNames) -> CompareRules {
         CompareRules {
             ignore_headers: self.ignore_headers.unwrap_or_default(),
             ignore_json_paths: self.ignore_json_paths.unwrap_or_default(),
@@ -87,6 +88,7 @@ impl RulesLayer {
             },
             masks: self.masks.unwrap_or_default(),
             max_decoded_bytes,
+            key_names,
         }
     }
 }
