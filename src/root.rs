@@ -15,7 +15,6 @@ use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
-use crate::diff_paths::DiffPaths;
 use crate::host::Host;
 use crate::metrics::OperationMetrics;
 use crate::noise::Noise;
@@ -111,7 +110,8 @@ impl<H: Host + Clone> Root<H> {
             }
         }
         Noise::prepare(host, &plan);
-        DiffPaths::prepare(host, &plan);
+        let vm = &mut *vm;
+        vm.diff_paths.prepare(host, &mut vm.metrics, &plan);
         Readiness::prepare(host);
         vm.wake.listen(host);
         self.plugin = Some(Rc::new(Plugin {

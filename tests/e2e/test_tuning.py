@@ -614,3 +614,34 @@ def test_books_balance_with_noise_sampling_on(backend, envoy, wasm_path):
                     unmatched=unmatched, unmatched_body=unmatched, failed=failed, failed_5xx=failed,
                     noise_samples=repeats_ok)
     assert len(legacy.received) == 2 * n and len(candidate.received) == n
+
+
+def test_every_differing_field_counts_in_every_comparison(backend, envoy, wasm_path):
+    # 30 fields that legacy lists first, then the one that matters: each of
+    # 100 comparisons differs in all 31 (the filter once kept only 16 paths
+    # of a comparison, legacy's keys first, and counted the rest nowhere).
+    names = [f"a{i:02}" for i in range(30)] + ["zz_bug"]
+    legacy_body = {name: 1 for name in names}
+    candidate_body = {name: 2 for name in names}
+    ops = [operation("wide", "/wide/{id}", max_diff_paths=40),
+           operation("narrow", "/narrow/{id}", max_diff_paths=10)]
+    legacy, candidate, proxy = start(backend, envoy, fixed(legacy_body), fixed(candidate_body), ops)
+
+    n = 100
+    assert send(proxy, [f"/wide/{i}" for i in range(n)], "wide") == [200] * n
+    assert send(proxy, [f"/narrow/{i}" for i in range(n)], "narrow") == [200] * n
+    assert_counters(settle(proxy, n, "wide"), requests=n, served_legacy=n, shadowed=n, unmatched=n,
+                    unmatched_body=n)
+    paths = diff_paths(proxy, "wide")
+    assert paths == {f"/{name}": n for name in names}, paths
+    c = settle(proxy, n, "narrow")
+    # Ten slots; every other field of every comparison is overflow, exactly.
+    assert c["unmatched_path_overflow"] == (len(names) - 10) * n, nonzero(c)
+    narrow = diff_paths(proxy, "narrow")
+    assert len(narrow) == 10 and set(narrow.values()) == {n}, narrow
+    # The current revision's gauges say the same, under their own label.
+    text = proxy.prometheus()
+    assert prometheus_value(text, "parallel_run_operation_unmatched_path_current",
+                            operation_id="wide", diff_path="/zz_bug") == n
+    assert prometheus_value(text, "parallel_run_operation_unmatched_path_overflow_current",
+                            operation_id="narrow") == (len(names) - 10) * n
