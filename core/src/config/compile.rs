@@ -102,6 +102,7 @@ fn operation(
     }
     let own = Settings::compile(own, at)?;
     no_effect(&own, &method, at)?;
+    own.compare.check_over(&defaults.compare, at)?;
     let settings = own.resolve(defaults);
     // Only checked where the two meet: an operation may switch learning on
     // under defaults that sample.

@@ -1,11 +1,17 @@
 //! Comparison rules (`compare`), compiled once where they are written:
 //! `defaults.compare` once for the whole configuration, an operation's own
-//! `compare` once for it; an operation then takes each field from its own
-//! layer, else from the defaults' (a list or an object as a whole; `[]`
-//! clears an inherited list).
+//! `compare` once for it. An operation's list adds its entries to the
+//! defaults' list (its own first, so where order matters its own entry
+//! wins), unless written `{"replace": [...]}`; a single value or an object
+//! (`status`, `number_tolerance`) replaces the defaults' as a whole.
+//!
+//! Why `{"replace": [...]}` rather than a `!`-prefixed key or a flag on
+//! `compare`: it stays valid JSON any tool can write, it sits on the list
+//! it changes (a reader sees at the entry itself that the defaults' are
+//! dropped), and it leaves every other list of the same `compare` merging.
 
 use super::names;
-use super::raw::{RawCompare, RawMask, RawUnordered, StringOr};
+use super::raw::{ListOr, RawCompare, RawMask, RawUnordered, StringOr};
 use super::ConfigError;
 use crate::compare::json::PointerPattern;
 use crate::compare::{CompareRules, HeaderPattern, Mask, NumberTolerance, StatusMatch, StatusRules, UnorderedArray};
@@ -15,14 +21,79 @@ use crate::limits::{MAX_IGNORE_HEADERS, MAX_IGNORE_JSON_PATHS, MAX_MASKS, MAX_PO
 /// One place's comparison rules, compiled; `None` where it sets nothing.
 #[derive(Default)]
 pub(super) struct RulesLayer {
-    ignore_headers: Option<Vec<HeaderPattern>>,
-    ignore_json_paths: Option<Vec<PointerPattern>>,
-    unordered_arrays: Option<Vec<UnorderedArray>>,
+    ignore_headers: Option<Listed<HeaderPattern>>,
+    ignore_json_paths: Option<Listed<PointerPattern>>,
+    unordered_arrays: Option<Listed<UnorderedArray>>,
     number_tolerance: Option<NumberTolerance>,
     null_equals_missing: Option<bool>,
     status: Option<StatusMatch>,
-    status_equivalent: Option<Vec<Vec<u16>>>,
-    masks: Option<Vec<Mask>>,
+    status_equivalent: Option<Listed<Vec<u16>>>,
+    masks: Option<Listed<Mask>>,
+}
+
+/// One layer's list, and whether it replaces the one beneath.
+#[derive(Clone)]
+struct Listed<T> {
+    items: Vec<T>,
+    replace: bool,
+}
+
+impl<T: Clone> Listed<T> {
+    /// `own` over `base`: its entries first, then the base's, unless it
+    /// replaces them.
+    fn over(own: Option<Listed<T>>, base: &Option<Listed<T>>) -> Option<Listed<T>> {
+        match (own, base) {
+            (None, base) => base.clone(),
+            (Some(own), _) if own.replace => Some(own),
+            (Some(mut own), Some(base)) => {
+                own.items.extend(base.items.iter().cloned());
+                Some(own)
+            }
+            (Some(own), None) => Some(own),
+        }
+    }
+
+    fn items(listed: Option<Listed<T>>) -> Vec<T> {
+        listed.map(|l| l.items).unwrap_or_default()
+    }
+}
+
+/// Compiles a list written at `at` (`defaults.compare.masks`) with
+/// `compile(entries, at of the entries)`. In `defaults` there is nothing
+/// to replace; in an operation, `[]` adds nothing: both would have no
+/// effect, and are refused.
+fn listed<R, T>(
+    raw: Option<ListOr<R>>,
+    at: &str,
+    in_defaults: bool,
+    compile: impl FnOnce(&[R], &str) -> Result<Vec<T>, ConfigError>,
+) -> Result<Option<Listed<T>>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let (entries, replace) = match raw {
+        ListOr::Add(entries) => (entries, false),
+        ListOr::Replace(entries) => (entries, true),
+    };
+    if replace && in_defaults {
+        return Err(ConfigError::new(
+            format!("{at}.replace"),
+            "the defaults have no list to replace: write the list itself",
+        ));
+    }
+    if !replace && !in_defaults && entries.is_empty() {
+        return Err(ConfigError::new(
+            at,
+            "[] adds nothing to the defaults' list; to clear it, write {\"replace\": []}",
+        ));
+    }
+    let entries_at = if replace {
+        format!("{at}.replace")
+    } else {
+        at.to_string()
+    };
+    Ok(Some(Listed {
+        items: compile(&entries, &entries_at)?,
+        replace,
+    }))
 }
 
 impl RulesLayer {
@@ -31,45 +102,79 @@ impl RulesLayer {
         let Some(raw) = raw else {
             return Ok(RulesLayer::default());
         };
+        let in_defaults = at == "defaults";
         let at = format!("{at}.compare");
         Ok(RulesLayer {
-            ignore_headers: raw
-                .ignore_headers
-                .map(|list| ignore_headers(&list, &format!("{at}.ignore_headers")))
-                .transpose()?,
-            ignore_json_paths: raw
-                .ignore_json_paths
-                .map(|list| ignore_json_paths(&list, &format!("{at}.ignore_json_paths")))
-                .transpose()?,
-            unordered_arrays: raw
-                .unordered_arrays
-                .map(|list| unordered_arrays(&list, &format!("{at}.unordered_arrays")))
-                .transpose()?,
+            ignore_headers: listed(
+                raw.ignore_headers,
+                &format!("{at}.ignore_headers"),
+                in_defaults,
+                ignore_headers,
+            )?,
+            ignore_json_paths: listed(
+                raw.ignore_json_paths,
+                &format!("{at}.ignore_json_paths"),
+                in_defaults,
+                ignore_json_paths,
+            )?,
+            unordered_arrays: listed(
+                raw.unordered_arrays,
+                &format!("{at}.unordered_arrays"),
+                in_defaults,
+                unordered_arrays,
+            )?,
             number_tolerance: raw
                 .number_tolerance
                 .map(|t| number_tolerance(t.0.absolute, t.0.relative, &format!("{at}.number_tolerance")))
                 .transpose()?,
             null_equals_missing: raw.null_equals_missing,
             status: raw.status,
-            status_equivalent: raw
-                .status_equivalent
-                .map(|groups| status_equivalent(&groups, &format!("{at}.status_equivalent")))
-                .transpose()?,
-            masks: raw.masks.map(|list| masks(&list, &format!("{at}.masks"))).transpose()?,
+            status_equivalent: listed(
+                raw.status_equivalent,
+                &format!("{at}.status_equivalent"),
+                in_defaults,
+                status_equivalent,
+            )?,
+            masks: listed(raw.masks, &format!("{at}.masks"), in_defaults, masks)?,
         })
+    }
+
+    /// Refuses an operation's `status_equivalent` group that shares a code
+    /// with an inherited one: merged, a code would be in two groups.
+    pub(super) fn check_over(&self, base: &RulesLayer, at: &str) -> Result<(), ConfigError> {
+        let (Some(own), Some(base)) = (&self.status_equivalent, &base.status_equivalent) else {
+            return Ok(());
+        };
+        if own.replace {
+            return Ok(());
+        }
+        for (i, group) in own.items.iter().enumerate() {
+            for (j, code) in group.iter().enumerate() {
+                if let Some(k) = base.items.iter().position(|g| g.contains(code)) {
+                    return Err(ConfigError::new(
+                        format!("{at}.compare.status_equivalent[{i}][{j}]"),
+                        format!(
+                            "{code} is already in defaults.compare.status_equivalent[{k}], which this list adds to; \
+                             merge the groups there, or write {{\"replace\": [...]}}"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Each field from this layer, else from `base`.
     pub(super) fn over(self, base: &RulesLayer) -> RulesLayer {
         RulesLayer {
-            ignore_headers: self.ignore_headers.or_else(|| base.ignore_headers.clone()),
-            ignore_json_paths: self.ignore_json_paths.or_else(|| base.ignore_json_paths.clone()),
-            unordered_arrays: self.unordered_arrays.or_else(|| base.unordered_arrays.clone()),
+            ignore_headers: Listed::over(self.ignore_headers, &base.ignore_headers),
+            ignore_json_paths: Listed::over(self.ignore_json_paths, &base.ignore_json_paths),
+            unordered_arrays: Listed::over(self.unordered_arrays, &base.unordered_arrays),
             number_tolerance: self.number_tolerance.or(base.number_tolerance),
             null_equals_missing: self.null_equals_missing.or(base.null_equals_missing),
             status: self.status.or(base.status),
-            status_equivalent: self.status_equivalent.or_else(|| base.status_equivalent.clone()),
-            masks: self.masks.or_else(|| base.masks.clone()),
+            status_equivalent: Listed::over(self.status_equivalent, &base.status_equivalent),
+            masks: Listed::over(self.masks, &base.masks),
         }
     }
 
@@ -77,16 +182,16 @@ impl RulesLayer {
     /// `max_decoded_bytes` (its `max_body_bytes`).
     pub(super) fn into_rules(self, max_decoded_bytes: usize, key_names: KeyNames) -> CompareRules {
         CompareRules {
-            ignore_headers: self.ignore_headers.unwrap_or_default(),
-            ignore_json_paths: self.ignore_json_paths.unwrap_or_default(),
-            unordered_arrays: self.unordered_arrays.unwrap_or_default(),
+            ignore_headers: Listed::items(self.ignore_headers),
+            ignore_json_paths: Listed::items(self.ignore_json_paths),
+            unordered_arrays: Listed::items(self.unordered_arrays),
             number_tolerance: self.number_tolerance,
             null_equals_missing: self.null_equals_missing.unwrap_or(false),
             status: StatusRules {
                 matching: self.status.unwrap_or_default(),
-                equivalent: self.status_equivalent.unwrap_or_default(),
+                equivalent: Listed::items(self.status_equivalent),
             },
-            masks: self.masks.unwrap_or_default(),
+            masks: Listed::items(self.masks),
             max_decoded_bytes,
             key_names,
         }
