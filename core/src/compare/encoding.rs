@@ -72,6 +72,16 @@ impl Encoding {
     }
 }
 
+/// A body with the codings of its Content-Encoding header undone, at most
+/// `limit` bytes; `None` for a coding this filter does not decode. The
+/// comparison's own decoding, for the fuzz target and tests.
+pub fn decode_body(content_encoding: Option<&[u8]>, body: &[u8], limit: usize) -> Option<Result<Vec<u8>, DecodeError>> {
+    match Encoding::of(content_encoding) {
+        Encoding::Known(codings) => Some(decode(&codings, body, limit).map(Cow::into_owned)),
+        Encoding::Unsupported => None,
+    }
+}
+
 /// The body with its codings undone, at most `limit` bytes.
 pub(super) fn decode<'a>(codings: &[Coding], body: &'a [u8], limit: usize) -> Result<Cow<'a, [u8]>, DecodeError> {
     let mut current = Cow::Borrowed(body);

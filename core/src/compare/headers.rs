@@ -45,7 +45,7 @@ impl HeaderPattern {
         })
     }
 
-    fn matches(&self, lower_name: &str) -> bool {
+    pub(super) fn matches(&self, lower_name: &str) -> bool {
         if self.prefix {
             lower_name.starts_with(&self.name)
         } else {
@@ -84,6 +84,13 @@ fn compared<'a>(
             Cow::Owned(media_type::normalized(value))
         } else {
             Cow::Borrowed(value.as_slice())
+        };
+        let value = match rules.header_masks.iter().find(|(p, _)| p.matches(&lower)) {
+            Some((_, mask)) => match mask.apply(&value) {
+                Some(masked) => Cow::Owned(masked),
+                None => value,
+            },
+            None => value,
         };
         by_name.entry(lower).or_default().push(value);
     }

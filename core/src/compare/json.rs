@@ -6,7 +6,7 @@ use hashbrown::HashSet;
 use serde_json::{Map, Number, Value};
 
 use super::sort::sort_forms;
-use super::{BodyDiff, CompareRules, MAX_FIELD_BYTES, MAX_REPORTED};
+use super::{BodyDiff, CaseKeys, CompareRules, MAX_FIELD_BYTES, MAX_REPORTED};
 use crate::diff_path;
 
 /// How deep the comparison walks. serde_json refuses documents nested more
@@ -89,6 +89,20 @@ impl PointerPattern {
             })
     }
 
+    /// Whether the pattern names this location of a document.
+    fn matches_places(&self, location: &[Place]) -> bool {
+        self.tokens.len() == location.len()
+            && self
+                .tokens
+                .iter()
+                .zip(location)
+                .all(|(token, place)| match (token, place) {
+                    (Token::Any, _) => true,
+                    (Token::Key(key), Place::Key(name)) => key == name,
+                    (Token::Key(key), Place::Index(index)) => key.parse::<usize>().ok() == Some(*index),
+                })
+    }
+
     /// Removes every value the pattern points at. Array elements become
     /// `null` rather than disappear, so the indices after them still line up.
     pub fn remove_from(&self, value: &mut Value) {
@@ -154,6 +168,70 @@ enum Seg<'a> {
     Index(usize),
     /// An element of an array compared as a multiset: it has no position.
     Element,
+}
+
+/// Lower-cases the keys of the objects `rule` names, so that `Content-Type`
+/// and `content-type` are one key. An object with two keys equal but for
+/// case keeps its keys as they are: folding would drop one of two values,
+/// and could hide a difference. Bounded by [`MAX_DEPTH`], like the walk.
+pub(super) fn fold_keys(rule: &CaseKeys, value: &mut Value) {
+    if *rule == CaseKeys::None {
+        return;
+    }
+    let mut location = Vec::new();
+    fold(rule, value, &mut location);
+}
+
+/// A location with owned keys: the walk mutates the document.
+enum Place {
+    Key(String),
+    Index(usize),
+}
+
+fn fold(rule: &CaseKeys, value: &mut Value, location: &mut Vec<Place>) {
+    if location.len() >= MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let here = match rule {
+                CaseKeys::None => false,
+                CaseKeys::All => true,
+                CaseKeys::At(patterns) => patterns.iter().any(|p| p.matches_places(location)),
+            };
+            if here && map.keys().any(|k| k.chars().any(char::is_uppercase)) {
+                let lower: HashSet<String> = map.keys().map(|k| k.to_lowercase()).collect();
+                if lower.len() == map.len() {
+                    let old = std::mem::take(map);
+                    *map = old.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+                }
+            }
+            if deeper(rule, location.len()) {
+                for (key, child) in map.iter_mut() {
+                    location.push(Place::Key(key.clone()));
+                    fold(rule, child, location);
+                    location.pop();
+                }
+            }
+        }
+        Value::Array(items) if deeper(rule, location.len()) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                location.push(Place::Index(i));
+                fold(rule, child, location);
+                location.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether an object the rule names may lie below this depth.
+fn deeper(rule: &CaseKeys, depth: usize) -> bool {
+    match rule {
+        CaseKeys::None => false,
+        CaseKeys::All => true,
+        CaseKeys::At(patterns) => patterns.iter().any(|p| p.tokens.len() > depth),
+    }
 }
 
 /// An array compared as a multiset.

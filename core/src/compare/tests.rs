@@ -1255,3 +1255,4 @@ fn invalid_utf8_and_truncated_bodies_do_not_crash() {
 
 mod codings;
 mod fields;
+mod rules;

@@ -142,6 +142,10 @@ pub(super) struct RawCompare {
     pub status: Option<StatusMatch>,
     pub status_equivalent: Option<ListOr<Vec<serde_json::Number>>>,
     pub masks: Option<ListOr<StringOr<RawMask>>>,
+    /// Header name (or `prefix*`) → mask; `null` drops an inherited one.
+    pub header_masks: Option<std::collections::BTreeMap<String, Option<StringOr<RawMask>>>>,
+    pub case_insensitive_keys: Option<BoolOrList<String>>,
+    pub body: Option<crate::compare::BodyMode>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,7 +229,7 @@ impl Described for RawOperation {
 }
 
 impl Described for RawCompare {
-    const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)";
+    const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks, header_masks, case_insensitive_keys, body)";
 }
 
 impl Described for RawReadiness {
@@ -300,6 +304,38 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListOr<T> {
             }
         }
         deserializer.deserialize_any(ListVisitor(PhantomData))
+    }
+}
+
+/// `true`, `false`, or a list (which merges like [`ListOr`]).
+pub(super) enum BoolOrList<T> {
+    Bool(bool),
+    List(ListOr<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for BoolOrList<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BoolVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for BoolVisitor<T> {
+            type Value = BoolOrList<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "true, false, a list of JSON Pointers (added to the defaults' list) or {\"replace\": [...]}",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(BoolOrList::Bool(value))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(|list| BoolOrList::List(ListOr::Add(list)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawReplace::<T>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|r| BoolOrList::List(ListOr::Replace(r.replace)))
+            }
+        }
+        deserializer.deserialize_any(BoolVisitor(PhantomData))
     }
 }
 

@@ -11,10 +11,12 @@
 //! dropped), and it leaves every other list of the same `compare` merging.
 
 use super::names;
-use super::raw::{ListOr, RawCompare, RawMask, RawUnordered, StringOr};
+use super::raw::{BoolOrList, ListOr, RawCompare, RawMask, RawUnordered, StringOr};
 use super::ConfigError;
 use crate::compare::json::PointerPattern;
-use crate::compare::{CompareRules, HeaderPattern, Mask, NumberTolerance, StatusMatch, StatusRules, UnorderedArray};
+use crate::compare::{
+    BodyMode, CaseKeys, CompareRules, HeaderPattern, Mask, NumberTolerance, StatusMatch, StatusRules, UnorderedArray,
+};
 use crate::diff_path::KeyNames;
 use crate::limits::{MAX_IGNORE_HEADERS, MAX_IGNORE_JSON_PATHS, MAX_MASKS, MAX_POINTER_BYTES, MAX_UNORDERED_ARRAYS};
 
@@ -29,6 +31,19 @@ pub(super) struct RulesLayer {
     status: Option<StatusMatch>,
     status_equivalent: Option<Listed<Vec<u16>>>,
     masks: Option<Listed<Mask>>,
+    /// Per header pattern as written, its mask; `None` drops an inherited one.
+    header_masks: Option<Vec<(String, HeaderPattern, Option<Mask>)>>,
+    /// `Some(None)`: `false`; `Some(Some(list))`: `true` is an empty
+    /// replacing list marked `all`.
+    case_insensitive_keys: Option<CaseLayer>,
+    body: Option<BodyMode>,
+}
+
+#[derive(Clone)]
+enum CaseLayer {
+    Off,
+    All,
+    At(Listed<PointerPattern>),
 }
 
 /// One layer's list, and whether it replaces the one beneath.
@@ -136,6 +151,23 @@ impl RulesLayer {
                 status_equivalent,
             )?,
             masks: listed(raw.masks, &format!("{at}.masks"), in_defaults, masks)?,
+            header_masks: raw
+                .header_masks
+                .map(|map| header_masks(&map, &format!("{at}.header_masks"), in_defaults))
+                .transpose()?,
+            case_insensitive_keys: match raw.case_insensitive_keys {
+                None => None,
+                Some(BoolOrList::Bool(false)) => Some(CaseLayer::Off),
+                Some(BoolOrList::Bool(true)) => Some(CaseLayer::All),
+                Some(BoolOrList::List(list)) => listed(
+                    Some(list),
+                    &format!("{at}.case_insensitive_keys"),
+                    in_defaults,
+                    locations,
+                )?
+                .map(CaseLayer::At),
+            },
+            body: raw.body,
         })
     }
 
@@ -175,6 +207,30 @@ impl RulesLayer {
             status: self.status.or(base.status),
             status_equivalent: Listed::over(self.status_equivalent, &base.status_equivalent),
             masks: Listed::over(self.masks, &base.masks),
+            header_masks: match (self.header_masks, &base.header_masks) {
+                (None, base) => base.clone(),
+                (Some(own), None) => Some(own),
+                (Some(mut own), Some(base)) => {
+                    // Its own entry for a header replaces the defaults'.
+                    let inherited: Vec<_> = base
+                        .iter()
+                        .filter(|(name, _, _)| !own.iter().any(|(n, _, _)| n == name))
+                        .cloned()
+                        .collect();
+                    own.extend(inherited);
+                    Some(own)
+                }
+            },
+            case_insensitive_keys: match (self.case_insensitive_keys, &base.case_insensitive_keys) {
+                (None, base) => base.clone(),
+                (Some(CaseLayer::At(own)), Some(CaseLayer::At(base))) => {
+                    Listed::over(Some(own), &Some(base.clone())).map(CaseLayer::At)
+                }
+                // Locations added to every object are every object.
+                (Some(CaseLayer::At(own)), Some(CaseLayer::All)) if !own.replace => Some(CaseLayer::All),
+                (Some(own), _) => Some(own),
+            },
+            body: self.body.or(base.body),
         }
     }
 
@@ -194,6 +250,18 @@ impl RulesLayer {
             masks: Listed::items(self.masks),
             max_decoded_bytes,
             key_names,
+            header_masks: self
+                .header_masks
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(_, pattern, mask)| Some((pattern, mask?)))
+                .collect(),
+            case_insensitive_keys: match self.case_insensitive_keys {
+                None | Some(CaseLayer::Off) => CaseKeys::None,
+                Some(CaseLayer::All) => CaseKeys::All,
+                Some(CaseLayer::At(list)) => CaseKeys::At(list.items),
+            },
+            body: self.body.unwrap_or_default(),
         }
     }
 }
@@ -324,6 +392,49 @@ fn status_equivalent(groups: &[Vec<serde_json::Number>], at: &str) -> Result<Vec
     Ok(out)
 }
 
+/// JSON Pointer patterns of objects; `""` is the document itself.
+fn locations(list: &[String], at: &str) -> Result<Vec<PointerPattern>, ConfigError> {
+    check_count(list, MAX_IGNORE_JSON_PATHS, at)?;
+    let mut patterns = Vec::with_capacity(list.len());
+    for (i, pointer) in list.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        check_pointer(pointer, &at)?;
+        patterns.push(PointerPattern::parse_location(pointer).map_err(|msg| ConfigError::new(at, msg))?);
+    }
+    Ok(patterns)
+}
+
+fn header_masks(
+    map: &std::collections::BTreeMap<String, Option<StringOr<RawMask>>>,
+    at: &str,
+    in_defaults: bool,
+) -> Result<Vec<(String, HeaderPattern, Option<Mask>)>, ConfigError> {
+    if map.len() > MAX_MASKS {
+        return Err(ConfigError::new(
+            at,
+            format!("{} header masks, at most {MAX_MASKS} are allowed", map.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (name, entry) in map {
+        let entry_at = format!("{at}.{name}");
+        names::check_header_length(name, &entry_at)?;
+        let pattern = HeaderPattern::parse(name).map_err(|msg| ConfigError::new(entry_at.clone(), msg))?;
+        let mask = match entry {
+            None if in_defaults => {
+                return Err(ConfigError::new(
+                    entry_at,
+                    "null drops an inherited mask, and the defaults inherit none",
+                ))
+            }
+            None => None,
+            Some(entry) => Some(mask(entry, &entry_at)?),
+        };
+        out.push((name.to_ascii_lowercase(), pattern, mask));
+    }
+    Ok(out)
+}
+
 fn masks(list: &[StringOr<RawMask>], at: &str) -> Result<Vec<Mask>, ConfigError> {
     if list.len() > MAX_MASKS {
         return Err(ConfigError::new(
@@ -333,22 +444,25 @@ fn masks(list: &[StringOr<RawMask>], at: &str) -> Result<Vec<Mask>, ConfigError>
     }
     let mut masks = Vec::with_capacity(list.len());
     for (i, entry) in list.iter().enumerate() {
-        let at = format!("{at}[{i}]");
-        let mask = match entry {
-            StringOr::Str(name) => {
-                names::check_id_length(name, &at)?;
-                Mask::builtin(name).map_err(|msg| ConfigError::new(at, msg))?
-            }
-            StringOr::Obj(RawMask { pattern, name }) => {
-                let name = name.as_deref().unwrap_or("masked");
-                let name_at = format!("{at}.name");
-                names::check_id_length(name, &name_at)?;
-                Mask::check_name(name).map_err(|msg| ConfigError::new(name_at, msg))?;
-                // The mask module bounds the pattern's length itself.
-                Mask::custom(name, pattern).map_err(|msg| ConfigError::new(format!("{at}.pattern"), msg))?
-            }
-        };
-        masks.push(mask);
+        masks.push(mask(entry, &format!("{at}[{i}]"))?);
     }
     Ok(masks)
+}
+
+/// One mask: a built-in name, or `{"pattern": ..., "name": ...}`.
+fn mask(entry: &StringOr<RawMask>, at: &str) -> Result<Mask, ConfigError> {
+    match entry {
+        StringOr::Str(name) => {
+            names::check_id_length(name, at)?;
+            Mask::builtin(name).map_err(|msg| ConfigError::new(at, msg))
+        }
+        StringOr::Obj(RawMask { pattern, name }) => {
+            let name = name.as_deref().unwrap_or("masked");
+            let name_at = format!("{at}.name");
+            names::check_id_length(name, &name_at)?;
+            Mask::check_name(name).map_err(|msg| ConfigError::new(name_at, msg))?;
+            // The mask module bounds the pattern's length itself.
+            Mask::custom(name, pattern).map_err(|msg| ConfigError::new(format!("{at}.pattern"), msg))
+        }
+    }
 }

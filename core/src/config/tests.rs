@@ -823,6 +823,9 @@ fn an_unknown_compare_field_error_lists_the_new_ones() {
         "status",
         "status_equivalent",
         "masks",
+        "header_masks",
+        "case_insensitive_keys",
+        "body",
     ] {
         assert!(err.message.contains(field), "{err}");
     }

@@ -106,3 +106,86 @@ fn merging_errors_name_the_field() {
     // `[]` in defaults is harmless (generated configurations write it).
     parse_ok(&with_defaults(r#"{"masks":[]}"#, "{}"));
 }
+
+#[test]
+fn the_new_rules_parse_merge_and_are_refused_with_the_field_path() {
+    use crate::compare::{BodyMode, CaseKeys};
+    let plan = parse_ok(&with_defaults(
+        r#"{"header_masks":{"Date":"http_date","x-request-*":"uuid"},"case_insensitive_keys":["/headers"],
+            "body":"length"}"#,
+        r#"{"header_masks":{"date":null,"location":{"pattern":"\\d+","name":"id"}},
+            "case_insensitive_keys":["/items/*"],"body":"media_type"}"#,
+    ));
+    let inherits = &op(&plan, "inherits").compare;
+    assert_eq!(inherits.header_masks.len(), 2);
+    assert_eq!(inherits.body, BodyMode::Length);
+    assert!(matches!(&inherits.case_insensitive_keys, CaseKeys::At(p) if p.len() == 1));
+    let own = &op(&plan, "own").compare;
+    // date dropped, location added, x-request-* inherited.
+    let names: Vec<_> = own.header_masks.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(names, patterns(&["location", "x-request-*"]));
+    assert_eq!(own.body, BodyMode::MediaType);
+    assert!(matches!(&own.case_insensitive_keys, CaseKeys::At(p) if p.len() == 2));
+    // true everywhere; false switches an inherited rule off.
+    let plan = parse_ok(&with_defaults(
+        r#"{"case_insensitive_keys":true}"#,
+        r#"{"case_insensitive_keys":false}"#,
+    ));
+    assert_eq!(op(&plan, "inherits").compare.case_insensitive_keys, CaseKeys::All);
+    assert_eq!(op(&plan, "own").compare.case_insensitive_keys, CaseKeys::None);
+
+    for (defaults, own, path, message) in [
+        (
+            r#"{}"#,
+            r#"{"body":"size"}"#,
+            "operations[1].compare.body",
+            "unknown variant `size`",
+        ),
+        (
+            r#"{}"#,
+            r#"{"header_masks":{"date":"nope"}}"#,
+            "operations[1].compare.header_masks.date",
+            "not a built-in mask",
+        ),
+        (
+            r#"{}"#,
+            r#"{"header_masks":{"bad name":"uuid"}}"#,
+            "operations[1].compare.header_masks.bad name",
+            "not a header name",
+        ),
+        (
+            r#"{}"#,
+            r#"{"header_masks":{"date":{"pattern":"(a|b)"}}}"#,
+            "operations[1].compare.header_masks.date.pattern",
+            "groups, alternation",
+        ),
+        (
+            r#"{"header_masks":{"date":null}}"#,
+            r#"{}"#,
+            "defaults.compare.header_masks.date",
+            "inherit none",
+        ),
+        (
+            r#"{}"#,
+            r#"{"case_insensitive_keys":["headers"]}"#,
+            "operations[1].compare.case_insensitive_keys[0]",
+            "must start with '/'",
+        ),
+        (
+            r#"{}"#,
+            r#"{"case_insensitive_keys":[]}"#,
+            "operations[1].compare.case_insensitive_keys",
+            "[] adds nothing",
+        ),
+        (
+            r#"{}"#,
+            r#"{"case_insensitive_keys":"yes"}"#,
+            "operations[1].compare.case_insensitive_keys",
+            "true, false, a list",
+        ),
+    ] {
+        let err = parse_err(&with_defaults(defaults, own));
+        assert_eq!(err.path, path, "{own}: {err}");
+        assert!(err.message.contains(message), "{own}: {err}");
+    }
+}
