@@ -7,7 +7,8 @@
 //! dependencies of their own worth the name (`brotli-decompressor`, the
 //! decoder half of the Dropbox port; `ruzstd` without its checksum hash):
 //! no C toolchain for wasm32, and the module grows by what they decode with
-//! (measured: see the README, "Content-Encoding").
+//! (measured in the README, "Comparison": +289 KB, of
+//! which 123 KB are brotli's built-in dictionary).
 
 use std::borrow::Cow;
 
