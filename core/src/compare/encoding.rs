@@ -177,7 +177,9 @@ fn inflate(input: &[u8], flags: u32, limit: usize) -> Result<(Vec<u8>, usize), D
     let flags = flags | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
     // One byte beyond the limit tells "exactly full" from "too large".
     let cap = limit.saturating_add(1);
-    let mut out = vec![0; input.len().saturating_mul(4).clamp(64, cap)];
+    // `max(64).min(cap)`, not `clamp(64, cap)`: a cap below 64 (a small
+    // `max_body_bytes`) made clamp panic (found by the decode fuzz target).
+    let mut out = vec![0; input.len().saturating_mul(4).max(64).min(cap)];
     let mut decompressor = Box::<DecompressorOxide>::default();
     let mut consumed = 0;
     let mut written = 0;

@@ -85,3 +85,28 @@ fn corrupt_truncated_or_oversized_windows_are_refused_without_a_crash() {
     )
     .is_match());
 }
+
+#[test]
+fn a_cap_below_64_bytes_decodes_or_refuses_without_a_panic() {
+    // Found by fuzz/fuzz_targets/decode.rs: a deflate body under a cap of
+    // 0 panicked in the buffer sizing (a `max_body_bytes` below 64).
+    for cap in [0, 1, 10, 63, 64] {
+        let rules = CompareRules {
+            max_decoded_bytes: cap,
+            ..CompareRules::default()
+        };
+        let body = b"0123456789".repeat(3);
+        let zipped = encoded(
+            "deflate",
+            "text/plain",
+            miniz_oxide::deflate::compress_to_vec_zlib(&body, 6),
+        );
+        let diff = compare(&rules, &zipped, &text(std::str::from_utf8(&body).unwrap()));
+        assert_eq!(diff.is_match(), cap >= 30, "cap {cap}: {diff:?}");
+        assert_eq!(diff.too_large(), cap < 30, "cap {cap}: {diff:?}");
+        for (coding, body) in [("br", BROTLI), ("zstd", ZSTD), ("gzip", &gzip(BODY)[..])] {
+            let diff = compare(&rules, &encoded(coding, "application/json", body.to_vec()), &identity());
+            assert!(diff.too_large() || cap >= BODY.len(), "{coding} cap {cap}: {diff:?}");
+        }
+    }
+}
