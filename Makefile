@@ -213,7 +213,7 @@ bench-evidence: $(STAMPS)/targets
 CARGO_FUZZ_VERSION := 0.13.1
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := compare config sequence
+FUZZ_TARGETS := compare config sequence decode
 
 $(CARGO_FUZZ):
 	$(CARGO) install --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS)

@@ -66,6 +66,14 @@ impl Metrics {
         }
     }
 
+    /// Adds one to a gauge known only at run time (Envoy adds a positive
+    /// offset to a gauge as to a counter).
+    pub fn increment_gauge(&mut self, host: &impl Host, name: &str) {
+        if let Some(id) = self.id(host, MetricKind::Gauge, name) {
+            host.increment_metric(id);
+        }
+    }
+
     /// A gauge; counter and gauge names never coincide.
     pub fn set_gauge(&self, host: &impl Host, name: &str, value: u64) {
         if let Some(id) = self.id(host, MetricKind::Gauge, name) {

@@ -16,7 +16,6 @@ use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
-use crate::diff_paths::DiffPaths;
 use crate::evidence::{self, Post};
 use crate::host::Host;
 use crate::metrics::{operation_ids, OperationMetrics};
@@ -105,7 +104,8 @@ impl<H: Host + Clone> Root<H> {
             counters::revision_fingerprint(&plan.revision),
         );
         Noise::prepare(host, &plan);
-        DiffPaths::prepare(host, &plan);
+        let vm = &mut *vm;
+        vm.diff_paths.prepare(host, &mut vm.metrics, &plan);
         Readiness::prepare(host);
         evidence::prepare(host, &mut vm.metrics, &plan);
         vm.wake.listen(host);

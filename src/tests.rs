@@ -420,7 +420,7 @@ fn losing_a_race_for_a_diff_path_slot_still_counts_each_path_once() {
         "parallel_run.diff_paths.getReturn".into(),
         Box::new(|shared| {
             let entry = shared.entry("parallel_run.diff_paths.getReturn".into()).or_default();
-            entry.0 = b"/a\n".to_vec();
+            entry.0 = format!("#{}\n/a\n", parallel_run_core::counters::revision_fingerprint("r1")).into_bytes();
             entry.1 += 1;
         }),
     );
@@ -433,7 +433,10 @@ fn losing_a_race_for_a_diff_path_slot_still_counts_each_path_once() {
     assert_eq!(proxy.counter("getReturn", "unmatched_path./c"), 0);
     assert_eq!(proxy.counter("getReturn", "unmatched_path_overflow"), 1);
     let shared = proxy.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
-    assert_eq!(shared, b"/a\n/b\n");
+    assert_eq!(
+        shared,
+        format!("#{}\n/a\n/b\n", parallel_run_core::counters::revision_fingerprint("r1")).as_bytes()
+    );
 
     // A second VM of the same proxy counts into the same slots.
     let mut other = Vmx::on(proxy.fake.clone(), &config);
@@ -1048,3 +1051,146 @@ fn a_large_configuration_defines_its_stats_over_several_ticks() {
 }
 
 mod evidence;
+
+// ------------------------------------------------------------------ counting every field
+
+/// A JSON object with members `<prefix>00`.. each `v`.
+fn members(prefix: &str, n: usize, v: u32) -> Vec<String> {
+    (0..n).map(|i| format!(r#""{prefix}{i:02}":{v}"#)).collect()
+}
+
+#[test]
+fn every_field_of_a_comparison_counts_once_and_the_overflow_is_exact() {
+    let config = CONFIG.replace(
+        r#""max_body_bytes": 64"#,
+        r#""max_body_bytes": 65536, "max_diff_paths": 20"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    // 60 differing members and one field that differs in 40 elements:
+    // far more than any constant of the comparison (16) or the slots (20).
+    let body = |v: u32| {
+        let items: Vec<String> = (0..40).map(|_| format!(r#"{{"price":{v}}}"#)).collect();
+        format!(r#"{{{},"items":[{}]}}"#, members("k", 60, v).join(","), items.join(","))
+    };
+    for round in 1..=2u64 {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, &body(1));
+        proxy.wake();
+        let token = *proxy.tokens().last().unwrap();
+        proxy.reply(token, 200, &body(2));
+        let state = proxy.fake.state();
+        let listed: u64 = state
+            .metrics
+            .iter()
+            .filter(|(kind, name, _)| {
+                *kind == crate::host::MetricKind::Counter
+                    && name.starts_with("parallel_run.operation.getReturn.unmatched_path./")
+            })
+            .map(|(_, _, v)| *v)
+            .sum();
+        drop(state);
+        assert_eq!(listed, 20 * round, "20 slots, each counted once per comparison");
+        assert_eq!(
+            proxy.counter("getReturn", "unmatched_path_overflow"),
+            41 * round,
+            "61 fields, 20 slots"
+        );
+        assert_eq!(
+            proxy.counter("getReturn", "unmatched_path_overflow_current"),
+            41 * round
+        );
+        assert_eq!(proxy.counter("getReturn", "unmatched"), round);
+    }
+    // The slots go to fields in name order, not in the order the walk met
+    // them: /items/* (last in the body) sorts before /k00.
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./items/*/price"), 2);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./k59"), 0);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./k00"), 2);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path_current./k00"), 2);
+}
+
+#[test]
+fn a_field_after_thirty_others_counts_in_every_comparison() {
+    let config = CONFIG.replace(
+        r#""max_body_bytes": 64"#,
+        r#""max_body_bytes": 65536, "max_diff_paths": 40"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let body = |v: u32| format!(r#"{{{},"zz":{v}}}"#, members("a", 30, v).join(","));
+    for _ in 0..100 {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, &body(1));
+        proxy.wake();
+        let token = *proxy.tokens().last().unwrap();
+        proxy.reply(token, 200, &body(2));
+    }
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./zz"), 100);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./a29"), 100);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path_overflow"), 0);
+}
+
+#[test]
+fn a_new_revision_starts_a_fresh_list_of_diff_paths() {
+    let config = CONFIG.replace(
+        r#""max_body_bytes": 64"#,
+        r#""max_body_bytes": 64, "max_diff_paths": 1"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let compare = |proxy: &mut Vmx, left: &str, right: &str| {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        proxy.respond(&mut stream, 200, left);
+        proxy.wake();
+        let token = *proxy.tokens().last().unwrap();
+        proxy.reply(token, 200, right);
+    };
+    compare(&mut proxy, r#"{"a":1}"#, r#"{"a":2}"#);
+    compare(&mut proxy, r#"{"b":1}"#, r#"{"b":2}"#);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./a"), 1);
+    assert_eq!(
+        proxy.counter("getReturn", "unmatched_path./b"),
+        0,
+        "the one slot is /a's"
+    );
+    assert_eq!(proxy.counter("getReturn", "unmatched_path_overflow_current"), 1);
+
+    // Another VM of the proxy, still on r1 when the push reaches this one.
+    let mut late = Vmx::on(proxy.fake.clone(), &config);
+
+    // The same configuration again, under a new revision.
+    let next = config.replace(r#""revision": "r1""#, r#""revision": "r2""#);
+    proxy.fake.state().config = next.as_bytes().to_vec();
+    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    assert!(root.on_configure(next.len()));
+    proxy.root = root;
+    let shared = proxy.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
+    let r2 = parallel_run_core::counters::revision_fingerprint("r2");
+    assert_eq!(shared, format!("#{r2}\n").as_bytes(), "an empty list of r2");
+    assert_eq!(
+        proxy.counter("getReturn", "unmatched_path_current./a"),
+        0,
+        "the old list is gone"
+    );
+    assert_eq!(proxy.counter("getReturn", "unmatched_path_overflow_current"), 0);
+    assert_eq!(
+        proxy.counter("getReturn", "unmatched_path./a"),
+        1,
+        "counters stay cumulative"
+    );
+
+    // The late VM finds no slot of its revision: overflow, not a stale slot.
+    compare(&mut late, r#"{"c":1}"#, r#"{"c":2}"#);
+    assert_eq!(late.counter("getReturn", "unmatched_path./c"), 0);
+    assert_eq!(late.counter("getReturn", "unmatched_path_overflow"), 2);
+
+    // Under r2, /b gets the slot /a had.
+    compare(&mut proxy, r#"{"b":1}"#, r#"{"b":2}"#);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path./b"), 1);
+    assert_eq!(proxy.counter("getReturn", "unmatched_path_current./b"), 1);
+    let shared = proxy.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
+    assert_eq!(shared, format!("#{r2}\n/b\n").as_bytes());
+
+    // A VM that starts on r2 keeps r2's list.
+    let other = Vmx::on(proxy.fake.clone(), &next);
+    let shared = other.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
+    assert_eq!(shared, format!("#{r2}\n/b\n").as_bytes());
+}

@@ -22,7 +22,7 @@ OPERATION_COUNTERS = (
 OPERATION_GAUGES = (
     "mode", "target_match_rate_bp", "min_samples", "window_s", "max_failure_rate_bp", "max_latency_ratio_bp",
     "window_comparisons", "window_matched", "window_failed", "match_rate_bp", "match_rate_lower_bp",
-    "ready", "ready_for_s",
+    "ready", "ready_for_s", "unmatched_path_overflow_current",
 )
 
 

@@ -97,6 +97,10 @@ metrics! {
     Ready => "ready",
     /// How long the rule has held without a break (0 when it does not).
     ReadyForS => "ready_for_s",
+    /// Fields that found no `max_diff_paths` slot since the configuration
+    /// revision Envoy runs began (`unmatched_path_overflow` counts since
+    /// Envoy started).
+    DiffPathsOverflowCurrent => "unmatched_path_overflow_current",
 }}
 
 pub const PREFIX: &str = "parallel_run";
@@ -116,6 +120,24 @@ pub fn diff_path_counter(operation_id: &str, field: &str) -> String {
         "{PREFIX}.operation.{operation_id}.unmatched_path.{}",
         field.replace('.', "_")
     )
+}
+
+/// `parallel_run.operation.<id>.unmatched_path_current.<field>`: a gauge,
+/// the comparisons in which `<field>` differed since the configuration
+/// revision Envoy runs began ([`diff_path_counter`] counts since Envoy
+/// started). A new revision starts a fresh list of fields and sets the old
+/// list's gauges to 0, so `status` shows the current list only.
+pub fn diff_path_current_gauge(operation_id: &str, field: &str) -> String {
+    format!(
+        "{PREFIX}.operation.{operation_id}.unmatched_path_current.{}",
+        field.replace('.', "_")
+    )
+}
+
+/// `parallel_run.operation.<id>.unmatched_path_overflow_current`: a gauge,
+/// the fields that found no `max_diff_paths` slot since the revision began.
+pub fn diff_path_overflow_current_gauge(operation_id: &str) -> String {
+    operation_gauge(operation_id, Gauge::DiffPathsOverflowCurrent)
 }
 
 /// `parallel_run.operation.<id>.noise_path.<field>`: a gauge, 1 while
@@ -186,7 +208,8 @@ pub fn config_gauge_value(operation: &crate::Operation, gauge: Gauge) -> Option<
         | Gauge::MatchRateBp
         | Gauge::MatchRateLowerBp
         | Gauge::Ready
-        | Gauge::ReadyForS => return None,
+        | Gauge::ReadyForS
+        | Gauge::DiffPathsOverflowCurrent => return None,
     })
 }
 

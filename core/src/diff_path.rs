@@ -14,7 +14,9 @@
 //! all-digit token `*` (it may be an index or a numeric key, which the
 //! pointer cannot tell apart).
 
-use crate::compare::{Diff, MAX_REPORTED};
+use hashbrown::HashSet;
+
+use crate::compare::Diff;
 
 /// Which JSON object keys may appear in a diff path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,27 +71,54 @@ pub const BODY: &str = "(body)";
 /// A JSON difference at the document's root (the whole document differs).
 pub const ROOT: &str = "(root)";
 
-/// The diff paths of a comparison, keys named as `names` allows, and
-/// whether the list is complete: a diff keeps at most [`MAX_REPORTED`]
-/// names per axis.
+/// Appends one token of a diff path: `/` and the pointer token (escaped as
+/// in a JSON Pointer) when `names` allows it, `/*` for an all-digit token
+/// (an index, or a numeric key: the pointer cannot tell them apart), else
+/// `/{}`. The one rule for the walk ([`crate::compare`]) and for
+/// [`generalize`]`(`[`redact`]`(..))`.
+pub fn push_token(out: &mut String, token: &str, names: &KeyNames) {
+    out.push('/');
+    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if digits {
+        out.push('*');
+    } else if names.allows(token) {
+        out.push_str(token);
+    } else {
+        out.push_str(HIDDEN_KEY);
+    }
+}
+
+/// The diff paths of a comparison, keys named as `names` allows, each
+/// once, and whether the list is complete. It is complete unless a body's
+/// fields overflowed their byte budget (see
+/// [`crate::compare::BodyDiff::fields`]): the number of distinct fields is
+/// the only bound, never a constant or the order of the walk.
 pub fn of(diff: &Diff, names: &KeyNames) -> (Vec<String>, bool) {
     let mut paths = Vec::new();
-    let mut complete = diff.headers.len() < MAX_REPORTED;
+    let mut complete = true;
     if diff.status {
         paths.push(STATUS.to_string());
     }
     paths.extend(diff.headers.iter().map(|name| format!("header:{name}")));
     if let Some(body) = &diff.body {
-        if body.json_paths.is_empty() || body.problem.is_some() {
+        if (body.fields.is_empty() && body.json_paths.is_empty()) || body.problem.is_some() {
             paths.push(BODY.to_string());
         }
-        for pointer in &body.json_paths {
-            let path = generalize(&redact(pointer, names));
-            if !paths.contains(&path) {
-                paths.push(path);
+        if body.fields.is_empty() {
+            // A diff built without its fields (by hand, or an older
+            // producer): the listed pointers are all there is.
+            let mut seen = HashSet::new();
+            for pointer in &body.json_paths {
+                let path = generalize(&redact(pointer, names));
+                if seen.insert(path.clone()) {
+                    paths.push(path);
+                }
             }
+            complete &= body.more == 0;
+        } else {
+            paths.extend(body.fields.iter().cloned());
+            complete &= body.fields_dropped == 0;
         }
-        complete &= body.more == 0;
     }
     (paths, complete)
 }
@@ -128,7 +157,7 @@ mod tests {
             body: (!pointers.is_empty() || more > 0).then(|| BodyDiff {
                 json_paths: pointers.iter().map(|p| p.to_string()).collect(),
                 more,
-                problem: None,
+                ..BodyDiff::default()
             }),
         }
     }

@@ -185,7 +185,7 @@ mod tests {
             body: (!paths.is_empty() || more > 0).then(|| BodyDiff {
                 json_paths: paths.iter().map(|p| p.to_string()).collect(),
                 more,
-                problem: None,
+                ..BodyDiff::default()
             }),
         }
     }

@@ -179,42 +179,69 @@ struct Row<'a> {
     verdict: Readiness,
     /// The filter's window gauges; `None` from an older filter.
     gauges: Option<WindowGauges>,
-    /// `unmatched_path.<field>` counters above 0, by count (highest first),
-    /// then field.
+    /// The current revision's fields that differed, by count (highest
+    /// first), then field ([`per_field`]).
     differs_most: Vec<(String, u64)>,
+    /// Fields that found no `max_diff_paths` slot ([`overflow`]).
+    overflow: u64,
     /// Fields whose `noise_path.<field>` gauge is set: learned noise now.
     noise: Vec<String>,
 }
 
 /// The per-field stats of one operation, from all stats by name: the
-/// non-zero `unmatched_path.<field>` counters, most first, and the fields
-/// whose `noise_path.<field>` gauge is not 0. `operation_prefix` is
+/// fields that differed, most first, and the fields whose
+/// `noise_path.<field>` gauge is not 0. `operation_prefix` is
 /// `wasmcustom.parallel_run.operation.<id>.`; ids hold no dot, and the filter
 /// writes a field's dots as `_`, so what follows `unmatched_path.` is the
 /// whole field.
+///
+/// The fields that differed are the current revision's list, from the
+/// `unmatched_path_current.<field>` gauges (a new revision sets the old
+/// list's to 0); from an older filter without them, the cumulative
+/// `unmatched_path.<field>` counters.
 fn per_field(operation_prefix: &str, stats: &BTreeMap<String, u64>) -> (Vec<(String, u64)>, Vec<String>) {
-    let mut differs = Vec::new();
+    let mut cumulative = Vec::new();
+    let mut current = Vec::new();
+    let mut has_current = false;
     let mut noise = Vec::new();
     let own = stats
         .range::<str, _>((std::ops::Bound::Included(operation_prefix), std::ops::Bound::Unbounded))
         .map_while(|(name, &value)| Some((name.strip_prefix(operation_prefix)?, value)));
     for (rest, value) in own {
-        if value == 0 {
+        if let Some(field) = rest.strip_prefix(DIFF_PATH_CURRENT) {
+            has_current = true;
+            if value > 0 {
+                current.push((field.to_string(), value));
+            }
+        } else if rest == OVERFLOW_CURRENT {
+            has_current = true;
+        } else if value == 0 {
             continue;
-        }
-        if let Some(field) = rest.strip_prefix(DIFF_PATH) {
-            differs.push((field.to_string(), value));
+        } else if let Some(field) = rest.strip_prefix(DIFF_PATH) {
+            cumulative.push((field.to_string(), value));
         } else if let Some(field) = rest.strip_prefix(NOISE_PATH) {
             noise.push(field.to_string());
         }
     }
+    let mut differs = if has_current { current } else { cumulative };
     differs.sort_by(|(a_field, a), (b_field, b)| b.cmp(a).then_with(|| a_field.cmp(b_field)));
     (differs, noise)
+}
+
+/// Fields beyond `max_diff_paths`: since the current revision began (the
+/// gauge), or since Envoy started from an older filter (the counter).
+fn overflow(operation_prefix: &str, stats: &BTreeMap<String, u64>, counts: &Counts) -> u64 {
+    stats
+        .get(&format!("{operation_prefix}{OVERFLOW_CURRENT}"))
+        .copied()
+        .unwrap_or_else(|| counts.get(Counter::DiffPathsOverflow))
 }
 
 /// How many fields the `differs most in` line names.
 const TOP_FIELDS: usize = 3;
 const DIFF_PATH: &str = "unmatched_path.";
+const DIFF_PATH_CURRENT: &str = "unmatched_path_current.";
+const OVERFLOW_CURRENT: &str = "unmatched_path_overflow_current";
 const NOISE_PATH: &str = "noise_path.";
 
 struct Status<'a> {
@@ -243,7 +270,9 @@ impl<'a> Status<'a> {
                 // Judged in the mode Envoy runs, whatever the file says.
                 let mode = live_mode.unwrap_or(operation.mode);
                 let (verdict, gauges) = Readiness::judge(stats, operation, mode, &counts);
-                let (differs_most, noise) = per_field(&format!("{operation_prefix}{}.", operation.id), stats);
+                let own_prefix = format!("{operation_prefix}{}.", operation.id);
+                let (differs_most, noise) = per_field(&own_prefix, stats);
+                let overflow = overflow(&own_prefix, stats, &counts);
                 Row {
                     operation,
                     live_mode,
@@ -253,6 +282,7 @@ impl<'a> Status<'a> {
                     verdict,
                     gauges,
                     differs_most,
+                    overflow,
                     noise,
                 }
             })
@@ -422,6 +452,7 @@ impl<'a> Status<'a> {
                         .iter()
                         .map(|(field, count)| json!({"field": field, "count": count}))
                         .collect::<Vec<Value>>(),
+                    "differs_most_overflow": row.overflow,
                     "noise": row.noise,
                 })
             })
@@ -485,7 +516,7 @@ impl Status<'_> {
 fn field_lines(row: &Row) -> Vec<String> {
     let id = &row.operation.id;
     let mut lines = Vec::new();
-    let overflow = row.counts.get(Counter::DiffPathsOverflow);
+    let overflow = row.overflow;
     if !row.differs_most.is_empty() || overflow > 0 {
         let top: Vec<String> = row
             .differs_most
@@ -791,6 +822,40 @@ mod tests {
         assert_eq!(document["operations"][1]["noise"], json!([]));
         // Per-field stats are not operations: nothing unconfigured here.
         assert_eq!(document["not_configured"], json!([]));
+    }
+
+    #[test]
+    fn only_the_current_revisions_fields_are_shown() {
+        let stats = stats(&[
+            // Cumulative since Envoy started: /old differed under r1.
+            ("getReturn", "unmatched_path./old", 50),
+            ("getReturn", "unmatched_path./new", 2),
+            ("getReturn", "unmatched_path_overflow", 9),
+            // r2 began: /old's gauge went to 0.
+            ("getReturn", "unmatched_path_current./old", 0),
+            ("getReturn", "unmatched_path_current./new", 2),
+            ("getReturn", "unmatched_path_overflow_current", 1),
+        ]);
+        let prefix = "wasmcustom.parallel_run.operation.getReturn.";
+        let (differs, _) = per_field(prefix, &stats);
+        assert_eq!(differs, [("/new".to_string(), 2)]);
+        let plan = Plan::parse(CONFIG.as_bytes()).unwrap();
+        let row = Status::new(&plan, &stats, &ids(&plan), &BTreeMap::new())
+            .rows
+            .into_iter()
+            .next()
+            .unwrap();
+        assert_eq!(
+            field_lines(&row),
+            ["getReturn differs most in: /new 2 (+1 in fields beyond max_diff_paths)"]
+        );
+        // A fresh revision with nothing yet: nothing shown, not r1's list.
+        let fresh = self::stats(&[
+            ("getReturn", "unmatched_path./old", 50),
+            ("getReturn", "unmatched_path_current./old", 0),
+            ("getReturn", "unmatched_path_overflow_current", 0),
+        ]);
+        assert_eq!(per_field(prefix, &fresh), (vec![], vec![]));
     }
 
     #[test]

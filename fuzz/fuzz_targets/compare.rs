@@ -4,7 +4,8 @@
 //! comparator must keep:
 //! - symmetry: `compare(a, b)` matches exactly when `compare(b, a)` does (in
 //!   cutover the candidate serves, so the sides swap);
-//! - equal status codes never differ; reports stay bounded (MAX_REPORTED);
+//! - equal status codes never differ; reports stay bounded (MAX_REPORTED
+//!   examples; every header at most once; every field once, sorted);
 //! - byte-identical bodies with the same Content-Encoding never differ;
 //! - re-serialisation: a JSON body and serde_json's re-serialisation of it
 //!   (keys sorted, whitespace and number spelling changed) compare equal
@@ -134,9 +135,11 @@ fn encode(body: &[u8], deflate: bool) -> Vec<u8> {
 }
 
 fn check_bounded(diff: &Diff) {
-    assert!(diff.headers.len() <= MAX_REPORTED, "{diff:?}");
+    assert!(diff.headers.windows(2).all(|w| w[0] < w[1]), "headers sorted, each once: {diff:?}");
     if let Some(body) = &diff.body {
         assert!(body.json_paths.len() <= MAX_REPORTED, "{diff:?}");
+        assert!(body.fields.windows(2).all(|w| w[0] < w[1]), "fields sorted, each once: {diff:?}");
+        assert!(body.json_paths.is_empty() || !body.fields.is_empty() || body.fields_dropped > 0, "{diff:?}");
     }
 }
 

@@ -48,7 +48,8 @@ def filter_names():
     for name, kind in filter_metrics().items():
         base = f"parallel_run_operation_{name}"
         names |= {base + s for s in HISTOGRAM_SERIES} if kind == "histogram" else {base}
-    names |= {"parallel_run_operation_unmatched_path", "parallel_run_operation_noise_path"}
+    names |= {"parallel_run_operation_unmatched_path", "parallel_run_operation_unmatched_path_current",
+              "parallel_run_operation_noise_path"}
     source = COUNTERS_RS.read_text()
     for constant in ("UNKNOWN_OPERATION_REQUESTS", "REVISION_GAUGE"):
         dotted = re.search(rf'pub const {constant}: &str = "([a-z0-9_.]+)";', source).group(1)

@@ -614,3 +614,76 @@ def test_books_balance_with_noise_sampling_on(backend, envoy, wasm_path):
                     unmatched=unmatched, unmatched_body=unmatched, failed=failed, failed_5xx=failed,
                     noise_samples=repeats_ok)
     assert len(legacy.received) == 2 * n and len(candidate.received) == n
+
+
+def test_every_differing_field_counts_in_every_comparison(backend, envoy, wasm_path):
+    # 30 fields that legacy lists first, then the one that matters: each of
+    # 100 comparisons differs in all 31 (the filter once kept only 16 paths
+    # of a comparison, legacy's keys first, and counted the rest nowhere).
+    names = [f"a{i:02}" for i in range(30)] + ["zz_bug"]
+    legacy_body = {name: 1 for name in names}
+    candidate_body = {name: 2 for name in names}
+    ops = [operation("wide", "/wide/{id}", max_diff_paths=40),
+           operation("narrow", "/narrow/{id}", max_diff_paths=10)]
+    legacy, candidate, proxy = start(backend, envoy, fixed(legacy_body), fixed(candidate_body), ops)
+
+    n = 100
+    assert send(proxy, [f"/wide/{i}" for i in range(n)], "wide") == [200] * n
+    assert send(proxy, [f"/narrow/{i}" for i in range(n)], "narrow") == [200] * n
+    assert_counters(settle(proxy, n, "wide"), requests=n, served_legacy=n, shadowed=n, unmatched=n,
+                    unmatched_body=n)
+    paths = diff_paths(proxy, "wide")
+    assert paths == {f"/{name}": n for name in names}, paths
+    c = settle(proxy, n, "narrow")
+    # Ten slots; every other field of every comparison is overflow, exactly.
+    assert c["unmatched_path_overflow"] == (len(names) - 10) * n, nonzero(c)
+    narrow = diff_paths(proxy, "narrow")
+    assert len(narrow) == 10 and set(narrow.values()) == {n}, narrow
+    # The current revision's gauges say the same, under their own label.
+    text = proxy.prometheus()
+    assert prometheus_value(text, "parallel_run_operation_unmatched_path_current",
+                            operation_id="wide", diff_path="/zz_bug") == n
+    assert prometheus_value(text, "parallel_run_operation_unmatched_path_overflow_current",
+                            operation_id="narrow") == (len(names) - 10) * n
+
+
+VECTORS = __import__("pathlib").Path(__file__).resolve().parents[2] / "core" / "src" / "compare" / "tests" / "vectors"
+
+
+def test_brotli_and_zstd_candidates_equal_an_identity_legacy(backend, envoy, wasm_path):
+    # Encoded by real encoders (see core/src/compare/tests/vectors/README.md).
+    plain = (VECTORS / "body.json").read_bytes()
+    coded = {"br": (VECTORS / "body.json.br").read_bytes(), "zstd": (VECTORS / "body.stream.zst").read_bytes()}
+    other = json.dumps(dict(json.loads(plain), id=8)).encode()
+
+    def legacy_handler(request):
+        return Response(200, [("content-type", "application/json")], other if path_number(request) == 99 else plain)
+
+    def candidate_handler(request):
+        coding = request.path.split("/")[1]
+        return Response(200, [("content-type", "application/json"), ("content-encoding", coding)], coded[coding])
+
+    ops = [operation("brotli", "/br/{id}"), operation("zstd", "/zstd/{id}")]
+    legacy, candidate, proxy = start(backend, envoy, legacy_handler, candidate_handler, ops)
+    assert send(proxy, ["/br/1", "/br/2", "/zstd/1", "/br/99"], "coded") == [200] * 4
+    assert_counters(settle(proxy, 3, "brotli"), requests=3, served_legacy=3, shadowed=3, matched=2,
+                    unmatched=1, unmatched_body=1)
+    assert_counters(settle(proxy, 1, "zstd"), requests=1, served_legacy=1, shadowed=1, matched=1)
+    # Decoded, the bodies compare as JSON: the field is named, and
+    # content-encoding is no header difference.
+    assert diff_paths(proxy, "brotli") == {"/id": 1}
+
+
+def test_a_header_mask_matches_fresh_ids_in_one_header(backend, envoy, wasm_path):
+    def fresh(_request):
+        return Response(200, [("content-type", "application/json"), ("x-request-trace", f"t={uuid.uuid4()}")],
+                        b'{"ok":true}')
+
+    ops = [operation("masked", "/masked/{id}", compare={"header_masks": {"x-request-trace": "uuid"}}),
+           operation("unmasked", "/unmasked/{id}")]
+    legacy, candidate, proxy = start(backend, envoy, fresh, fresh, ops)
+    assert send(proxy, ["/masked/1", "/masked/2", "/unmasked/1"], "hmask") == [200] * 3
+    assert_counters(settle(proxy, 2, "masked"), requests=2, served_legacy=2, shadowed=2, matched=2)
+    assert_counters(settle(proxy, 1, "unmasked"), requests=1, served_legacy=1, shadowed=1, unmatched=1,
+                    unmatched_headers=1)
+    assert diff_paths(proxy, "unmasked") == {"header:x-request-trace": 1}

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::{media_type, CompareRules, MAX_REPORTED};
+use super::{media_type, CompareRules};
 
 /// Headers that differ between any two implementations, or any two answers
 /// of one: compared never. `*` at the end matches a prefix.
@@ -45,7 +45,7 @@ impl HeaderPattern {
         })
     }
 
-    fn matches(&self, lower_name: &str) -> bool {
+    pub(super) fn matches(&self, lower_name: &str) -> bool {
         if self.prefix {
             lower_name.starts_with(&self.name)
         } else {
@@ -85,12 +85,20 @@ fn compared<'a>(
         } else {
             Cow::Borrowed(value.as_slice())
         };
+        let value = match rules.header_masks.iter().find(|(p, _)| p.matches(&lower)) {
+            Some((_, mask)) => match mask.apply(&value) {
+                Some(masked) => Cow::Owned(masked),
+                None => value,
+            },
+            None => value,
+        };
         by_name.entry(lower).or_default().push(value);
     }
     by_name
 }
 
-/// Names whose value lists differ, sorted, at most [`MAX_REPORTED`].
+/// Every name whose value lists differ, sorted: no more than the two
+/// responses have headers (Envoy's `max_headers_count`, 100 by default).
 /// `content-encoding` is left out when both bodies were decoded.
 pub(super) fn differing(
     rules: &CompareRules,
@@ -109,6 +117,5 @@ pub(super) fn differing(
     }
     names.extend(right.into_keys());
     names.sort_unstable();
-    names.truncate(MAX_REPORTED);
     names
 }

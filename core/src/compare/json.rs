@@ -2,10 +2,12 @@
 
 use std::cmp::Ordering;
 
+use hashbrown::HashSet;
 use serde_json::{Map, Number, Value};
 
 use super::sort::sort_forms;
-use super::{BodyDiff, CompareRules, MAX_REPORTED};
+use super::{BodyDiff, CaseKeys, CompareRules, MAX_FIELD_BYTES, MAX_REPORTED};
+use crate::diff_path;
 
 /// How deep the comparison walks. serde_json refuses documents nested more
 /// than 128 levels while parsing, so this is a second bound, for the
@@ -100,6 +102,20 @@ impl PointerPattern {
         self.matches(&location)
     }
 
+    /// Whether the pattern names this location of a document.
+    fn matches_places(&self, location: &[Place]) -> bool {
+        self.tokens.len() == location.len()
+            && self
+                .tokens
+                .iter()
+                .zip(location)
+                .all(|(token, place)| match (token, place) {
+                    (Token::Any, _) => true,
+                    (Token::Key(key), Place::Key(name)) => key == name,
+                    (Token::Key(key), Place::Index(index)) => key.parse::<usize>().ok() == Some(*index),
+                })
+    }
+
     /// Removes every value the pattern points at. Array elements become
     /// `null` rather than disappear, so the indices after them still line up.
     pub fn remove_from(&self, value: &mut Value) {
@@ -167,6 +183,70 @@ enum Seg<'a> {
     Element,
 }
 
+/// Lower-cases the keys of the objects `rule` names, so that `Content-Type`
+/// and `content-type` are one key. An object with two keys equal but for
+/// case keeps its keys as they are: folding would drop one of two values,
+/// and could hide a difference. Bounded by [`MAX_DEPTH`], like the walk.
+pub(super) fn fold_keys(rule: &CaseKeys, value: &mut Value) {
+    if *rule == CaseKeys::None {
+        return;
+    }
+    let mut location = Vec::new();
+    fold(rule, value, &mut location);
+}
+
+/// A location with owned keys: the walk mutates the document.
+enum Place {
+    Key(String),
+    Index(usize),
+}
+
+fn fold(rule: &CaseKeys, value: &mut Value, location: &mut Vec<Place>) {
+    if location.len() >= MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let here = match rule {
+                CaseKeys::None => false,
+                CaseKeys::All => true,
+                CaseKeys::At(patterns) => patterns.iter().any(|p| p.matches_places(location)),
+            };
+            if here && map.keys().any(|k| k.chars().any(char::is_uppercase)) {
+                let lower: HashSet<String> = map.keys().map(|k| k.to_lowercase()).collect();
+                if lower.len() == map.len() {
+                    let old = std::mem::take(map);
+                    *map = old.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
+                }
+            }
+            if deeper(rule, location.len()) {
+                for (key, child) in map.iter_mut() {
+                    location.push(Place::Key(key.clone()));
+                    fold(rule, child, location);
+                    location.pop();
+                }
+            }
+        }
+        Value::Array(items) if deeper(rule, location.len()) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                location.push(Place::Index(i));
+                fold(rule, child, location);
+                location.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether an object the rule names may lie below this depth.
+fn deeper(rule: &CaseKeys, depth: usize) -> bool {
+    match rule {
+        CaseKeys::None => false,
+        CaseKeys::All => true,
+        CaseKeys::At(patterns) => patterns.iter().any(|p| p.tokens.len() > depth),
+    }
+}
+
 /// An array compared as a multiset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnorderedArray {
@@ -204,45 +284,90 @@ pub(super) fn diff(left: &Value, right: &Value, rules: &CompareRules) -> Option<
     let mut walker = Walker {
         rules,
         found: BodyDiff::default(),
+        fields: Fields::default(),
         path: String::new(),
+        field: String::new(),
         location: Vec::new(),
     };
     walker.walk(left, right);
-    let found = walker.found;
+    let mut found = walker.found;
+    let mut fields: Vec<String> = walker.fields.seen.into_iter().collect();
+    fields.sort_unstable();
+    found.fields = fields;
     (!found.json_paths.is_empty() || found.more > 0).then_some(found)
+}
+
+/// The distinct fields met so far, and their size.
+#[derive(Default)]
+struct Fields {
+    seen: HashSet<String>,
+    bytes: usize,
 }
 
 struct Walker<'r, 'v> {
     rules: &'r CompareRules,
     found: BodyDiff,
+    fields: Fields,
     /// The current location as reported: a JSON Pointer, `*` for an element
     /// of an unordered array.
     path: String,
+    /// The current location as a field ([`diff_path`]): built along with
+    /// `path`, so that recording a difference needs no second pass.
+    field: String,
     location: Vec<Seg<'v>>,
 }
 
 impl<'v> Walker<'_, 'v> {
-    fn enter(&mut self, seg: Seg<'v>) -> usize {
-        let mark = self.path.len();
+    fn enter(&mut self, seg: Seg<'v>) -> (usize, usize) {
+        let mark = (self.path.len(), self.field.len());
         match seg {
-            Seg::Key(key) => push_token(&mut self.path, key),
+            Seg::Key(key) => {
+                push_token(&mut self.path, key);
+                let token = self.path.get(mark.0 + 1..).unwrap_or_default();
+                diff_path::push_token(&mut self.field, token, &self.rules.key_names);
+            }
             Seg::Index(index) => {
                 self.path.push('/');
                 self.path.push_str(&index.to_string());
+                self.field.push_str("/*");
             }
-            Seg::Element => self.path.push_str("/*"),
+            Seg::Element => {
+                self.path.push_str("/*");
+                self.field.push_str("/*");
+            }
         }
         self.location.push(seg);
         mark
     }
 
-    fn leave(&mut self, mark: usize) {
-        self.path.truncate(mark);
+    fn leave(&mut self, (path, field): (usize, usize)) {
+        self.path.truncate(path);
+        self.field.truncate(field);
         self.location.pop();
     }
 
+    /// Records a difference at the current location: in the examples (the
+    /// first [`MAX_REPORTED`] pointers) and, once per comparison, its field.
     fn record(&mut self) {
         record(&self.path, &mut self.found);
+        let field = if self.field.is_empty() {
+            diff_path::ROOT
+        } else {
+            cut(&self.field, MAX_FIELD_BYTES)
+        };
+        if self.fields.seen.contains(field) {
+            return;
+        }
+        // Every field is in one of the bodies, so their number is bounded
+        // by the bodies' size; their names (paths) are not, for deep
+        // documents with named keys: the list's bytes are held to the body
+        // bound too.
+        if self.fields.bytes + field.len() > self.rules.max_decoded_bytes.max(MAX_FIELD_BYTES) {
+            self.found.fields_dropped += 1;
+            return;
+        }
+        self.fields.bytes += field.len();
+        self.fields.seen.insert(field.to_string());
     }
 
     fn record_at(&mut self, seg: Seg<'v>) {
@@ -252,10 +377,12 @@ impl<'v> Walker<'_, 'v> {
     }
 
     fn record_length(&mut self) {
-        let mark = self.path.len();
+        let mark = (self.path.len(), self.field.len());
         self.path.push_str("/length");
+        diff_path::push_token(&mut self.field, "length", &self.rules.key_names);
         self.record();
-        self.path.truncate(mark);
+        self.path.truncate(mark.0);
+        self.field.truncate(mark.1);
     }
 
     fn walk(&mut self, left: &'v Value, right: &'v Value) {
@@ -365,6 +492,7 @@ impl<'v> Walker<'_, 'v> {
     /// records nothing.
     fn all_pairs_match(&mut self, pairs: impl Iterator<Item = (&'v Value, &'v Value)>) -> bool {
         let found = std::mem::take(&mut self.found);
+        let fields = std::mem::take(&mut self.fields);
         let mut all = true;
         for (lv, rv) in pairs {
             let mark = self.enter(Seg::Element);
@@ -376,6 +504,7 @@ impl<'v> Walker<'_, 'v> {
             }
         }
         self.found = found;
+        self.fields = fields;
         all
     }
 
@@ -648,6 +777,15 @@ fn push_token(path: &mut String, key: &str) {
             c => path.push(c),
         }
     }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }
 
 /// Lists a differing path once (a path through unordered arrays, `*`, may

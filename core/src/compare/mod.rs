@@ -2,9 +2,11 @@
 //!
 //! Status codes compare exactly, by class, or by equivalence groups; headers
 //! as ordered value lists per name, minus an ignore list (Content-Type
-//! without parameter noise); bodies are decoded (gzip, deflate), masked,
-//! then compared byte for byte, and semantically when both sides are JSON
-//! (key order and number spelling do not matter, ignored JSON paths are
+//! without parameter noise), values masked per header (`header_masks`);
+//! bodies are decoded (gzip, deflate, brotli, zstd), then compared by
+//! length or media type only (`body`), or in full: masked, byte for byte,
+//! and semantically when both sides are JSON (key order and number spelling
+//! do not matter, keys case-insensitive where asked, ignored JSON paths are
 //! removed first, unordered arrays compare as multisets, numbers within a
 //! tolerance).
 
@@ -24,14 +26,20 @@ pub use headers::{HeaderPattern, DEFAULT_IGNORED_HEADERS};
 pub use json::{NumberTolerance, UnorderedArray};
 pub use mask::Mask;
 
+use crate::diff_path::KeyNames;
 use crate::http::Response;
 use encoding::{DecodeError, Encoding};
-use json::PointerPattern;
+pub use json::PointerPattern;
 
-/// How many differing header names or JSON paths a diff keeps: enough for
-/// noise learning and the per-path counters to see every field of a typical
-/// difference, bounded so a wholly different body stays cheap.
+/// How many concrete JSON Pointers a diff keeps in [`BodyDiff::json_paths`]
+/// (for the log line and evidence): a few examples to look at. Counting
+/// does not depend on it: [`BodyDiff::fields`] holds every differing field.
 pub const MAX_REPORTED: usize = 16;
+
+/// A field (diff path) is cut to this many bytes: it becomes a stat name,
+/// and only a document whose keys are all named (`name_keys: true`) and
+/// nested deep with long keys comes near it.
+pub const MAX_FIELD_BYTES: usize = 512;
 
 /// An operation's tuning rules.
 #[derive(Debug, Clone)]
@@ -51,6 +59,44 @@ pub struct CompareRules {
     /// beyond, the comparison fails as too large. The operation's
     /// `max_body_bytes`.
     pub max_decoded_bytes: usize,
+    /// Which JSON object keys a field ([`BodyDiff::fields`]) may name: the
+    /// operation's `name_keys`.
+    pub key_names: KeyNames,
+    /// Masks applied to the values of matching response headers before
+    /// they are compared (`header_masks`); the first pattern naming a
+    /// header wins.
+    pub header_masks: Vec<(HeaderPattern, Mask)>,
+    /// Objects whose keys compare case-insensitively.
+    pub case_insensitive_keys: CaseKeys,
+    /// What of the bodies is compared.
+    pub body: BodyMode,
+}
+
+/// Which JSON objects' keys compare case-insensitively
+/// (`case_insensitive_keys`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CaseKeys {
+    #[default]
+    None,
+    /// Every object of the body (`true`).
+    All,
+    /// The objects at these locations (`["/headers", "/items/*"]`).
+    At(Vec<PointerPattern>),
+}
+
+/// What of the bodies is compared (`body`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyMode {
+    /// Everything, by the other rules.
+    #[default]
+    Full,
+    /// The decoded lengths only (for bodies that legitimately differ,
+    /// such as rendered documents with the same layout).
+    Length,
+    /// The media type only (Content-Type without parameters): a body of
+    /// the right kind is enough.
+    MediaType,
 }
 
 impl Default for CompareRules {
@@ -64,6 +110,10 @@ impl Default for CompareRules {
             status: StatusRules::default(),
             masks: Vec::new(),
             max_decoded_bytes: usize::try_from(crate::limits::DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX),
+            key_names: KeyNames::default(),
+            header_masks: Vec::new(),
+            case_insensitive_keys: CaseKeys::None,
+            body: BodyMode::Full,
         }
     }
 }
@@ -102,7 +152,8 @@ impl StatusRules {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diff {
     pub status: bool,
-    /// Differing header names, sorted, at most [`MAX_REPORTED`].
+    /// Every differing header name, sorted (bounded by the number of
+    /// headers the two responses carry).
     pub headers: Vec<String>,
     pub body: Option<BodyDiff>,
 }
@@ -113,8 +164,18 @@ pub struct BodyDiff {
     /// bodies are not both JSON. `*` stands for an element of an unordered
     /// array (`/items/*/price`).
     pub json_paths: Vec<String>,
-    /// Differences beyond those listed.
+    /// Differences beyond those listed in `json_paths`.
     pub more: usize,
+    /// Every distinct differing field of the bodies, once, sorted: its diff
+    /// path ([`crate::diff_path`]: indices generalised to `*`, keys named
+    /// only as `name_keys` allows), each at most [`MAX_FIELD_BYTES`]. Empty
+    /// when the bodies are not both JSON. Bounded by the number of distinct
+    /// fields, and in bytes by the body bound (`max_decoded_bytes`), never
+    /// by the order of the walk.
+    pub fields: Vec<String>,
+    /// Differing fields that did not fit in `fields`' byte budget (one per
+    /// difference met): only a pathological document gets here.
+    pub fields_dropped: usize,
     /// Why the bodies could not be compared, when they could not.
     pub problem: Option<BodyProblem>,
 }
@@ -169,6 +230,12 @@ fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -
     if left_encoding == right_encoding && bytes::equal(&serving.body, &shadow.body) {
         return (None, decodable);
     }
+    if rules.body == BodyMode::MediaType {
+        let essence =
+            |r: &Response| media_type::essence(r.header("content-type").unwrap_or_default()).to_ascii_lowercase();
+        let differ = essence(serving) != essence(shadow);
+        return (differ.then(BodyDiff::default), decodable);
+    }
     let (left, right) = match (&left_encoding, &right_encoding) {
         (Encoding::Known(l), Encoding::Known(r)) => {
             match (
@@ -188,6 +255,9 @@ fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -
             Cow::Borrowed(shadow.body.as_slice()),
         ),
     };
+    if rules.body == BodyMode::Length {
+        return ((left.len() != right.len()).then(BodyDiff::default), decodable);
+    }
     let left = mask::apply_all(&rules.masks, left);
     let right = mask::apply_all(&rules.masks, right);
     if bytes::equal(&left, &right) {
@@ -203,6 +273,8 @@ fn compare_bodies(rules: &CompareRules, serving: &Response, shadow: &Response) -
         serde_json::from_slice::<serde_json::Value>(&right),
     ) {
         (Ok(mut left), Ok(mut right)) => {
+            json::fold_keys(&rules.case_insensitive_keys, &mut left);
+            json::fold_keys(&rules.case_insensitive_keys, &mut right);
             for pattern in &rules.ignore_json_paths {
                 pattern.remove_from(&mut left);
                 pattern.remove_from(&mut right);

@@ -125,6 +125,7 @@ fn operation(
     let own = Settings::compile(own, at)?;
     no_effect(&own, &method, at)?;
     let enables_evidence = own.evidence.enabled() == Some(true);
+    own.compare.check_over(&defaults.compare, at)?;
     let settings = own.resolve(defaults, at)?;
     // Evidence is of comparisons: an unsafe method that is never shadowed
     // has none.

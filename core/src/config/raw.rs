@@ -6,7 +6,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{Error as _, MapAccess, Visitor};
+use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::compare::StatusMatch;
@@ -186,14 +186,18 @@ pub(super) struct RawIdentity {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCompare {
-    pub ignore_headers: Option<Vec<String>>,
-    pub ignore_json_paths: Option<Vec<String>>,
-    pub unordered_arrays: Option<Vec<StringOr<RawUnordered>>>,
+    pub ignore_headers: Option<ListOr<String>>,
+    pub ignore_json_paths: Option<ListOr<String>>,
+    pub unordered_arrays: Option<ListOr<StringOr<RawUnordered>>>,
     pub number_tolerance: Option<Object<RawTolerance>>,
     pub null_equals_missing: Option<bool>,
     pub status: Option<StatusMatch>,
-    pub status_equivalent: Option<Vec<Vec<serde_json::Number>>>,
-    pub masks: Option<Vec<StringOr<RawMask>>>,
+    pub status_equivalent: Option<ListOr<Vec<serde_json::Number>>>,
+    pub masks: Option<ListOr<StringOr<RawMask>>>,
+    /// Header name (or `prefix*`) → mask; `null` drops an inherited one.
+    pub header_masks: Option<std::collections::BTreeMap<String, Option<StringOr<RawMask>>>>,
+    pub case_insensitive_keys: Option<BoolOrList<String>>,
+    pub body: Option<crate::compare::BodyMode>,
 }
 
 #[derive(Deserialize, Default)]
@@ -277,7 +281,7 @@ impl Described for RawOperation {
 }
 
 impl Described for RawCompare {
-    const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks)";
+    const OBJECT: &'static str = "an object of comparison rules (ignore_headers, ignore_json_paths, unordered_arrays, number_tolerance, null_equals_missing, status, status_equivalent, masks, header_masks, case_insensitive_keys, body)";
 }
 
 impl Described for RawReadiness {
@@ -319,6 +323,71 @@ impl<'de, T: Deserialize<'de> + Described> Deserialize<'de> for Object<T> {
             }
         }
         deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+/// A list under `compare`: an array adds its entries to the defaults'
+/// list; `{"replace": [...]}` replaces the defaults' list with its own.
+pub(super) enum ListOr<T> {
+    Add(Vec<T>),
+    Replace(Vec<T>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplace<T> {
+    replace: Vec<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListOr<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+            type Value = ListOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list (added to the defaults' list) or {\"replace\": [...]} (replacing it)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(ListOr::Add)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawReplace::<T>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|r| ListOr::Replace(r.replace))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor(PhantomData))
+    }
+}
+
+/// `true`, `false`, or a list (which merges like [`ListOr`]).
+pub(super) enum BoolOrList<T> {
+    Bool(bool),
+    List(ListOr<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for BoolOrList<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BoolVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for BoolVisitor<T> {
+            type Value = BoolOrList<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "true, false, a list of JSON Pointers (added to the defaults' list) or {\"replace\": [...]}",
+                )
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(BoolOrList::Bool(value))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(|list| BoolOrList::List(ListOr::Add(list)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawReplace::<T>::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|r| BoolOrList::List(ListOr::Replace(r.replace)))
+            }
+        }
+        deserializer.deserialize_any(BoolVisitor(PhantomData))
     }
 }
 

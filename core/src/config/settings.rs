@@ -173,6 +173,11 @@ impl Settings {
             .or(base.max_body_bytes)
             .unwrap_or(usize::try_from(DEFAULT_MAX_BODY_BYTES).unwrap_or(usize::MAX));
         let evidence = self.evidence.resolve(&base.evidence, at)?;
+        let key_names = self
+            .name_keys
+            .clone()
+            .or_else(|| base.name_keys.clone())
+            .unwrap_or_default();
         Ok(Resolved {
             mode: self.mode.or(base.mode).unwrap_or(Mode::Legacy),
             sample_per_million: self.sample_per_million.or(base.sample_per_million).unwrap_or(1_000_000),
@@ -194,14 +199,13 @@ impl Settings {
                 .or(base.max_diff_paths)
                 .unwrap_or(DEFAULT_MAX_DIFF_PATHS),
             // A gzip or deflate body is decoded into no more than a body may be.
-            compare: self.compare.over(&base.compare).into_rules(max_body_bytes),
+            compare: self
+                .compare
+                .over(&base.compare)
+                .into_rules(max_body_bytes, key_names.clone()),
             readiness: self.readiness.resolve(&base.readiness),
             circuit_breaker: self.circuit_breaker.resolve(&base.circuit_breaker),
-            key_names: self
-                .name_keys
-                .clone()
-                .or_else(|| base.name_keys.clone())
-                .unwrap_or_default(),
+            key_names,
             shadow_headers: self.shadow_headers.resolve(&base.shadow_headers),
             evidence,
             auto_promote: self.auto_promote.or(base.auto_promote),

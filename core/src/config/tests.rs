@@ -157,7 +157,7 @@ fn header_names_are_lower_cased() {
 }
 
 #[test]
-fn compare_lists_of_an_operation_replace_those_of_the_defaults_per_field() {
+fn compare_lists_of_an_operation_add_to_those_of_the_defaults_per_field() {
     let plan = parse_ok(&config(
         r#""defaults":{"compare":{"ignore_headers":["etag"],"ignore_json_paths":["/meta"]}},
            "operations":[
@@ -165,7 +165,14 @@ fn compare_lists_of_an_operation_replace_those_of_the_defaults_per_field() {
              {"id":"inherits","method":"GET","path":"/b"}]"#,
     ));
     let own = &op(&plan, "own").compare;
-    assert_eq!(own.ignore_headers, [HeaderPattern::parse("x-trace-*").unwrap()]);
+    assert_eq!(
+        own.ignore_headers,
+        [
+            HeaderPattern::parse("x-trace-*").unwrap(),
+            HeaderPattern::parse("etag").unwrap()
+        ],
+        "added to the defaults' list, not replacing it"
+    );
     assert_eq!(own.ignore_json_paths, [PointerPattern::parse("/meta").unwrap()]);
     let inherits = &op(&plan, "inherits").compare;
     assert_eq!(inherits.ignore_headers, [HeaderPattern::parse("etag").unwrap()]);
@@ -173,10 +180,10 @@ fn compare_lists_of_an_operation_replace_those_of_the_defaults_per_field() {
 }
 
 #[test]
-fn an_empty_compare_list_clears_the_inherited_one() {
+fn replace_with_an_empty_list_clears_the_inherited_one() {
     let plan = parse_ok(&config(
         r#""defaults":{"compare":{"ignore_headers":["etag"]}},
-           "operations":[{"id":"a","method":"GET","path":"/a","compare":{"ignore_headers":[]}}]"#,
+           "operations":[{"id":"a","method":"GET","path":"/a","compare":{"ignore_headers":{"replace":[]}}}]"#,
     ));
     assert!(plan.operations[0].compare.ignore_headers.is_empty());
 }
@@ -632,7 +639,7 @@ fn new_comparison_rules_are_inherited_per_field() {
                                   "number_tolerance":{"absolute":1},"null_equals_missing":true,
                                   "status_equivalent":[[404,410]]}},
            "operations":[{"id":"inherits","method":"GET","path":"/a"},
-                         {"id":"own","method":"GET","path":"/b","compare":{"masks":[],"status":"exact",
+                         {"id":"own","method":"GET","path":"/b","compare":{"masks":{"replace":[]},"status":"exact",
                           "number_tolerance":{"relative":0.1},"null_equals_missing":false}}]"#,
     ));
     let inherits = &op(&plan, "inherits").compare;
@@ -643,7 +650,7 @@ fn new_comparison_rules_are_inherited_per_field() {
     assert!(inherits.null_equals_missing);
     let own = &op(&plan, "own").compare;
     assert_eq!(own.unordered_arrays.len(), 1, "not overridden: inherited");
-    assert!(own.masks.is_empty(), "an empty list clears");
+    assert!(own.masks.is_empty(), "{{\"replace\": []}} clears");
     assert_eq!(own.status.matching, StatusMatch::Exact);
     assert_eq!(own.status.equivalent, [vec![404, 410]]);
     // An object replaces the defaults' object as a whole.
@@ -695,7 +702,11 @@ fn comparison_rule_errors_name_the_field() {
             "unordered_arrays[0]",
             "a JSON Pointer string or an object",
         ),
-        (r#"{"unordered_arrays":"/a"}"#, "unordered_arrays", "a sequence"),
+        (
+            r#"{"unordered_arrays":"/a"}"#,
+            "unordered_arrays",
+            "a list (added to the defaults' list)",
+        ),
         (
             r#"{"number_tolerance":{}}"#,
             "number_tolerance",
@@ -812,6 +823,9 @@ fn an_unknown_compare_field_error_lists_the_new_ones() {
         "status",
         "status_equivalent",
         "masks",
+        "header_masks",
+        "case_insensitive_keys",
+        "body",
     ] {
         assert!(err.message.contains(field), "{err}");
     }
@@ -861,6 +875,7 @@ fn noise_learning_errors_name_the_field() {
 mod evidence;
 mod guards;
 mod headers;
+mod merge;
 mod scoping;
 
 #[test]
