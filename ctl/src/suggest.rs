@@ -383,7 +383,12 @@ pub fn propose(
             let member = rule.member();
             let was = effective(config, index, member);
             let current = now.entry(member).or_insert_with(|| was.clone()).clone();
-            match next_value(rule, backing, &current) {
+            let running = if is_list_member(member) {
+                running_list(config, &current, member)
+            } else {
+                Vec::new()
+            };
+            match next_value(rule, backing, &current, &running) {
                 Some(value) => {
                     now.insert(member, value.clone());
                     proposals.push(Proposal {
@@ -415,17 +420,62 @@ fn rule_masked<'a>(rule: &Rule, masked: &BTreeMap<String, &'a str>) -> Option<&'
     }
 }
 
-/// The member's value the operation runs with: its own, or the defaults'.
+/// The member's value as the operation writes it: its own, or, for a
+/// value that is not a list, the defaults' (a proposal then writes the
+/// whole value into the operation). A list is the operation's own entries
+/// only: the filter adds the defaults' list to it (core/src/config/rules.rs),
+/// so copying them in would repeat them.
 fn effective(config: &Value, index: usize, member: &str) -> Value {
     let own = config
         .pointer(&format!("/operations/{index}/compare"))
         .and_then(|c| c.get(member));
+    if is_list_member(member) {
+        return own.cloned().unwrap_or(Value::Null);
+    }
     let inherited = config.pointer("/defaults/compare").and_then(|c| c.get(member));
     own.or(inherited).cloned().unwrap_or(Value::Null)
 }
 
-/// The member's value with the rule in it; `None` when it is there already.
-fn next_value(rule: &Rule, backing: &Backing, current: &Value) -> Option<Value> {
+fn is_list_member(member: &str) -> bool {
+    matches!(
+        member,
+        "ignore_json_paths" | "ignore_headers" | "masks" | "unordered_arrays"
+    )
+}
+
+/// The entries of a list member the operation runs with: its own (a list,
+/// or `{"replace": [...]}`) and, unless it replaces them, the defaults'.
+fn running_list(config: &Value, own: &Value, member: &str) -> Vec<Value> {
+    if let Some(replaced) = own.get("replace").and_then(Value::as_array) {
+        return replaced.clone();
+    }
+    let mut entries = own.as_array().cloned().unwrap_or_default();
+    if let Some(inherited) = config
+        .pointer("/defaults/compare")
+        .and_then(|c| c.get(member))
+        .and_then(Value::as_array)
+    {
+        entries.extend(inherited.iter().cloned());
+    }
+    entries
+}
+
+/// `own` (a list, `{"replace": [...]}` or nothing) with `entry` added, in
+/// the same shape.
+fn with_entry(own: &Value, entry: Value) -> Value {
+    if let Some(replaced) = own.get("replace").and_then(Value::as_array) {
+        let mut list = replaced.clone();
+        list.push(entry);
+        return json!({ "replace": list });
+    }
+    let mut list = own.as_array().cloned().unwrap_or_default();
+    list.push(entry);
+    Value::Array(list)
+}
+
+/// The member's value with the rule in it; `None` when it is there already
+/// (for a list: in the entries the operation runs with, `running`).
+fn next_value(rule: &Rule, backing: &Backing, current: &Value, running: &[Value]) -> Option<Value> {
     match rule {
         Rule::NumberTolerance => {
             let wanted = round_up(backing.max_delta);
@@ -439,13 +489,10 @@ fn next_value(rule: &Rule, backing: &Backing, current: &Value) -> Option<Value> 
         }
         Rule::CaseInsensitiveKeys => (*current != json!(true)).then_some(json!(true)),
         _ => {
-            let list = current.as_array().cloned().unwrap_or_default();
-            if list.iter().any(|entry| covers(rule, entry)) {
+            if running.iter().any(|entry| covers(rule, entry)) {
                 return None;
             }
-            let mut list = list;
-            list.extend(rule.entry());
-            Some(Value::Array(list))
+            rule.entry().map(|entry| with_entry(current, entry))
         }
     }
 }

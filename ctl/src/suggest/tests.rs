@@ -273,15 +273,15 @@ fn learned_noise_becomes_ignore_paths_and_headers_minimally() {
     let mut skipped = BTreeSet::new();
     learn_noise(&noise, "http://127.0.0.1:9901", &mut findings, &mut skipped);
     let proposals = propose(&config(), &findings, 1, &mut skipped);
-    // The inherited list is copied in (an operation's list replaces the
-    // defaults'); /trace/span is under the inherited /trace already.
+    // The operation's own list gets the new entry only (the filter adds the
+    // defaults' list to it); /trace/span is under the inherited /trace already.
     let p = only(&proposals, "listReturns", "ignore_json_paths");
-    assert_eq!(p.value, json!(["/trace", "/updated_at"]));
+    assert_eq!(p.value, json!(["/updated_at"]));
     assert_eq!(p.backing.source, "noise");
     assert_eq!(only(&proposals, "listReturns", "ignore_headers").value, json!(["etag"]));
     assert_eq!(
         only(&proposals, "getReturn", "ignore_json_paths").value,
-        json!(["/trace", "/items/*/*/at"])
+        json!(["/items/*/*/at"])
     );
     let reasons: Vec<String> = skipped
         .iter()
@@ -397,5 +397,24 @@ fn a_noise_field_that_a_proposed_mask_covers_is_not_ignored_too() {
             .iter()
             .any(|s| s.field == "/at" && s.reason == "learned noise, but the proposed mask \"iso8601\" covers it"),
         "{skipped:#?}"
+    );
+}
+
+#[test]
+fn a_list_adds_to_the_defaults_and_a_replacing_list_keeps_its_shape() {
+    let config = json!({"defaults": {"compare": {"ignore_json_paths": ["/trace"]}}});
+    // Merged: the defaults' entries count as present, and are not copied in.
+    let own = json!(["/a"]);
+    assert_eq!(
+        running_list(&config, &own, "ignore_json_paths"),
+        [json!("/a"), json!("/trace")]
+    );
+    assert_eq!(with_entry(&own, json!("/b")), json!(["/a", "/b"]));
+    // Replaced: only the operation's own entries run, and the shape stays.
+    let replacing = json!({"replace": ["/a"]});
+    assert_eq!(running_list(&config, &replacing, "ignore_json_paths"), [json!("/a")]);
+    assert_eq!(
+        with_entry(&replacing, json!("/trace")),
+        json!({"replace": ["/a", "/trace"]})
     );
 }
