@@ -23,6 +23,8 @@ only count statuses):
     SideBySide  the same requests to several proxies, each request to each
                 proxy in turn, recording every answer (status, header
                 names, body, latency), bounded in count and time
+    not_slower  whether one latency distribution is worse than another
+                beyond the other's own noise
 """
 
 import json
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from testbed.net import HOST
 from testbed.process import children_cpu_seconds
+from testbed.table import quantile
 
 REPO = Path(__file__).resolve().parents[1]
 OHA = Path(os.environ.get("OHA") or REPO / ".tools" / "bin" / "oha")
@@ -279,3 +282,26 @@ class SideBySide:
     def of(self, port):
         """The answers the proxy on `port` gave, in request order, without the numbers not sent."""
         return [a for a in self.answers[port] if a is not None]
+
+
+LATENCY_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def not_slower(latencies, baseline):
+    """Is the distribution `latencies` not worse than `baseline` beyond
+    noise? Both in the same unit, measured side by side in one run. Returns
+    (verdict, {q: (quantile, baseline quantile)}).
+
+    The noise is the baseline's own spread in that run, its p99 minus its
+    p50, not a fixed time: on a shared machine it is what one request's
+    latency varies by anyway. Not slower: the median within the baseline's
+    p99, and the p90 within the baseline's p99 plus that spread. The
+    proxy doing more work (a shadow call per request on the same worker,
+    and the machine's other processes) moves a few requests into the tail;
+    a client waiting for something moves every request by that time, and
+    fails as soon as the wait exceeds the spread."""
+    ours = {q: quantile(latencies, q) for q in LATENCY_QUANTILES}
+    theirs = {q: quantile(baseline, q) for q in LATENCY_QUANTILES}
+    noise = theirs[0.99] - theirs[0.5]
+    verdict = ours[0.5] <= theirs[0.99] and ours[0.9] <= theirs[0.99] + noise
+    return verdict, {q: (ours[q], theirs[q]) for q in LATENCY_QUANTILES}

@@ -34,8 +34,8 @@ import pytest
 from harness import (Backend, assert_counters, balanced, json_response, nonzero, operation_counters, settle,
                      wait_until)
 from testbed.backend import DownBackend, FaultBackend, oversized_handler, slow_handler, status_handler
-from testbed.load import SideBySide
-from testbed.table import quantile, text_table
+from testbed.load import SideBySide, not_slower
+from testbed.table import text_table
 
 OP = "getReturn"
 # Per proxy. 4 threads x 60 requests: modest load, about 2 s per fault, and
@@ -80,6 +80,8 @@ class Fault:
     legacy: object = None  # () -> server; None: a healthy Backend
     candidate: object = None
     outcome: dict = field(default_factory=dict)  # counter -> share of n (1: every shadow)
+    requests: int = REQUESTS
+    threads: int = THREADS
 
 
 FAULTS = [
@@ -102,10 +104,11 @@ FAULTS = [
     # like the same reply to a shadow call.
     Fault("legacy reset before headers", legacy=lambda: FaultBackend("reset_before_headers", "legacy"),
           outcome={"failed": 1, "failed_error": 1}),
-    # The client gets the headers and a cut body; the comparison lost its
-    # serving side.
+    # The client gets the headers and a cut body, a second later (Envoy's
+    # delayed_close_timeout, with or without the filter); the comparison
+    # lost its serving side. Fewer requests and more clients: each takes a second.
     Fault("legacy reset mid-body", legacy=lambda: FaultBackend("reset_mid_body", "legacy"),
-          outcome={"abandoned": 1}),
+          outcome={"abandoned": 1}, requests=24, threads=8),
 ]
 
 
@@ -124,11 +127,6 @@ def servers():
         server.stop()
 
 
-def distribution(answers):
-    ms = [a.latency_s * 1000 for a in answers]
-    return {q: quantile(ms, q) for q in (0.5, 0.9, 0.99)}
-
-
 def assert_same_for_clients(load, with_filter, without_filter):
     """(a): request by request, the same answer through both proxies; and
     the latency distributions side by side, printed and compared."""
@@ -139,15 +137,24 @@ def assert_same_for_clients(load, with_filter, without_filter):
               and a.seen() != b.seen()]
     assert differ == [], f"{len(differ)} of {sent} answers differ (n, with filter, without), first: {differ[:2]}"
 
-    filtered, plain = distribution(load.of(with_filter.port)), distribution(load.of(without_filter.port))
-    rows = [[f"p{round(q * 100)}", f"{filtered[q]:.1f}", f"{plain[q]:.1f}"] for q in filtered]
-    print("\n".join(text_table([("latency ms", "<"), ("with filter", ">"), ("without", ">")], rows)))
-    # Not worse beyond noise, judged against plain Envoy's own spread in the
-    # same run, not against a time: the filter's median is within plain
-    # Envoy's 90th percentile, and its 90th within plain Envoy's 99th. A
-    # client that waited for a shadow (a timeout of 300 ms, a 900 ms
+    def ms(port):
+        return [a.latency_s * 1000 for a in load.of(port)]
+
+    # Not worse beyond the noise of plain Envoy in the same run (testbed.load.not_slower):
+    # a client that waited for a shadow (the 300 ms timeout, the 900 ms
     # candidate) would be slower than every plain answer.
-    assert filtered[0.5] <= plain[0.9] and filtered[0.9] <= plain[0.99], (filtered, plain)
+    verdict, side_by_side = not_slower(ms(with_filter.port), ms(without_filter.port))
+    rows = [[f"p{round(q * 100)}", f"{ours:.1f}", f"{theirs:.1f}"] for q, (ours, theirs) in side_by_side.items()]
+    print("\n".join(text_table([("latency ms", "<"), ("with filter", ">"), ("without", ">")], rows)))
+    assert verdict, f"slower with the filter beyond plain Envoy's noise: {side_by_side}"
+
+
+def test_the_latency_verdict_fails_a_client_that_waits_and_passes_noise():
+    # What a plain Envoy looked like in one of these runs: 1-3 ms, a tail to 9 ms.
+    plain = [1.0 + 0.03 * i for i in range(66)] + [4.0, 5.0, 7.0, 9.0]
+    assert not_slower([t * 1.3 for t in plain], plain)[0]  # the filter's own work, in the noise
+    assert not not_slower([t + 300 for t in plain], plain)[0]  # waited for a 300 ms shadow timeout
+    assert not not_slower(plain[:50] + [t + 300 for t in plain[50:]], plain)[0]  # a fifth of the clients waited
 
 
 def first_answer(load, port):
@@ -163,12 +170,12 @@ def test_a_fault_changes_nothing_for_clients_and_is_counted_for_its_cause(server
     with_filter = envoy(clusters, wasm_path=wasm_path, config=plugin_config())
     without_filter = envoy(clusters, with_filter=False)
 
-    load = SideBySide([with_filter.port, without_filter.port], path_for, REQUESTS, DEADLINE_S, THREADS).run()
-    assert load.sent == REQUESTS, f"only {load.sent} of {REQUESTS} requests within {DEADLINE_S} s"
+    n = fault.requests
+    load = SideBySide([with_filter.port, without_filter.port], path_for, n, DEADLINE_S, fault.threads).run()
+    assert load.sent == n, f"only {load.sent} of {n} requests within {DEADLINE_S} s"
     print(f"\n{fault.name}: clients got {first_answer(load, with_filter.port)}")
     assert_same_for_clients(load, with_filter, without_filter)
 
-    n = REQUESTS
     counters = settle(with_filter, n, OP)  # (b): every shadow has its outcome
     assert balanced(counters)
     assert_counters(counters, requests=n, served_legacy=n, shadowed=n,  # (c)
