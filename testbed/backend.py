@@ -5,8 +5,9 @@ and the faults a bad day brings, as real sockets on loopback too:
     Backend + slow_handler / status_handler / oversized_handler
                    an HTTP backend that answers late, with a 5xx, or too much
     FaultBackend   a TCP server that reads each request and then misbehaves
-                   below HTTP: resets before the headers, resets in the
-                   middle of the body, or answers bytes that are not HTTP
+                   below HTTP: resets before the headers, closes in the
+                   middle of them, resets in the middle of the body, or
+                   answers bytes that are not HTTP
     DownBackend    a port that refuses connections (bound, never listening)
 """
 
@@ -285,6 +286,12 @@ def _reset_mid_body(conn):
     _reset(conn)
 
 
+def _cut_in_headers(conn):
+    # The status line and half a header, then the connection closes.
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: appl")
+    conn.close()
+
+
 def _garbage(conn):
     conn.sendall(b"\x00\x01 this is not HTTP \xff\r\n\r\n")
     conn.close()
@@ -294,6 +301,7 @@ def _garbage(conn):
 FAULTS = {
     "reset_before_headers": _reset_before_headers,
     "reset_mid_body": _reset_mid_body,
+    "cut_in_headers": _cut_in_headers,
     "garbage": _garbage,
 }
 
