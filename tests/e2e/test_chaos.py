@@ -104,9 +104,10 @@ FAULTS = [
     # like the same reply to a shadow call.
     Fault("legacy reset before headers", legacy=lambda: FaultBackend("reset_before_headers", "legacy"),
           outcome={"failed": 1, "failed_error": 1}),
-    # The client gets the headers and a cut body, a second later (Envoy's
-    # delayed_close_timeout, with or without the filter); the comparison
-    # lost its serving side. Fewer requests and more clients: each takes a second.
+    # The client gets the headers and a cut body, about a second later with
+    # or without the filter (measured: Envoy's delayed close of the client
+    # connection, 1 s by default); the comparison lost its serving side.
+    # Fewer requests and more clients, since each takes that second.
     Fault("legacy reset mid-body", legacy=lambda: FaultBackend("reset_mid_body", "legacy"),
           outcome={"abandoned": 1}, requests=24, threads=8),
 ]
