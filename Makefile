@@ -32,7 +32,7 @@ PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e setup clean bench fuzz bench-compare bench-evidence soak oci prometheus-setup prometheus-test prometheus-rules dashboard
+.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
@@ -130,6 +130,14 @@ dashboard: $(STAMPS)/venv
 
 e2e: build $(STAMPS)/venv $(STAMPS)/openapi-specs $(PROMETHEUS_STAMP)
 	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
+
+# The fault suite alone (about 2 minutes): candidate down, slow, reset before
+# and after its headers, garbage, oversized, 5xx; legacy slow and reset; the
+# circuit breaker opening on a dead candidate and closing when it is back.
+# Each under bounded load through Envoy with and without the filter
+# (tests/e2e/test_chaos.py). `make e2e`, and so `make test`, runs it too.
+chaos: build $(STAMPS)/venv
+	$(PY) -m pytest tests/e2e/test_chaos.py -q -p no:cacheprovider
 
 test: lint unit unit-wasm prometheus-test e2e
 

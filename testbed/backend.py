@@ -1,8 +1,20 @@
 """HTTP backends for the rig: a real HTTP/1.1 server on 127.0.0.1 whose
-answers a handler function decides, recording every request it receives."""
+answers a handler function decides, recording every request it receives;
+and the faults a bad day brings, as real sockets on loopback too:
+
+    Backend + slow_handler / status_handler / oversized_handler
+                   an HTTP backend that answers late, with a 5xx, or too much
+    FaultBackend   a TCP server that reads each request and then misbehaves
+                   below HTTP: resets before the headers, closes in the
+                   middle of them, resets in the middle of the body, or
+                   answers bytes that are not HTTP
+    DownBackend    a port that refuses connections (bound, never listening)
+"""
 
 import json
 import socket
+import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,6 +80,12 @@ class _Server(ThreadingHTTPServer):
     # upstream connections from Envoy: connect failures of the test server,
     # not of the backend under test.
     request_queue_size = 1024
+
+    def handle_error(self, request, client_address):
+        # A client that hung up first (Envoy resetting a shadow call at its
+        # timeout, before a slow answer) is part of the test, not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def get_request(self):
         # The handler writes headers and body separately: without NODELAY each
@@ -213,6 +231,180 @@ class Backend:
     def _track(self, conn, add):
         with self._lock:
             (self._connections.add if add else self._connections.discard)(conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---------------------------------------------------------------- faults
+
+
+def slow_handler(handler, delay_s):
+    """`handler`'s answers, each `delay_s` late (only the request being answered waits)."""
+
+    def handle(request):
+        response = handler(request)
+        response.delay_s = delay_s
+        return response
+
+    return handle
+
+
+def status_handler(status, body=b"backend failure"):
+    """Every request answered with `status` (e.g. 503) and a short text body."""
+    return lambda request: Response(status, [("content-type", "text/plain")], body)
+
+
+def oversized_handler(size):
+    """Every request answered 200 with a JSON body of `size` bytes."""
+    filler = size - len(b'{"filler":""}')
+    body = b'{"filler":"' + b"x" * max(0, filler) + b'"}'
+    return lambda request: Response(200, [("content-type", "application/json")], body)
+
+
+def _reset(conn):
+    """Close with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    conn.close()
+
+
+def _reset_before_headers(conn):
+    _reset(conn)
+
+
+def _reset_mid_body(conn):
+    # Headers promising 1,000 bytes, 17 of them, then the reset.
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+                 b'{"id": 1, "stat')
+    time.sleep(0.01)  # let the headers leave before the RST overtakes them
+    _reset(conn)
+
+
+def _cut_in_headers(conn):
+    # The status line and half a header, then the connection closes.
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: appl")
+    conn.close()
+
+
+def _garbage(conn):
+    conn.sendall(b"\x00\x01 this is not HTTP \xff\r\n\r\n")
+    conn.close()
+
+
+# What FaultBackend does after reading a request, by name.
+FAULTS = {
+    "reset_before_headers": _reset_before_headers,
+    "reset_mid_body": _reset_mid_body,
+    "cut_in_headers": _cut_in_headers,
+    "garbage": _garbage,
+}
+
+# A request head is read up to this; the rig's requests are far smaller.
+_MAX_HEAD_BYTES = 65536
+
+
+class FaultBackend:
+    """A TCP server on 127.0.0.1 that reads each request (head and a
+    content-length body) and then does `fault` (a name in FAULTS) on its
+    connection instead of answering with HTTP. Each connection is served by
+    its own daemon thread and carries one request. `received` counts the
+    requests read."""
+
+    def __init__(self, fault, name="fault", port=0):
+        self.name = name
+        self.fault = FAULTS[fault]
+        self._lock = threading.Lock()
+        self._received = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, port))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, name=f"fault-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def received(self):
+        with self._lock:
+            return self._received
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed by stop()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(5)
+        try:
+            if self._read_request(conn):
+                with self._lock:
+                    self._received += 1
+                self.fault(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _read_request(conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk or len(data) > _MAX_HEAD_BYTES:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip() or 0)
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        return True
+
+    def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class DownBackend:
+    """A loopback port where nothing listens: connecting is refused at once.
+    The port stays bound (never listening) while this object lives, so no
+    other process of the machine can take it meanwhile."""
+
+    name = "down"
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+
+    def stop(self):
+        self.sock.close()
 
     def __enter__(self):
         return self

@@ -16,15 +16,30 @@ than the proxy is the bottleneck can be recognised.
          and prints the summary as JSON. At the end of its duration wrk closes
          its connections with up to one request each still in flight: those
          reached the proxy but have no answer.
+
+And a Python client for comparing proxies answer by answer (oha and wrk
+only count statuses):
+
+    SideBySide  the same requests to several proxies, each request to each
+                proxy in turn, recording every answer (status, header
+                names, body, latency), bounded in count and time
+    not_slower  whether one latency distribution is worse than another
+                beyond the other's own noise
 """
 
 import json
 import os
 import shutil
 import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 
+from testbed.net import HOST
 from testbed.process import children_cpu_seconds
+from testbed.table import quantile
 
 REPO = Path(__file__).resolve().parents[1]
 OHA = Path(os.environ.get("OHA") or REPO / ".tools" / "bin" / "oha")
@@ -149,3 +164,144 @@ def closed_loop(generator, url, body_file, duration, connections, **options):
     if generator == "wrk":
         return wrk(url, body_file, duration, connections, **options)
     return oha(url, body_file, duration, connections)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a client got for one request. `status` is None when there was no
+    complete answer; `error` then names the exception (e.g. IncompleteRead).
+    `headers` are the answer's header names, lowercased and sorted, without
+    `date` (its value is the only one that changes by itself)."""
+
+    status: object
+    headers: tuple
+    body: bytes
+    error: str
+    latency_s: float
+
+    def seen(self):
+        """What the client saw, latency aside: the thing two proxies must agree on."""
+        return (self.status, self.headers, self.body, self.error)
+
+
+class SideBySide:
+    """Requests `path_for(0)`, `path_for(1)`, ... sent to every proxy in
+    `ports`, from `threads` client threads, each holding one keep-alive
+    connection per proxy (reconnecting after an error). Request i goes to
+    the proxies in turn, in an order that alternates with i, so that no
+    proxy always goes first; the answers of one request were therefore
+    made under the same conditions, and their latencies can be compared as
+    distributions.
+
+    Bounded twice: at most `max_requests` requests (per proxy), and none
+    started after `deadline_s`. `pause_s` between a thread's requests keeps
+    the rate modest. `run()` sends everything and returns; `start()` runs in
+    the background until `stop()` (or a bound). `answers[port]` is a list
+    with one Answer per request number (None for a number not sent)."""
+
+    def __init__(self, ports, path_for, max_requests, deadline_s, threads=4, pause_s=0.0, timeout_s=10):
+        self.ports = list(ports)
+        self.path_for = path_for
+        self.max_requests = max_requests
+        self.deadline_s = deadline_s
+        self.threads = threads
+        self.pause_s = pause_s
+        self.timeout_s = timeout_s
+        self.answers = {port: [None] * max_requests for port in self.ports}
+        self._next = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers = []
+
+    @property
+    def sent(self):
+        """How many request numbers were handed out so far."""
+        with self._lock:
+            return self._next
+
+    def _take(self, stop_at):
+        with self._lock:
+            if self._stop.is_set() or self._next >= self.max_requests or time.monotonic() >= stop_at:
+                return None
+            n = self._next
+            self._next += 1
+            return n
+
+    def _one(self, conns, port, path):
+        started = time.monotonic()
+        try:
+            conn = conns.get(port) or HTTPConnection(HOST, port, timeout=self.timeout_s)
+            conns[port] = conn
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            names = tuple(sorted({name.lower() for name in response.headers.keys()} - {"date"}))
+            return Answer(response.status, names, body, "", time.monotonic() - started)
+        except (OSError, HTTPException) as err:
+            stale = conns.pop(port, None)
+            if stale:
+                stale.close()  # a fresh connection for the next request
+            return Answer(None, (), b"", type(err).__name__, time.monotonic() - started)
+
+    def _work(self, stop_at):
+        conns = {}
+        try:
+            while (n := self._take(stop_at)) is not None:
+                path = self.path_for(n)
+                order = self.ports if n % 2 == 0 else self.ports[::-1]
+                for port in order:
+                    self.answers[port][n] = self._one(conns, port, path)
+                if self.pause_s:
+                    self._stop.wait(self.pause_s)
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def start(self):
+        stop_at = time.monotonic() + self.deadline_s
+        self._workers = [threading.Thread(target=self._work, args=(stop_at,), name=f"side-by-side-{t}", daemon=True)
+                         for t in range(self.threads)]
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def stop(self):
+        """Start no more requests, and wait for those in flight."""
+        self._stop.set()
+        return self.join()
+
+    def join(self):
+        for worker in self._workers:
+            worker.join(timeout=self.deadline_s + self.timeout_s + 5)
+        assert not any(w.is_alive() for w in self._workers), "client threads did not stop"
+        return self
+
+    def run(self):
+        return self.start().join()
+
+    def of(self, port):
+        """The answers the proxy on `port` gave, in request order, without the numbers not sent."""
+        return [a for a in self.answers[port] if a is not None]
+
+
+LATENCY_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def not_slower(latencies, baseline):
+    """Is the distribution `latencies` not worse than `baseline` beyond
+    noise? Both in the same unit, measured side by side in one run. Returns
+    (verdict, {q: (quantile, baseline quantile)}).
+
+    The noise is the baseline's own spread in that run, its p99 minus its
+    p50, not a fixed time: on a shared machine it is what one request's
+    latency varies by anyway. Not slower: the median within the baseline's
+    p99, and the p90 within the baseline's p99 plus that spread. The
+    proxy doing more work (a shadow call per request on the same worker,
+    and the machine's other processes) moves a few requests into the tail;
+    a client waiting for something moves every request by that time, and
+    fails as soon as the wait exceeds the spread."""
+    ours = {q: quantile(latencies, q) for q in LATENCY_QUANTILES}
+    theirs = {q: quantile(baseline, q) for q in LATENCY_QUANTILES}
+    noise = theirs[0.99] - theirs[0.5]
+    verdict = ours[0.5] <= theirs[0.99] and ours[0.9] <= theirs[0.99] + noise
+    return verdict, {q: (ours[q], theirs[q]) for q in LATENCY_QUANTILES}

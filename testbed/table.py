@@ -2,6 +2,7 @@
 a column is (header, align) with align "<" or ">"; rows are lists of values
 already formatted as text (`fmt` does numbers)."""
 
+import math
 import statistics
 
 
@@ -16,6 +17,16 @@ def med(values):
     """The median of the values that are not None; None if there are none."""
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def quantile(values, q):
+    """The `q` quantile (0..1) of `values` by the nearest-rank method (a value
+    that was observed); None if there are none."""
+    values = sorted(values)
+    if not values:
+        return None
+    rank = min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))
+    return values[rank]
 
 
 def markdown_table(columns, rows):

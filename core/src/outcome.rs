@@ -9,6 +9,7 @@ use crate::diff_path::{self, KeyNames};
 use crate::exchange::{CallReply, Leg, ServingReply, Settled};
 use crate::noise::only_noise;
 use crate::plan::Operation;
+use crate::reply;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -76,6 +77,13 @@ pub fn compare_replies(rules: &CompareRules, serving: &ServingReply, reply: &Cal
         CallReply::TooLarge => None,
         CallReply::Complete(response) => Some(response),
     };
+    // Envoy's own 5xx to the client (legacy reset, refused, timed out)
+    // says why there was no answer, like the same reply to a shadow call.
+    match serving.and_then(reply::envoys_own) {
+        Some(CallReply::Timeout) => return Outcome::Failed(Failure::Timeout),
+        Some(_) => return Outcome::Failed(Failure::Error),
+        None => {}
+    }
     if serving.is_some_and(|r| r.status >= 500) || reply.is_some_and(|r| r.status >= 500) {
         return Outcome::Failed(Failure::Status5xx);
     }

@@ -32,6 +32,20 @@ pub fn without_headers(now: Option<SystemTime>, deadline: Option<SystemTime>) ->
 /// reset, protocol error, overflow, timeout).
 const UPSTREAM_HEADER: &str = "x-envoy-upstream-service-time";
 
+/// What a 5xx that no backend sent means: Envoy got no answer from the
+/// backend, and made this one up, on the shadow call or on the serving
+/// side alike. `None` for any other response.
+pub fn envoys_own(response: &Response) -> Option<CallReply> {
+    if response.status < 500 || response.header(UPSTREAM_HEADER).is_some() {
+        return None;
+    }
+    Some(if response.status == 504 {
+        CallReply::Timeout
+    } else {
+        CallReply::Error
+    })
+}
+
 /// A reply with headers and its body (`None`: larger than the limit, not
 /// read). A 5xx that no backend sent is Envoy's own: it says nothing about
 /// the backend's behaviour, only that Envoy got no answer from it, so it is
@@ -40,12 +54,8 @@ const UPSTREAM_HEADER: &str = "x-envoy-upstream-service-time";
 /// word differently in any release.
 pub fn classify(headers: Vec<(String, Vec<u8>)>, body: Option<Vec<u8>>) -> CallReply {
     let response = Response::from_headers(headers, Vec::new());
-    if response.status >= 500 && response.header(UPSTREAM_HEADER).is_none() {
-        return if response.status == 504 {
-            CallReply::Timeout
-        } else {
-            CallReply::Error
-        };
+    if let Some(failure) = envoys_own(&response) {
+        return failure;
     }
     let Some(body) = body else {
         return CallReply::TooLarge;

@@ -16,8 +16,14 @@ fn ok(status: u16, body: &str) -> Response {
     }
 }
 
+/// The serving response as a backend sent it: Envoy's router adds its
+/// timing header to every upstream response, never to its own replies.
 fn serving(status: u16, body: &str) -> ServingReply {
-    ServingReply::Complete(ok(status, body))
+    let mut response = ok(status, body);
+    response
+        .headers
+        .push(("x-envoy-upstream-service-time".into(), b"3".to_vec()));
+    ServingReply::Complete(response)
 }
 
 fn shadow(status: u16, body: &str) -> CallReply {
@@ -115,6 +121,26 @@ fn a_5xx_on_either_side_is_a_failure() {
     );
     // 4xx is not a failure.
     assert_eq!(judged(serving(499, "{}"), shadow(499, "{}")), Outcome::Matched);
+}
+
+#[test]
+fn envoys_own_5xx_to_the_client_is_an_error_or_a_timeout_not_a_5xx() {
+    // Legacy reset or refused: Envoy answers the client 503 itself.
+    for status in [502, 503] {
+        assert_eq!(
+            judged(ServingReply::Complete(ok(status, "")), shadow(200, "{}")),
+            Outcome::Failed(Failure::Error)
+        );
+    }
+    assert_eq!(
+        judged(ServingReply::Complete(ok(504, "")), shadow(200, "{}")),
+        Outcome::Failed(Failure::Timeout)
+    );
+    // The shadow call's own failure still comes first.
+    assert_eq!(
+        judged(ServingReply::Complete(ok(503, "")), CallReply::Timeout),
+        Outcome::Failed(Failure::Timeout)
+    );
 }
 
 #[test]
