@@ -4,7 +4,7 @@
 //! of one the operation samples ([`crate::evidence`]).
 
 use parallel_run_core::exchange::Settled;
-use parallel_run_core::outcome::{self, Failure, Outcome};
+use parallel_run_core::outcome::{self, FailedSide, Failure, Outcome};
 
 use crate::host::Host;
 use crate::vm::{OperationRef, Vm};
@@ -25,7 +25,14 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     }
     if let (Some(outcome), Some(breaker)) = (&judgement.outcome, vm.breakers.get_mut(&op.id)) {
         match outcome {
-            Outcome::Failed(Failure::Timeout | Failure::Error | Failure::Status5xx) => breaker.record(true),
+            // A failing serving backend (Envoy's own 503 for a dead legacy)
+            // says nothing about the shadow backend: it must not pause the
+            // shadowing of a healthy candidate.
+            Outcome::Failed(failure @ (Failure::Timeout | Failure::Error | Failure::Status5xx)) => {
+                if outcome::failed_side(&settled, *failure) == FailedSide::Shadow {
+                    breaker.record(true);
+                }
+            }
             Outcome::Matched | Outcome::Unmatched(_) => breaker.record(false),
             // Neither says anything about the shadow backend's health.
             Outcome::Failed(Failure::BodyTooLarge) | Outcome::Abandoned => {}

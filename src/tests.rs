@@ -704,6 +704,41 @@ fn latency_is_recorded_per_side_for_shadowed_requests() {
 }
 
 #[test]
+fn a_failing_serving_backend_never_opens_the_shadow_backends_circuit() {
+    let mut proxy = Vmx::start(CONFIG);
+    proxy.root.on_tick();
+    for _ in 0..20 {
+        let mut stream = proxy.request("GET", "/returns/1", &[], None);
+        // Legacy is down: the client gets Envoy's own 503 (no
+        // x-envoy-upstream-service-time), the healthy candidate answers.
+        proxy.respond(&mut stream, 503, "no healthy upstream");
+        proxy.wake();
+        let token = *proxy.tokens().last().unwrap();
+        proxy.reply(token, 200, "{}");
+    }
+    for _ in 0..11 {
+        proxy.fake.advance(Duration::from_secs(1));
+        proxy.root.on_tick();
+    }
+    assert_eq!(
+        proxy.counter("getReturn", "failed_error"),
+        20,
+        "the serving side failed"
+    );
+    assert!(
+        !proxy.fake.logs().iter().any(|l| l.contains("circuit open")),
+        "{:?}",
+        proxy.fake.logs()
+    );
+    let calls = proxy.fake.state().calls.len();
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, "{}");
+    proxy.wake();
+    assert_eq!(proxy.fake.state().calls.len(), calls + 1, "still shadowed");
+    assert_eq!(proxy.counter("getReturn", "skipped_circuit_open"), 0);
+}
+
+#[test]
 fn a_failing_candidate_opens_the_circuit_and_shadowing_resumes_when_it_is_back() {
     let mut proxy = Vmx::start(CONFIG);
     let shadow = |proxy: &mut Vmx, healthy: bool| {

@@ -229,14 +229,33 @@ pub fn unmatched_line(operation_id: &str, request_id: &str, diff: &Diff, names: 
     line
 }
 
-/// The log line of a failed comparison: which side failed and why, so a
-/// burst of failures on unrelated operations can be traced to a backend.
-pub fn failed_line<O>(operation_id: &str, settled: &Settled<O>, failure: Failure, suppressed: u64) -> String {
+/// Which side of a comparison failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedSide {
+    /// The response the client was served with: nothing to say about the
+    /// shadow backend (its circuit breaker does not count it).
+    Serving,
+    Shadow,
+}
+
+/// The side a failed comparison's `failure` came from.
+pub fn failed_side<O>(settled: &Settled<O>, failure: Failure) -> FailedSide {
     let serving_failed = match &*settled.serving {
         ServingReply::Complete(response) => response.status >= 500,
         ServingReply::TooLarge => failure == Failure::BodyTooLarge,
         ServingReply::Incomplete => false,
     };
+    if serving_failed {
+        FailedSide::Serving
+    } else {
+        FailedSide::Shadow
+    }
+}
+
+/// The log line of a failed comparison: which side failed and why, so a
+/// burst of failures on unrelated operations can be traced to a backend.
+pub fn failed_line<O>(operation_id: &str, settled: &Settled<O>, failure: Failure, suppressed: u64) -> String {
+    let serving_failed = failed_side(settled, failure) == FailedSide::Serving;
     let side = if serving_failed { "serving" } else { "shadow" };
     let (reason, status) = match (&settled.reply, &*settled.serving) {
         (CallReply::Complete(r), _) if failure == Failure::Status5xx && !serving_failed => ("5xx", Some(r.status)),
