@@ -14,12 +14,16 @@ use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::{Backend, Side};
 use parallel_run_core::routing;
 use parallel_run_core::shadow::{self, Decision, RequestFacts};
-use parallel_run_core::Plan;
+use parallel_run_core::{unknown, Plan};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::host::{Headers, Host};
 use crate::vm::{OperationRef, Plugin, Vm};
+
+/// Lines about requests that matched no operation, per tick (a second) and
+/// VM: a sample for `lint`, not a log of traffic the filter does not own.
+const UNKNOWN_LINES_PER_TICK: u32 = 2;
 
 pub struct Stream<H: Host> {
     host: H,
@@ -98,9 +102,30 @@ impl<H: Host> Stream<H> {
                 };
                 counters.count(&self.host, index, served);
             }
-            None => self.plugin.count_unknown(&self.host),
+            None => {
+                self.plugin.count_unknown(&self.host);
+                self.sample_unknown(method, path);
+            }
         }
         index
+    }
+
+    /// Logs the shape of a path that matched no operation (core's
+    /// [`parallel_run_core::unknown`]: known literals kept, the rest `*`),
+    /// at most [`UNKNOWN_LINES_PER_TICK`] per tick and VM, for `lint`.
+    fn sample_unknown(&self, method: &str, path: &str) {
+        let suppressed = {
+            let mut vm = self.vm.borrow_mut();
+            if vm.unknown_lines >= UNKNOWN_LINES_PER_TICK {
+                vm.unknown_suppressed += 1;
+                return;
+            }
+            vm.unknown_lines += 1;
+            std::mem::take(&mut vm.unknown_suppressed)
+        };
+        let shape = self.plugin.plan.unknown_shape(path);
+        self.host
+            .log(log::Level::Info, &unknown::line(method, &shape, suppressed));
     }
 
     /// Decides whether this request is shadowed and, if so, opens its

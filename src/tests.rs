@@ -255,6 +255,37 @@ fn a_header_that_is_not_utf8_is_skipped_and_counted_never_copied_lossily() {
 }
 
 #[test]
+fn requests_to_no_operation_leave_a_bounded_sample_of_path_shapes_without_values() {
+    let mut proxy = Vmx::start(CONFIG);
+    for n in 0..5 {
+        let path = format!("/returns/{n}42/labelz?token=secret-{n}");
+        drop(proxy.request("GET", &path, &[], None));
+    }
+    let lines = |proxy: &Vmx| -> Vec<String> {
+        proxy
+            .fake
+            .logs()
+            .into_iter()
+            .filter(|l| l.contains("unknown operation"))
+            .collect()
+    };
+    assert_eq!(
+        lines(&proxy),
+        ["parallel-run: unknown operation method=GET path=/returns/*/*"; 2],
+        "two per tick; the id, the unknown segment and the query never"
+    );
+    assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 5);
+    proxy.root.on_tick();
+    drop(proxy.request("DELETE", "/labels", &[], None));
+    let all = lines(&proxy);
+    assert_eq!(
+        all.last().map(String::as_str),
+        Some("parallel-run: unknown operation method=DELETE path=/* (3 unknown-operation lines suppressed before this one)")
+    );
+    assert!(!proxy.fake.logs().join("\n").contains("secret"));
+}
+
+#[test]
 fn a_clients_route_header_and_shadow_marker_never_survive() {
     let forged = [
         ("x-parallel-run-cluster", "candidate"),

@@ -95,6 +95,11 @@ pub struct Vm {
     /// Bounds the failed log lines, apart: failures never crowd out the
     /// unmatched lines, nor the other way round.
     pub failed_log_limit: LogLimit,
+    /// Lines about requests that matched no operation since the last tick
+    /// (about a second), and those held back: the root's tick resets the
+    /// count, so the path of unconfigured traffic reads no clock.
+    pub unknown_lines: u32,
+    pub unknown_suppressed: u64,
     pub readiness: Readiness,
     /// Per operation id: its circuit breaker. Kept across pushes, like the
     /// backend's health it tracks.

@@ -24,6 +24,7 @@ pub mod reply;
 pub mod routing;
 pub mod sampling;
 pub mod shadow;
+pub mod unknown;
 pub mod window;
 
 pub use config::ConfigError;

@@ -153,6 +153,8 @@ pub struct Plan {
     pub operations: Vec<Operation>,
     pub(crate) matcher: Matcher,
     pub(crate) by_id: hashbrown::HashMap<String, usize>,
+    /// Every literal segment of every template, for [`Plan::unknown_shape`].
+    pub(crate) literals: hashbrown::HashSet<String>,
 }
 
 /// How many operations the "configuration applied" line names one by one:
@@ -189,6 +191,11 @@ impl Plan {
             self.operations.len(),
             named.join(",")
         )
+    }
+
+    /// The shape of a path that matched no operation ([`crate::unknown`]).
+    pub fn unknown_shape(&self, path: &str) -> String {
+        crate::unknown::shape(path, |segment| self.literals.contains(segment))
     }
 
     /// Whether the filter acts on a request to this `:authority` at all: the

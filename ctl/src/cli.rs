@@ -320,6 +320,10 @@ pub struct LintArgs {
     /// The prefix the configuration's paths have over the spec's
     #[arg(long, default_value = "", value_name = "PATH")]
     pub base_path: String,
+    /// Envoy's log (`-`: standard input, e.g. from `kubectl logs`): which
+    /// paths matched no operation, from the filter's sampled lines
+    #[arg(long, value_name = "FILE")]
+    pub envoy_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

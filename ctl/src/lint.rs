@@ -5,6 +5,9 @@
 use parallel_run_core::counters::{self, Counter};
 use parallel_run_core::http::is_unsafe_method;
 use parallel_run_core::{Mode, Plan};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
 use serde_json::{json, Value};
 
 use crate::audit::{self, Record};
@@ -168,7 +171,64 @@ pub fn traffic_rules(plan: &Plan, live: &Live, url: &str) -> Vec<Finding> {
             rule: "unknown_operation_traffic",
             operation: None,
             message: format!(
-                "{unknown} requests matched no operation since Envoy started (served by legacy, never compared): an endpoint missing from the configuration? (the filter does not expose which paths yet)"
+                "{unknown} requests matched no operation since Envoy started (served by legacy, never compared): an endpoint missing from the configuration? (which paths: lint --envoy-log)"
+            ),
+        });
+    }
+    out
+}
+
+/// What the filter's sampled lines say of requests that matched no
+/// operation: `parallel-run: unknown operation method=GET path=/returns/*/labels`
+/// (core/src/unknown.rs; known literals kept, every other segment `*`).
+const UNKNOWN_LINE: &str = "parallel-run: unknown operation method=";
+
+/// The path shapes the log names most, at most this many findings.
+const MAX_UNKNOWN_FINDINGS: usize = 20;
+
+/// Envoy's log lines about unknown operations, counted by method and path
+/// shape, most frequent first.
+pub fn unknown_paths(log: impl BufRead) -> Vec<((String, String), u64)> {
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for line in log.split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line);
+        let Some((_, rest)) = line.split_once(UNKNOWN_LINE) else {
+            continue;
+        };
+        let Some((method, rest)) = rest.split_once(" path=") else {
+            continue;
+        };
+        // A line may end in "(N ... suppressed ...)": lines held back, of
+        // no known shape, so counted for none.
+        let shape = rest.split(" (").next().unwrap_or_default().trim_end();
+        *counts.entry((method.to_string(), shape.to_string())).or_default() += 1;
+    }
+    let mut counted: Vec<_> = counts.into_iter().collect();
+    counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counted
+}
+
+fn unknown_path_rules(counted: &[((String, String), u64)]) -> Vec<Finding> {
+    let mut out: Vec<Finding> = counted
+        .iter()
+        .take(MAX_UNKNOWN_FINDINGS)
+        .map(|((method, shape), lines)| Finding {
+            severity: Severity::Warning,
+            rule: "unknown_operation_path",
+            operation: None,
+            message: format!(
+                "{method} {shape}: {lines} sampled request(s) matched no operation (Envoy's log; `*` is a segment no template names): an endpoint missing from the configuration?"
+            ),
+        })
+        .collect();
+    if counted.len() > MAX_UNKNOWN_FINDINGS {
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: "unknown_operation_path",
+            operation: None,
+            message: format!(
+                "{} more path shapes matched no operation",
+                counted.len() - MAX_UNKNOWN_FINDINGS
             ),
         });
     }
@@ -238,6 +298,20 @@ pub fn run(args: &LintArgs) -> Run {
                 ),
             });
         }
+    }
+    if let Some(path) = &args.envoy_log {
+        let counted = if path.as_os_str() == "-" {
+            unknown_paths(std::io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(path).map_err(|err| {
+                Error::new(
+                    Kind::Io,
+                    format!("lint: cannot read the Envoy log {}: {err}", path.display()),
+                )
+            })?;
+            unknown_paths(std::io::BufReader::new(file))
+        };
+        findings.extend(unknown_path_rules(&counted));
     }
     let mut notes = Vec::new();
     if args.no_envoy {
@@ -396,5 +470,30 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn unknown_paths_are_counted_from_envoys_log_most_frequent_first() {
+        let log = "\
+[2026-12-02 01:00:00.000][1][info][wasm] wasm log parallel_run: parallel-run: unknown operation method=GET path=/returns/*/labels
+[2026-12-02 01:00:00.100][1][info][wasm] wasm log parallel_run: parallel-run: configuration applied: revision=\"r\"
+[2026-12-02 01:00:01.000][1][info][wasm] wasm log parallel_run: parallel-run: unknown operation method=POST path=/* (7 unknown-operation lines suppressed before this one)
+[2026-12-02 01:00:02.000][2][info][wasm] wasm log parallel_run: parallel-run: unknown operation method=GET path=/returns/*/labels
+";
+        let counted = unknown_paths(log.as_bytes());
+        assert_eq!(
+            counted,
+            [
+                (("GET".to_string(), "/returns/*/labels".to_string()), 2),
+                (("POST".to_string(), "/*".to_string()), 1)
+            ]
+        );
+        let findings = unknown_path_rules(&counted);
+        assert_eq!(rules(&findings), [("unknown_operation_path", None); 2]);
+        assert!(
+            findings[0].message.starts_with("GET /returns/*/labels: 2 sampled"),
+            "{}",
+            findings[0].message
+        );
     }
 }

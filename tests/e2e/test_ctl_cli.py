@@ -163,7 +163,8 @@ def test_lint_reports_risky_rules_and_idle_operations(backend, envoy, tmp):
     assert http("GET", proxy.url("/items/1"))[0] == 200
     assert http("POST", proxy.url("/items"), body={})[0] == 200
     assert http("GET", proxy.url("/nowhere"))[0] == 200
-    wait_until(lambda: proxy.counter("wasmcustom.parallel_run.unknown_operation.requests") == 1, message="unknown")
+    assert http("GET", proxy.url("/items/7/labels?token=secret"))[0] == 200
+    wait_until(lambda: proxy.counter("wasmcustom.parallel_run.unknown_operation.requests") == 2, message="unknown")
     where = ["--ecds", str(proxy.ecds_file), "--admin", proxy.admin_url()]
 
     result = ctl("lint", *where, "-o", "json")
@@ -173,6 +174,16 @@ def test_lint_reports_risky_rules_and_idle_operations(backend, envoy, tmp):
                         ("unknown_operation_traffic", None)}, findings
     result = ctl("lint", *where, "--strict")
     assert result.returncode == 1 and "0 error(s), 3 warning(s)" in result.stdout, result.stdout
+
+    # Which paths: the filter's sampled lines in Envoy's log name the shape
+    # (known literals kept, every other segment `*`), never the id or query.
+    wait_until(lambda: proxy.log_text().count("unknown operation method=") == 2, message="sampled lines")
+    result = ctl("lint", *where, "--envoy-log", str(proxy.log_file), "-o", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    paths = [f["message"].split(":")[0] for f in json.loads(result.stdout)["findings"]
+             if f["rule"] == "unknown_operation_path"]
+    assert sorted(paths) == ["GET /*", "GET /items/*/*"], paths
+    assert "secret" not in proxy.log_text() and "/7/" not in proxy.log_text()
 
     same = tmp / "same.json"
     same.write_text(json.dumps(dict(CONFIG, candidate={"cluster": "legacy"})))

@@ -62,6 +62,7 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
         operations: Vec::with_capacity(raw.operations.len()),
         matcher: Matcher::default(),
         by_id: hashbrown::HashMap::with_capacity(raw.operations.len()),
+        literals: hashbrown::HashSet::new(),
     };
     for (index, op) in raw.operations.into_iter().enumerate() {
         let at = format!("operations[{index}]");
@@ -73,6 +74,13 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
                 "needs evidence_collector at the top level: where the records go",
             ));
         }
+        plan.literals.extend(
+            operation
+                .path
+                .split('/')
+                .filter(|segment| !segment.is_empty() && !segment.contains('{'))
+                .map(str::to_string),
+        );
         add(&mut plan, operation, index, &at)?;
     }
     if !plan.operations.iter().any(|op| op.evidence.is_some()) {
