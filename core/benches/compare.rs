@@ -10,13 +10,15 @@
 //! ns_per_compare`, after a header line. `--quick` shortens the runs.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::measure;
 use parallel_run_core::compare::{compare, CompareRules};
 use parallel_run_core::http::Response;
 
 const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)];
-const RUNS: usize = 7;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Case {
@@ -103,39 +105,6 @@ fn pair(case: Case, size: usize) -> (Response, Response) {
         Case::Different => document(size, false, 1),
     };
     (response(serving), response(shadow))
-}
-
-/// Nanoseconds per call: the median of `RUNS` runs of a calibrated loop.
-fn measure(run_time: Duration, mut f: impl FnMut()) -> f64 {
-    let mut iterations: u32 = 1;
-    loop {
-        let start = Instant::now();
-        for _ in 0..iterations {
-            f();
-        }
-        if start.elapsed() >= run_time / 4 || iterations >= 1 << 30 {
-            break;
-        }
-        iterations = iterations.saturating_mul(2);
-    }
-    // Scale to about `run_time` per run.
-    let probe = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    let per_call = probe.elapsed().as_secs_f64() / f64::from(iterations);
-    let iterations = ((run_time.as_secs_f64() / per_call.max(1e-9)).ceil() as u32).max(1);
-    let mut samples: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            start.elapsed().as_secs_f64() * 1e9 / f64::from(iterations)
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples.get(RUNS / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {

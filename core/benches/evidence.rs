@@ -13,8 +13,11 @@
 //! header line. `--quick` shortens the runs.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::measure;
 use parallel_run_core::evidence::{self, HashKey, Request};
 use parallel_run_core::exchange::{CallReply, ServingReply};
 use parallel_run_core::http::Response;
@@ -22,7 +25,6 @@ use parallel_run_core::outcome::compare_replies;
 use parallel_run_core::Plan;
 
 const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)];
-const RUNS: usize = 7;
 
 /// One record of a typical API list response, about 230 bytes; `changed`
 /// records differ in `qty`.
@@ -56,37 +58,6 @@ fn response(body: Vec<u8>) -> Response {
         headers: vec![("content-type".to_string(), b"application/json".to_vec())],
         body,
     }
-}
-
-fn measure(run_time: Duration, mut f: impl FnMut()) -> f64 {
-    let mut iterations: u32 = 1;
-    loop {
-        let start = Instant::now();
-        for _ in 0..iterations {
-            f();
-        }
-        if start.elapsed() >= run_time / 4 || iterations >= 1 << 30 {
-            break;
-        }
-        iterations = iterations.saturating_mul(2);
-    }
-    let probe = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    let per_call = probe.elapsed().as_secs_f64() / f64::from(iterations);
-    let iterations = ((run_time.as_secs_f64() / per_call.max(1e-9)).ceil() as u32).max(1);
-    let mut samples: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            start.elapsed().as_secs_f64() * 1e9 / f64::from(iterations)
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples.get(RUNS / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {

@@ -14,7 +14,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from harness import HOST, REPO, free_port, http, wait_until
+from harness import HOST, REPO, free_port, http, json_response, wait_until
 from testbed.process import Service
 
 PROMETHEUS_HOME = Path(os.environ.get("PROMETHEUS_HOME") or REPO / ".tools" / "prometheus")
@@ -146,3 +146,16 @@ class Prometheus(Service):
             return ups if set(ups) == set(self.targets) else None
 
         return wait_until(done, timeout, 0.2, f"{count} scrapes of {self.targets}")
+
+
+def label_handler(side):
+    """The fleet tests' backends: both answer the same, except the candidate
+    on /labels/d*, so getLabel differs where a test wants it to."""
+
+    def handle(request):
+        body = {"path": request.path}
+        if side == "candidate" and request.path.startswith("/labels/d"):
+            body["label"] = "new format"
+        return json_response(body)
+
+    return handle

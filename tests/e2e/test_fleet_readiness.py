@@ -26,8 +26,8 @@ import socket
 import subprocess
 import time
 
-from harness import CTL_PATH, WINDOW_START_S, Client, json_response, operation_counters, settle, wait_ready, wait_until
-from prometheus_server import Prometheus, generate, write_rules
+from harness import CTL_PATH, WINDOW_START_S, Client, operation_counters, settle, wait_ready, wait_until
+from prometheus_server import Prometheus, generate, label_handler, write_rules
 
 INTERVAL_S = 0.5
 WINDOW = "10m"  # longer than the test: every counter's first sample (0) is inside it
@@ -59,14 +59,6 @@ TRAFFIC = {
 }
 
 
-def handler(side):
-    def handle(request):
-        body = {"path": request.path}
-        if side == "candidate" and request.path.startswith("/labels/d"):
-            body["label"] = "new format"
-        return json_response(body)
-
-    return handle
 
 
 def path_of(op, i, differs):
@@ -99,7 +91,7 @@ def closed_port():
 
 def test_gauges_promql_and_the_rule_agree_and_cutover_is_guarded_by_the_fleet(
         wasm_path, backend, envoy, tmp):
-    legacy, candidate = backend(handler("legacy"), "legacy"), backend(handler("candidate"), "candidate")
+    legacy, candidate = backend(label_handler("legacy"), "legacy"), backend(label_handler("candidate"), "candidate")
     clusters = {"legacy": legacy.port, "candidate": candidate.port}
     replicas = {name: envoy(clusters, wasm_path=wasm_path, config=CONFIG, concurrency=1, ecds=True) for name in "ab"}
     prom = Prometheus(tmp, [r.admin_url() for r in replicas.values()], write_rules(tmp / "rules", window="60s"),

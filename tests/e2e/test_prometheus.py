@@ -22,9 +22,9 @@ import time
 
 import harness
 import pytest
-from harness import REPO, Client, json_response, operation_counters, settle, wait_until
+from harness import REPO, Client, operation_counters, settle, wait_until
 from metric_names import derived_from_pending, pending_names, selectors
-from prometheus_server import Prometheus, generate, write_rules
+from prometheus_server import Prometheus, generate, label_handler, write_rules
 
 WINDOW_S = 60
 INTERVAL_S = 1.0
@@ -55,16 +55,6 @@ TRAFFIC = {
 }
 
 
-def handler(side):
-    """Both backends answer the same, except the candidate on /labels/d*."""
-
-    def handle(request):
-        body = {"path": request.path}
-        if side == "candidate" and request.path.startswith("/labels/d"):
-            body["label"] = "new format"
-        return json_response(body)
-
-    return handle
 
 
 def path_of(op, i, differs):
@@ -93,7 +83,7 @@ def fingerprint(revision):
 
 
 def start_fleet(backend, envoy, wasm_path, **options):
-    legacy, candidate = backend(handler("legacy"), "legacy"), backend(handler("candidate"), "candidate")
+    legacy, candidate = backend(label_handler("legacy"), "legacy"), backend(label_handler("candidate"), "candidate")
     clusters = {"legacy": legacy.port, "candidate": candidate.port}
     return {name: envoy(clusters, wasm_path=wasm_path, config=CONFIG, concurrency=1, **options) for name in "ab"}
 
