@@ -338,3 +338,70 @@ def test_suggest_needs_a_source_and_a_known_operation(tmp):
     r.stop()
     done = ctl("suggest", "nosuch", "--config", str(config), "--evidence-db", str(empty))
     assert done.returncode == 1 and "no operation \"nosuch\"" in done.stderr, done.stderr
+
+
+def test_the_filters_own_records_reach_evidence_serve_and_suggest_makes_the_operations_match(
+        tmp, backend, envoy, receiver):
+    """The whole loop with nothing written by hand: the filter samples its
+    unmatched comparisons, posts them to the real `evidence serve`, values
+    redacted; `suggest` reads them back, proposes the iso8601 mask and the
+    keyed unordered array; applied, both operations match."""
+    def stamp():
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000:06d}Z"
+
+    items = [{"id": n, "name": f"item {n}"} for n in (1, 2, 3)]
+
+    def answer(reverse):
+        def handle(request):
+            n = int(request.path.rsplit("/", 1)[1])
+            if request.path.startswith("/stamped/"):
+                return json_response({"id": n, "at": stamp()})
+            return json_response({"id": n, "items": list(reversed(items)) if reverse else items})
+        return handle
+
+    legacy = backend(answer(False), name="legacy")
+    candidate = backend(answer(True), name="candidate")
+    r = receiver()
+    config = plugin_config("e2e-join")
+    config["evidence_collector"] = {"cluster": "otel", "hash_key": "e2e-join-hash-key-0123456789"}
+    for op in config["operations"]:
+        op.pop("noise_percent", None)
+        op["evidence"] = {"enabled": True, "records_per_minute": 60}
+    otel_port = int(r.url.rsplit(":", 1)[1])
+    proxy = envoy({"legacy": legacy.port, "candidate": candidate.port, "otel": otel_port}, config=config, ecds=True)
+    before = 6
+    for n in range(before):
+        for op in ("stamped", "listed"):
+            assert http("GET", proxy.url(f"/{op}/{n}"), {"x-request-id": f"{op}-{n}"})[0] == 200
+    for op in ("stamped", "listed"):
+        check(settle(proxy, before, op), before, matched=0)
+
+    def stored():
+        listed = ctl_json("evidence", "list", "--db", str(r.db), "-n", "0")
+        return listed if len(listed["records"]) >= 2 * before else None
+    listed = wait_until(stored, timeout=20, message="the filter's records in evidence serve")
+    ops = {rec["operation"] for rec in listed["records"]}
+    assert ops == {"stamped", "listed"}, listed
+    # Redacted: the differing timestamp is a shape, a length and a hash, no value.
+    [at] = ctl_json("evidence", "show", "stamped", "--db", str(r.db))["record"]["fields"]
+    assert at["path"] == "/at" and at["serving"]["shape"] == at["shadow"]["shape"] == "iso8601", at
+    assert "value" not in at["serving"] and "value" not in at["shadow"], at
+    assert at["serving"]["hash"] != at["shadow"]["hash"], at
+    stored_bytes = b"".join(p.read_bytes() for p in r.db.parent.glob(r.db.name + "*"))  # the file and its WAL
+    assert b"item 1" not in stored_bytes and b"item 2" not in stored_bytes
+
+    out = tmp / "proposed.json"
+    done = ctl("suggest", "--config", str(proxy.ecds_file), "--evidence-db", str(r.db), "--write", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "stamped:\n  + compare.masks += \"iso8601\"\n" in done.stdout, done.stdout
+    assert "listed:\n  + compare.unordered_arrays += {\"key\":\"/id\",\"path\":\"/items\"}\n" in done.stdout, done.stdout
+
+    applied = ctl("apply", str(out), "--ecds", str(proxy.ecds_file), "--admin", proxy.admin_url(),
+                  "--reason", "suggested rules", "--force")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    after = 6
+    for n in range(after):
+        for op in ("stamped", "listed"):
+            assert http("GET", proxy.url(f"/{op}/{100 + n}"), {"x-request-id": f"{op}-after-{n}"})[0] == 200
+    for op in ("stamped", "listed"):
+        check(settle(proxy, before + after, op), before + after, matched=after)
