@@ -241,33 +241,40 @@ def plugin_config(revision="e2e-1"):
     }
 
 
+ITEMS = [{"id": n, "name": f"item {n}"} for n in (1, 2, 3)]
+OPERATIONS = ("stamped", "listed")
+
+
+def stamp():
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000:06d}Z"
+
+
+def answer(reverse):
+    """Both backends: `stamped` answers a fresh timestamp (it differs on every
+    call), `listed` the same items, reversed on the candidate (`reverse`)."""
+    def handle(request):
+        n = int(request.path.rsplit("/", 1)[1])
+        if request.path.startswith("/stamped/"):
+            return json_response({"id": n, "at": stamp()})
+        return json_response({"id": n, "items": list(reversed(ITEMS)) if reverse else ITEMS})
+    return handle
+
+
+def traffic(proxy, count, first=0, tag=""):
+    """`count` requests to each of OPERATIONS, with request ids `<op>-<tag><n>`."""
+    for n in range(count):
+        for op in OPERATIONS:
+            assert http("GET", proxy.url(f"/{op}/{first + n}"), {"x-request-id": f"{op}-{tag}{n}"})[0] == 200
+
+
 def test_suggest_proposes_a_mask_and_a_keyed_unordered_array_and_applying_them_makes_both_match(
         tmp, backend, envoy, receiver):
-    def stamp():
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000:06d}Z"
-
-    items = [{"id": n, "name": f"item {n}"} for n in (1, 2, 3)]
-
-    def legacy_handler(request):
-        n = int(request.path.rsplit("/", 1)[1])
-        if request.path.startswith("/stamped/"):
-            return json_response({"id": n, "at": stamp()})
-        return json_response({"id": n, "items": items})
-
-    def candidate_handler(request):
-        n = int(request.path.rsplit("/", 1)[1])
-        if request.path.startswith("/stamped/"):
-            return json_response({"id": n, "at": stamp()})
-        return json_response({"id": n, "items": list(reversed(items))})
-
-    legacy = backend(legacy_handler, name="legacy")
-    candidate = backend(candidate_handler, name="candidate")
+    legacy = backend(answer(False), name="legacy")
+    candidate = backend(answer(True), name="candidate")
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port}, config=plugin_config(), ecds=True)
     before = 12
-    for n in range(before):
-        for op in ("stamped", "listed"):
-            assert http("GET", proxy.url(f"/{op}/{n}"), {"x-request-id": f"{op}-{n}"})[0] == 200
-    for op in ("stamped", "listed"):
+    traffic(proxy, before)
+    for op in OPERATIONS:
         check(settle(proxy, before, op), before, matched=0)
     # The filter learns /at as legacy's own noise (repeats of the served request).
     wait_until(lambda: proxy.stats(filter="noise_path").get(
@@ -311,10 +318,8 @@ def test_suggest_proposes_a_mask_and_a_keyed_unordered_array_and_applying_them_m
                   "--reason", "suggested rules", "--force")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     after = 10
-    for n in range(after):
-        for op in ("stamped", "listed"):
-            assert http("GET", proxy.url(f"/{op}/{100 + n}"), {"x-request-id": f"{op}-after-{n}"})[0] == 200
-    for op in ("stamped", "listed"):
+    traffic(proxy, after, first=100, tag="after-")
+    for op in OPERATIONS:
         check(settle(proxy, before + after, op), before + after, matched=after)
     # Nothing left to propose: the new file already holds the rules.
     again = ctl_json("suggest", "--config", str(proxy.ecds_file), "--evidence-db", str(r.db))
@@ -346,19 +351,6 @@ def test_the_filters_own_records_reach_evidence_serve_and_suggest_makes_the_oper
     unmatched comparisons, posts them to the real `evidence serve`, values
     redacted; `suggest` reads them back, proposes the iso8601 mask and the
     keyed unordered array; applied, both operations match."""
-    def stamp():
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000:06d}Z"
-
-    items = [{"id": n, "name": f"item {n}"} for n in (1, 2, 3)]
-
-    def answer(reverse):
-        def handle(request):
-            n = int(request.path.rsplit("/", 1)[1])
-            if request.path.startswith("/stamped/"):
-                return json_response({"id": n, "at": stamp()})
-            return json_response({"id": n, "items": list(reversed(items)) if reverse else items})
-        return handle
-
     legacy = backend(answer(False), name="legacy")
     candidate = backend(answer(True), name="candidate")
     r = receiver()
@@ -370,10 +362,8 @@ def test_the_filters_own_records_reach_evidence_serve_and_suggest_makes_the_oper
     otel_port = int(r.url.rsplit(":", 1)[1])
     proxy = envoy({"legacy": legacy.port, "candidate": candidate.port, "otel": otel_port}, config=config, ecds=True)
     before = 6
-    for n in range(before):
-        for op in ("stamped", "listed"):
-            assert http("GET", proxy.url(f"/{op}/{n}"), {"x-request-id": f"{op}-{n}"})[0] == 200
-    for op in ("stamped", "listed"):
+    traffic(proxy, before)
+    for op in OPERATIONS:
         check(settle(proxy, before, op), before, matched=0)
 
     def stored():
@@ -400,8 +390,6 @@ def test_the_filters_own_records_reach_evidence_serve_and_suggest_makes_the_oper
                   "--reason", "suggested rules", "--force")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     after = 6
-    for n in range(after):
-        for op in ("stamped", "listed"):
-            assert http("GET", proxy.url(f"/{op}/{100 + n}"), {"x-request-id": f"{op}-after-{n}"})[0] == 200
-    for op in ("stamped", "listed"):
+    traffic(proxy, after, first=100, tag="after-")
+    for op in OPERATIONS:
         check(settle(proxy, before + after, op), before + after, matched=after)
