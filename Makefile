@@ -32,7 +32,7 @@ PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence soak oci prometheus-setup prometheus-test prometheus-rules dashboard
+.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence bench-config soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
@@ -206,6 +206,16 @@ bench-compare: $(STAMPS)/targets
 		> $(BENCH_COMPARE_OUT)/wasm.tsv
 	node bench/compare-report.mjs $(BENCH_COMPARE_OUT)/native.tsv $(BENCH_COMPARE_OUT)/wasm.tsv bench/COMPARE.md \
 		'make bench-compare$(if $(BENCH_COMPARE_ARGS), BENCH_COMPARE_ARGS="$(BENCH_COMPARE_ARGS)")'
+
+# Parsing and compiling a configuration of 1 to 10,000 operations
+# (core/benches/config.rs), natively and in a wasm VM: what one VM spends
+# applying a push, on its worker's thread (issue 13 item 7).
+bench-config: $(STAMPS)/targets
+	@mkdir -p $(BENCH_COMPARE_OUT)
+	$(CARGO) bench -p parallel-run-core --bench config -- $(BENCH_COMPARE_ARGS) | tee $(BENCH_COMPARE_OUT)/config-native.tsv
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(abspath bench/wasm-run.mjs)" \
+		$(CARGO) bench -p parallel-run-core --bench config --target wasm32-wasip1 -- $(BENCH_COMPARE_ARGS) \
+		| tee $(BENCH_COMPARE_OUT)/config-wasm.tsv
 
 # The cost of one evidence record (core/benches/evidence.rs), natively and
 # in a wasm VM; the figures go into bench/RESULTS.md by hand.

@@ -6,6 +6,9 @@
 //!
 //! Output: one tab-separated line per case, `operations  config_bytes
 //! ms_per_parse`, after a header line. `--quick` shortens the runs.
+//! `--profile N` parses the 10,000-operation configuration exactly N times
+//! and prints nothing, for `perf stat -e instructions` or `perf record`: on
+//! a shared machine a count of instructions is steadier than a time.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -29,7 +32,15 @@ fn config(n: usize) -> Vec<u8> {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.iter().position(|a| a == "--profile").and_then(|i| args.get(i + 1)) {
+        let json = config(10_000);
+        for _ in 0..n.parse::<u32>().unwrap_or(1) {
+            black_box(Plan::parse(black_box(&json)).ok());
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let run_time = Duration::from_millis(if quick { 200 } else { 2000 });
     println!("operations\tconfig_bytes\tms_per_parse");
     for n in [1, 100, 1000, 10_000] {

@@ -2,8 +2,9 @@
 //! operation in order (its names, its settings over the defaults', its place
 //! in the matcher), stopping at the first error.
 
+use super::error::Field;
 use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
-use super::settings::Settings;
+use super::settings::{Resolved, Settings};
 use super::{evidence, names};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
@@ -64,23 +65,30 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
         by_id: hashbrown::HashMap::with_capacity(raw.operations.len()),
         literals: hashbrown::HashSet::new(),
     };
+    // The settings of an operation that sets none of its own: resolved
+    // once, at the first such operation (so an error there is reported
+    // there), and copied to the others.
+    let mut inherited = None;
     for (index, op) in raw.operations.into_iter().enumerate() {
-        let at = format!("operations[{index}]");
+        // Not format!: its machinery cost more than the rest of the name.
+        let mut at = String::with_capacity(24);
+        at.push_str("operations[");
+        at.push_str(&index.to_string());
+        at.push(']');
         let (identity, own) = op.0.split();
-        let operation = operation(&plan, identity, own, &defaults, &at)?;
+        let operation = operation(&plan, identity, own, &defaults, &mut inherited, &at)?;
         if operation.evidence.is_some() && plan.evidence_collector.is_none() {
             return Err(ConfigError::new(
                 format!("{at}.evidence.enabled"),
                 "needs evidence_collector at the top level: where the records go",
             ));
         }
-        plan.literals.extend(
-            operation
-                .path
-                .split('/')
-                .filter(|segment| !segment.is_empty() && !segment.contains('{'))
-                .map(str::to_string),
-        );
+        for segment in operation.path.split('/') {
+            // Looked up before it is copied: most literals repeat.
+            if !segment.is_empty() && !segment.contains('{') && !plan.literals.contains(segment) {
+                plan.literals.insert(segment.to_string());
+            }
+        }
         add(&mut plan, operation, index, &at)?;
     }
     if !plan.operations.iter().any(|op| op.evidence.is_some()) {
@@ -105,14 +113,14 @@ fn operation(
     identity: RawIdentity,
     own: RawSettings,
     defaults: &Settings,
+    inherited: &mut Option<Resolved>,
     at: &str,
 ) -> Result<Operation, ConfigError> {
-    let id = names::id(&identity.id, &format!("{at}.id"))?;
-    let method = names::method(&identity.method, &format!("{at}.method"))?;
+    let id = names::id(identity.id, Field(at, "id"))?;
+    let method = names::method(identity.method, Field(at, "method"))?;
     let group = identity
         .group
-        .as_deref()
-        .map(|group| names::id(group, &format!("{at}.group")))
+        .map(|group| names::id(group, Field(at, "group")))
         .transpose()?;
     let hosts = identity
         .hosts
@@ -130,11 +138,21 @@ fn operation(
             ));
         }
     }
-    let own = Settings::compile(own, at)?;
-    no_effect(&own, &method, at)?;
-    let enables_evidence = own.evidence.enabled() == Some(true);
-    own.compare.check_over(&defaults.compare, at)?;
-    let settings = own.resolve(defaults, at)?;
+    let (settings, enables_evidence) = match inherited {
+        Some(settings) if own.is_empty() => (settings.clone(), false),
+        _ => {
+            let inherits_all = own.is_empty();
+            let own = Settings::compile(own, at)?;
+            no_effect(&own, &method, at)?;
+            let enables_evidence = own.evidence.enabled() == Some(true);
+            own.compare.check_over(&defaults.compare, at)?;
+            let settings = own.resolve(defaults, at)?;
+            if inherits_all {
+                *inherited = Some(settings.clone());
+            }
+            (settings, enables_evidence)
+        }
+    };
     // Evidence is of comparisons: an unsafe method that is never shadowed
     // has none.
     if enables_evidence && is_unsafe_method(&method) && !settings.shadow_unsafe {
@@ -158,8 +176,8 @@ fn operation(
         hosts,
         group,
         mode: settings.mode,
-        legacy: override_backend(&plan.legacy, identity.legacy.as_ref(), &format!("{at}.legacy"))?,
-        candidate: override_backend(&plan.candidate, identity.candidate.as_ref(), &format!("{at}.candidate"))?,
+        legacy: override_backend(&plan.legacy, identity.legacy.as_ref(), Field(at, "legacy"))?,
+        candidate: override_backend(&plan.candidate, identity.candidate.as_ref(), Field(at, "candidate"))?,
         sample_per_million: settings.sample_per_million,
         shadow_timeout_ms: settings.shadow_timeout_ms,
         max_body_bytes: settings.max_body_bytes,
@@ -270,8 +288,10 @@ fn top_backend(raw: &RawBackend, at: &str) -> Result<Backend, ConfigError> {
     })
 }
 
-fn override_backend(base: &Backend, own: Option<&RawBackend>, at: &str) -> Result<Backend, ConfigError> {
+fn override_backend(base: &Backend, own: Option<&RawBackend>, at: Field) -> Result<Backend, ConfigError> {
     let Some(own) = own else { return Ok(base.clone()) };
+    let at = at.to_string();
+    let at = at.as_str();
     Ok(Backend {
         cluster: match &own.cluster {
             Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?,

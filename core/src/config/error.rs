@@ -18,10 +18,27 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl fmt::Display, message: impl Into<String>) -> Self {
         ConfigError {
-            path: bounded(path.into()),
+            path: bounded(path.to_string()),
             message: bounded(message.into()),
+        }
+    }
+}
+
+/// The field `name` of the object at `parent` (`operations[3]` and `id`:
+/// `operations[3].id`), written out only when an error names it. A
+/// configuration of 10,000 operations formatted each operation's field
+/// paths up front, one allocation per field, whether anything was wrong or
+/// not: a fifth of its compile time.
+#[derive(Clone, Copy)]
+pub(crate) struct Field<'a>(pub &'a str, pub &'a str);
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field("", name) => f.write_str(name),
+            Field(parent, name) => write!(f, "{parent}.{name}"),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! names, authorities, the revision. Each is checked for length before
 //! anything quotes it back in an error.
 
+use std::fmt::Display;
+
 use super::ConfigError;
 use crate::http::{is_token_byte, SHADOW_MARKER_HEADER};
 use crate::limits::{
@@ -10,7 +12,7 @@ use crate::limits::{
 };
 
 /// `"<len> bytes, at most <max>"` when `value` is too long.
-fn check_length(value: &str, max: usize, at: &str, what: &str) -> Result<(), ConfigError> {
+fn check_length(value: &str, max: usize, at: impl Display + Copy, what: &str) -> Result<(), ConfigError> {
     if value.len() > max {
         return Err(ConfigError::new(
             at,
@@ -21,19 +23,19 @@ fn check_length(value: &str, max: usize, at: &str, what: &str) -> Result<(), Con
 }
 
 /// The length of a name made like an id (a mask name), before it is quoted.
-pub(super) fn check_id_length(value: &str, at: &str) -> Result<(), ConfigError> {
+pub(super) fn check_id_length(value: &str, at: impl Display + Copy) -> Result<(), ConfigError> {
     check_length(value, MAX_ID_BYTES, at, "a name")
 }
 
 /// The length of a header name or pattern, before it is quoted.
-pub(super) fn check_header_length(value: &str, at: &str) -> Result<(), ConfigError> {
+pub(super) fn check_header_length(value: &str, at: impl Display + Copy) -> Result<(), ConfigError> {
     check_length(value, MAX_HEADER_NAME_BYTES, at, "a header name")
 }
 
 /// An operation id or a group: `[A-Za-z0-9_-]+`, because it becomes part
 /// of stats names and labels.
-pub(super) fn id(value: &str, at: &str) -> Result<String, ConfigError> {
-    check_length(value, MAX_ID_BYTES, at, "an id")?;
+pub(super) fn id(value: String, at: impl Display + Copy) -> Result<String, ConfigError> {
+    check_length(&value, MAX_ID_BYTES, at, "an id")?;
     if value.is_empty()
         || !value
             .bytes()
@@ -44,18 +46,18 @@ pub(super) fn id(value: &str, at: &str) -> Result<String, ConfigError> {
             format!("\"{value}\" must match [A-Za-z0-9_-]+ (it becomes part of a stats name)"),
         ));
     }
-    Ok(value.to_string())
+    Ok(value)
 }
 
-pub(super) fn method(value: &str, at: &str) -> Result<String, ConfigError> {
-    check_length(value, MAX_METHOD_BYTES, at, "a method")?;
+pub(super) fn method(value: String, at: impl Display + Copy) -> Result<String, ConfigError> {
+    check_length(&value, MAX_METHOD_BYTES, at, "a method")?;
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(ConfigError::new(
             at,
             format!("\"{value}\" is not an upper-case HTTP method such as GET or POST"),
         ));
     }
-    Ok(value.to_string())
+    Ok(value)
 }
 
 pub(super) fn revision(value: &str) -> Result<String, ConfigError> {
@@ -68,7 +70,7 @@ pub(super) fn revision(value: &str) -> Result<String, ConfigError> {
 }
 
 /// A header name, lower-cased.
-pub(super) fn header_name(name: &str, at: &str) -> Result<String, ConfigError> {
+pub(super) fn header_name(name: &str, at: impl Display + Copy) -> Result<String, ConfigError> {
     check_header_length(name, at)?;
     if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Err(ConfigError::new(at, format!("\"{name}\" is not a valid header name")));
@@ -80,7 +82,7 @@ pub(super) fn header_name(name: &str, at: &str) -> Result<String, ConfigError> {
 /// from clients (`operation_header`): never one that Envoy, the backends or
 /// the client already give a meaning, because writing it would break or
 /// redirect the request, and stripping it would lose what the client sent.
-pub(super) fn routing_header(name: &str, at: &str) -> Result<String, ConfigError> {
+pub(super) fn routing_header(name: &str, at: impl Display + Copy) -> Result<String, ConfigError> {
     if name.starts_with(':') && name.len() <= MAX_HEADER_NAME_BYTES {
         return Err(ConfigError::new(
             at,
@@ -135,7 +137,7 @@ fn reserved(name: &str) -> Option<&'static str> {
     })
 }
 
-pub(super) fn cluster_name(name: &str, at: &str) -> Result<String, ConfigError> {
+pub(super) fn cluster_name(name: &str, at: impl Display + Copy) -> Result<String, ConfigError> {
     check_length(name, MAX_CLUSTER_NAME_BYTES, at, "a cluster name")?;
     // Envoy cluster names are free-form, but this value travels in a request
     // header: refuse what a header value cannot carry.
@@ -145,7 +147,7 @@ pub(super) fn cluster_name(name: &str, at: &str) -> Result<String, ConfigError> 
     Ok(name.to_string())
 }
 
-pub(super) fn authority(value: &str, at: &str) -> Result<String, ConfigError> {
+pub(super) fn authority(value: &str, at: impl Display + Copy) -> Result<String, ConfigError> {
     check_length(value, MAX_AUTHORITY_BYTES, at, "an authority")?;
     if value.is_empty() || value.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'/') {
         return Err(ConfigError::new(at, format!("\"{value}\" is not a host[:port]")));

@@ -81,6 +81,14 @@ macro_rules! settings {
                 (identity, RawSettings { $( $field: self.$field, )* })
             }
         }
+
+        impl RawSettings {
+            /// Whether this layer sets nothing: an operation that inherits
+            /// every setting.
+            pub(super) fn is_empty(&self) -> bool {
+                true $( && self.$field.is_none() )*
+            }
+        }
     };
 }
 
@@ -99,12 +107,15 @@ settings! {
     learn_noise: bool,
     #[serde(default, deserialize_with = "whole_number")]
     max_diff_paths: u64,
-    compare: Object<RawCompare>,
-    readiness: Object<RawReadiness>,
-    circuit_breaker: Object<RawBreaker>,
+    // Boxed: most operations set none of these, and inline they made each
+    // operation 896 bytes, copied as the list of 10,000 grew (a fifth of
+    // reading it).
+    compare: Box<Object<RawCompare>>,
+    readiness: Box<Object<RawReadiness>>,
+    circuit_breaker: Box<Object<RawBreaker>>,
     name_keys: RawNameKeys,
-    shadow_headers: Object<RawHeaderRules>,
-    evidence: Object<RawEvidence>,
+    shadow_headers: Box<Object<RawHeaderRules>>,
+    evidence: Box<Object<RawEvidence>>,
     auto_promote: bool,
     rollback_below: f64,
 }

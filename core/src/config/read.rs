@@ -8,6 +8,8 @@
 //! (unknown fields are errors), so the parser never descends past the
 //! schema. serde_json's own recursion limit (128 levels) stays behind it.
 
+use serde::Deserialize;
+
 use super::raw::{Object, RawConfig};
 use super::ConfigError;
 use crate::limits::MAX_CONFIG_BYTES;
@@ -24,6 +26,20 @@ pub(super) fn read(json: &[u8]) -> Result<RawConfig, ConfigError> {
             ),
         ));
     }
+    // serde_path_to_error keeps the path of every value as it goes, an
+    // allocation per object key: a configuration of 10,000 operations read
+    // in about half the time without it. So the document is read plainly,
+    // and only one that is refused is read again to say where.
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    if let Ok(Object(raw)) = Object::<RawConfig>::deserialize(&mut deserializer) {
+        // Whitespace may follow the object; anything else was meant to be
+        // part of the configuration, or is garbage: either way not applied
+        // silently.
+        deserializer
+            .end()
+            .map_err(|err| ConfigError::new("", format!("{} after the configuration object", strip_position(&err))))?;
+        return Ok(raw);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let Object(raw) = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = field_path(err.path());
@@ -38,8 +54,6 @@ pub(super) fn read(json: &[u8]) -> Result<RawConfig, ConfigError> {
         };
         ConfigError::new(path, message)
     })?;
-    // Whitespace may follow the object; anything else was meant to be part
-    // of the configuration, or is garbage: either way not applied silently.
     deserializer
         .end()
         .map_err(|err| ConfigError::new("", format!("{} after the configuration object", strip_position(&err))))?;

@@ -46,6 +46,7 @@ pub(super) struct Settings {
 }
 
 /// Every setting of one operation, resolved.
+#[derive(Clone)]
 pub(super) struct Resolved {
     pub mode: Mode,
     pub sample_per_million: u32,
@@ -148,7 +149,10 @@ impl Settings {
                 .name_keys
                 .map(|keys| name_keys(keys, &field("name_keys")))
                 .transpose()?,
-            shadow_headers: HeaderRulesLayer::compile(raw.shadow_headers.map(|r| r.0), &field("shadow_headers"))?,
+            shadow_headers: match raw.shadow_headers {
+                Some(rules) => HeaderRulesLayer::compile(Some(rules.0), &field("shadow_headers"))?,
+                None => HeaderRulesLayer::default(),
+            },
             evidence: EvidenceLayer::compile(raw.evidence.map(|e| e.0), at)?,
             auto_promote: raw.auto_promote,
             rollback_below: raw

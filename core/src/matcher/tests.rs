@@ -13,12 +13,12 @@ fn matcher(routes: &[(&str, &str)]) -> Matcher {
     matcher
 }
 
-fn lit(s: &str) -> Segment {
-    Segment::Literal(s.to_string())
+fn lit(s: &str) -> Segment<'_> {
+    Segment::Literal(s)
 }
 
-fn param(s: &str) -> Segment {
-    Segment::Param(s.to_string())
+fn param(s: &str) -> Segment<'_> {
+    Segment::Param(s)
 }
 
 #[test]
