@@ -107,6 +107,9 @@ pub struct Vm {
     pub route_checks: RouteChecks,
     /// Evidence records waiting for the collector, and posts in flight.
     pub evidence: Evidence,
+    /// The configuration this VM installed last: what a root still
+    /// applying a newer one serves with meanwhile (`root.rs`).
+    pub serving: Option<Rc<Plugin>>,
 }
 
 impl Vm {

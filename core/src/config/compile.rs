@@ -3,7 +3,7 @@
 //! in the matcher), stopping at the first error.
 
 use super::error::Field;
-use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
+use super::raw::{Object, RawBackend, RawConfig, RawIdentity, RawOperation, RawSettings};
 use super::settings::{Resolved, Settings};
 use super::{evidence, names};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
@@ -14,69 +14,132 @@ use crate::matcher::{parse_template, Matcher};
 use crate::plan::{Backend, Operation, Plan};
 
 pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
-    let revision = raw.revision.as_deref().map(names::revision).transpose()?;
-    let route_header = match raw.route_header {
-        Some(name) => names::routing_header(&name, "route_header")?,
-        None => DEFAULT_ROUTE_HEADER.to_string(),
-    };
-    let operation_header = raw
-        .operation_header
-        .map(|name| names::routing_header(&name, "operation_header"))
-        .transpose()?;
-    if operation_header.as_deref() == Some(route_header.as_str()) {
-        // The filter overwrites the route header: the operation id would be lost.
-        return Err(ConfigError::new(
-            "operation_header",
-            format!("\"{route_header}\" is also the route_header; they must differ"),
-        ));
-    }
-    let max_inflight_shadows = raw.max_inflight_shadows.unwrap_or(DEFAULT_MAX_INFLIGHT_SHADOWS);
-    if max_inflight_shadows == 0 || max_inflight_shadows > MAX_INFLIGHT_SHADOWS {
-        return Err(ConfigError::new(
-            "max_inflight_shadows",
-            format!("must be between 1 and {MAX_INFLIGHT_SHADOWS}"),
-        ));
-    }
-    let hosts = raw.hosts.as_deref().map(|list| hosts(list, "hosts")).transpose()?;
-    let legacy = top_backend(&raw.legacy.0, "legacy")?;
-    let candidate = top_backend(&raw.candidate.0, "candidate")?;
-    // Compiled once, and reported at `defaults.*` even when no operation
-    // inherits them.
-    let defaults = Settings::compile(raw.defaults.0, "defaults")?;
-    let evidence_collector = raw.evidence_collector.map(|c| evidence::collector(c.0)).transpose()?;
-    if raw.operations.len() > MAX_OPERATIONS {
-        return Err(ConfigError::new(
-            "operations",
-            format!("{} operations, at most {MAX_OPERATIONS}", raw.operations.len()),
-        ));
+    Compiler::start(raw)?.finish()
+}
+
+/// A configuration being compiled, operation by operation: [`Compiler::step`]
+/// compiles at most so many, so that a VM serving requests can apply a
+/// large configuration between them instead of holding them all up (the
+/// filter's root does, `src/root.rs`). Compiled to the end, it is the same
+/// plan and the same first error as [`super::parse`]'s.
+pub struct Compiler {
+    plan: Plan,
+    defaults: Settings,
+    /// The settings of an operation that sets none of its own: resolved
+    /// once, at the first such operation (so an error there is reported
+    /// there), and copied to the others.
+    inherited: Option<Resolved>,
+    operations: std::iter::Enumerate<std::vec::IntoIter<Object<RawOperation>>>,
+}
+
+impl Compiler {
+    /// Compiles everything but the operations.
+    pub(super) fn start(raw: RawConfig) -> Result<Compiler, ConfigError> {
+        let revision = raw.revision.as_deref().map(names::revision).transpose()?;
+        let route_header = match raw.route_header {
+            Some(name) => names::routing_header(&name, "route_header")?,
+            None => DEFAULT_ROUTE_HEADER.to_string(),
+        };
+        let operation_header = raw
+            .operation_header
+            .map(|name| names::routing_header(&name, "operation_header"))
+            .transpose()?;
+        if operation_header.as_deref() == Some(route_header.as_str()) {
+            // The filter overwrites the route header: the operation id would be lost.
+            return Err(ConfigError::new(
+                "operation_header",
+                format!("\"{route_header}\" is also the route_header; they must differ"),
+            ));
+        }
+        let max_inflight_shadows = raw.max_inflight_shadows.unwrap_or(DEFAULT_MAX_INFLIGHT_SHADOWS);
+        if max_inflight_shadows == 0 || max_inflight_shadows > MAX_INFLIGHT_SHADOWS {
+            return Err(ConfigError::new(
+                "max_inflight_shadows",
+                format!("must be between 1 and {MAX_INFLIGHT_SHADOWS}"),
+            ));
+        }
+        let hosts = raw.hosts.as_deref().map(|list| hosts(list, "hosts")).transpose()?;
+        let legacy = top_backend(&raw.legacy.0, "legacy")?;
+        let candidate = top_backend(&raw.candidate.0, "candidate")?;
+        // Compiled once, and reported at `defaults.*` even when no operation
+        // inherits them.
+        let defaults = Settings::compile(raw.defaults.0, "defaults")?;
+        let evidence_collector = raw.evidence_collector.map(|c| evidence::collector(c.0)).transpose()?;
+        if raw.operations.len() > MAX_OPERATIONS {
+            return Err(ConfigError::new(
+                "operations",
+                format!("{} operations, at most {MAX_OPERATIONS}", raw.operations.len()),
+            ));
+        }
+        let plan = Plan {
+            revision: revision.unwrap_or_default(),
+            route_header,
+            operation_header,
+            max_inflight_shadows,
+            hosts,
+            legacy,
+            candidate,
+            evidence_collector,
+            operations: Vec::with_capacity(raw.operations.len()),
+            matcher: Matcher::default(),
+            by_id: hashbrown::HashMap::with_capacity(raw.operations.len()),
+            literals: hashbrown::HashSet::new(),
+        };
+        Ok(Compiler {
+            plan,
+            defaults,
+            inherited: None,
+            operations: raw.operations.into_iter().enumerate(),
+        })
     }
 
-    let mut plan = Plan {
-        revision: revision.unwrap_or_default(),
-        route_header,
-        operation_header,
-        max_inflight_shadows,
-        hosts,
-        legacy,
-        candidate,
-        evidence_collector,
-        operations: Vec::with_capacity(raw.operations.len()),
-        matcher: Matcher::default(),
-        by_id: hashbrown::HashMap::with_capacity(raw.operations.len()),
-        literals: hashbrown::HashSet::new(),
-    };
-    // The settings of an operation that sets none of its own: resolved
-    // once, at the first such operation (so an error there is reported
-    // there), and copied to the others.
-    let mut inherited = None;
-    for (index, op) in raw.operations.into_iter().enumerate() {
+    /// Compiles at most `budget` more operations; true once none is left.
+    /// After an error the compiler is of no further use.
+    pub fn step(&mut self, budget: usize) -> Result<bool, ConfigError> {
+        for _ in 0..budget {
+            let Some((index, op)) = self.operations.next() else {
+                return Ok(true);
+            };
+            self.operation(index, op)?;
+        }
+        Ok(self.operations.len() == 0)
+    }
+
+    /// Operations not compiled yet.
+    pub fn remaining(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Compiles what is left and checks the configuration as a whole.
+    pub fn finish(mut self) -> Result<Plan, ConfigError> {
+        self.step(usize::MAX)?;
+        let plan = self.plan;
+        if !plan.operations.iter().any(|op| op.evidence.is_some()) {
+            if let Some(at) = self.defaults.evidence.unused() {
+                return Err(ConfigError::new(
+                    at,
+                    "no operation has evidence.enabled: this has no effect",
+                ));
+            }
+            if plan.evidence_collector.is_some() {
+                return Err(ConfigError::new(
+                    "evidence_collector",
+                    "no operation has evidence.enabled: nothing would be sent to it",
+                ));
+            }
+        }
+        Ok(plan)
+    }
+
+    fn operation(&mut self, index: usize, op: Object<RawOperation>) -> Result<(), ConfigError> {
+        let plan = &mut self.plan;
         // Not format!: its machinery cost more than the rest of the name.
         let mut at = String::with_capacity(24);
         at.push_str("operations[");
         at.push_str(&index.to_string());
         at.push(']');
         let (identity, own) = op.0.split();
-        let operation = operation(&plan, identity, own, &defaults, &mut inherited, &at)?;
+        let operation = operation(plan, identity, own, &self.defaults, &mut self.inherited, &at)?;
         if operation.evidence.is_some() && plan.evidence_collector.is_none() {
             return Err(ConfigError::new(
                 format!("{at}.evidence.enabled"),
@@ -89,23 +152,8 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
                 plan.literals.insert(segment.to_string());
             }
         }
-        add(&mut plan, operation, index, &at)?;
+        add(plan, operation, index, &at)
     }
-    if !plan.operations.iter().any(|op| op.evidence.is_some()) {
-        if let Some(at) = defaults.evidence.unused() {
-            return Err(ConfigError::new(
-                at,
-                "no operation has evidence.enabled: this has no effect",
-            ));
-        }
-        if plan.evidence_collector.is_some() {
-            return Err(ConfigError::new(
-                "evidence_collector",
-                "no operation has evidence.enabled: nothing would be sent to it",
-            ));
-        }
-    }
-    Ok(plan)
 }
 
 fn operation(

@@ -28,6 +28,7 @@ mod settings;
 /// Defined with the other bounds on bodies; named here too, with the other
 /// defaults.
 pub use crate::limits::DEFAULT_MAX_BODY_BYTES;
+pub use compile::Compiler;
 pub use error::ConfigError;
 
 use crate::plan::Plan;
@@ -42,6 +43,24 @@ pub const DEFAULT_MAX_DIFF_PATHS: usize = 20;
 /// Parses and validates a plugin configuration, compiling it into a [`Plan`].
 pub fn parse(json: &[u8]) -> Result<Plan, ConfigError> {
     compile::compile(read::read(json)?)
+}
+
+/// Reads a plugin configuration and compiles everything but its
+/// operations; [`Compiler::step`] compiles those, a slice at a time.
+pub fn compiler(json: &[u8]) -> Result<Compiler, ConfigError> {
+    Compiler::start(read::read(json)?)
+}
+
+/// Which configuration `json` is, for telling VMs of one proxy that it
+/// was validated: FNV-1a over the bytes (not a defence against anyone: the
+/// bytes come from the operator's own control plane).
+pub fn fingerprint(json: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in json {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 impl Plan {

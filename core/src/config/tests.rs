@@ -877,6 +877,7 @@ mod guards;
 mod headers;
 mod merge;
 mod scoping;
+mod slices;
 
 #[test]
 fn an_array_is_not_an_object_even_with_the_fields_in_order() {
