@@ -128,6 +128,10 @@ def one_run(wasm, n):
     return {
         "applied_after_s": applied_after_s,
         "before_max_ms": max(before) * 1000 if before else None,
+        "before_n": len(before),
+        # The load generator's own stalls (Python threads on a shared
+        # machine) show here as well: the baseline for the count after.
+        "before_over_50ms": sum(1 for d in before if d > 0.05),
         "after_n": len(after),
         "after_s": end - push,
         "after_max_ms": max(after) * 1000 if after else None,
@@ -154,7 +158,7 @@ def main():
             r = one_run(wasm[name], args.operations)
             runs[name].append(r)
             applied = f"{r['applied_after_s']:.1f} s" if r["applied_after_s"] is not None else "NOT in time"
-            print(f"round {rnd} {name}: applied after {applied}; before max {r['before_max_ms']:.1f} ms; "
+            print(f"round {rnd} {name}: applied after {applied}; before the push ({BEFORE_S:g} s): {r['before_n']} requests, max {r['before_max_ms']:.1f} ms, {r['before_over_50ms']} over 50 ms; "
                   f"from the push until {SETTLE_S:g} s after it was live ({r['after_s']:.0f} s): {r['after_n']} requests, max {r['after_max_ms']:.1f} ms, "
                   f"p99 {r['after_p99_ms']:.1f} ms, {r['over_50ms']} over 50 ms, {r['timeouts']} held past {CLIENT_TIMEOUT_S} s; "
                   f"RSS {r['rss_before_mib']:.1f} -> {r['rss_after_mib']:.1f} MiB", flush=True)
@@ -164,7 +168,7 @@ def main():
         print(f"{name}: live after (median) {statistics.median(live) if live else float('nan'):.1f} s, "
               f"max after push median {statistics.median(r['after_max_ms'] for r in rs):.1f} ms, "
               f"p99 median {statistics.median(r['after_p99_ms'] for r in rs):.1f} ms, "
-              f"over 50 ms {[r['over_50ms'] for r in rs]}, "
+              f"over 50 ms {[r['over_50ms'] for r in rs]} (before the push {[r['before_over_50ms'] for r in rs]}), "
               f"RSS growth median {statistics.median(r['rss_after_mib'] - r['rss_before_mib'] for r in rs):.1f} MiB")
 
 
