@@ -116,6 +116,13 @@ impl<H: Host + Clone> Root<H> {
             match compiler.step(OPERATIONS_PER_SLICE) {
                 Ok(true) => {}
                 Ok(false) => {
+                    self.host.log(
+                        log::Level::Info,
+                        &format!(
+                            "parallel-run: configuration validated; applying its other {} operations {OPERATIONS_PER_SLICE} per tick",
+                            compiler.remaining()
+                        ),
+                    );
                     self.compiling = Some(compiler);
                     self.host.set_tick_period(SLICE_TICK);
                     return true;

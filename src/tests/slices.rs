@@ -48,6 +48,11 @@ fn a_validated_configuration_is_applied_a_slice_per_tick_while_the_previous_one_
         worker.fake.take_hostcalls().contains(&"set_tick_period"),
         "the next slice is a tick away"
     );
+    assert!(worker
+        .fake
+        .logs()
+        .iter()
+        .any(|l| l.contains("configuration validated; applying its other 700 operations 500 per tick")));
     // Not applied yet: the stream runs the previous configuration.
     let stream = |root: &Root<_>| {
         worker.fake.state().request_headers = vec![
