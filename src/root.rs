@@ -364,12 +364,19 @@ impl<H: Host + Clone> Context for Root<H> {
     /// not done alive, with its callouts, so the comparisons in flight still
     /// complete; after the longest shadow timeout the rest are abandoned.
     fn on_done(&mut self) -> bool {
+        // Replaced before it was applied: it never will be, and never
+        // replaces what the VM serves.
+        self.compiling = None;
         if self.calls.is_empty() && self.posts.is_empty() {
             return true;
         }
+        // A root still applying its configuration made calls for streams
+        // of the VM's previous one.
+        let serving = self.vm.borrow().serving.clone();
         let longest_ms = self
             .plugin
             .as_ref()
+            .or(serving.as_ref())
             .and_then(|p| p.plan.operations.iter().map(|op| op.shadow_timeout_ms).max())
             .unwrap_or(0);
         self.retiring = Some(longest_ms / 1000 + 2);
@@ -432,7 +439,9 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
     }
 
     fn on_tick(&mut self) {
-        if self.compiling.is_some() {
+        if self.retiring.is_none() && self.compiling.is_some() {
+            // Its streams' work is the VM's, whichever configuration they run.
+            self.run_pending_work();
             self.compile_slice();
             return;
         }

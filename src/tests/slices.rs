@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use proxy_wasm::traits::RootContext;
+use proxy_wasm::traits::{Context, RootContext};
 
 use super::{Vmx, CONFIG};
 use crate::root::Root;
@@ -139,4 +139,31 @@ fn a_fresh_vm_compiles_even_a_validated_configuration_whole() {
     let mut stream = fresh.root.stream().expect("configured");
     proxy_wasm::traits::HttpContext::on_http_request_headers(&mut stream, 3, true);
     assert_eq!(fresh.fake.metric("parallel_run.operation.op1100.requests"), 1);
+}
+
+#[test]
+fn a_root_replaced_before_its_configuration_was_applied_never_applies_it() {
+    let worker = Vmx::start(CONFIG);
+    let config = big(1_200);
+    let _validator = Vmx::on(worker.fake.clone(), &config);
+    let (mut root, accepted) = push(&worker, &config);
+    assert!(accepted);
+    // The next push replaces it while it compiles.
+    assert!(root.on_done(), "no calls open: done at once");
+    for _ in 0..3 {
+        root.on_tick();
+    }
+    let applied = worker
+        .fake
+        .logs()
+        .iter()
+        .filter(|l| l.contains("configuration applied: revision=\"big\""))
+        .count();
+    assert_eq!(applied, 1, "the validator's only");
+    assert!(root.stream().is_some_and(|_| worker
+        .vm
+        .borrow()
+        .serving
+        .as_ref()
+        .is_some_and(|p| p.plan.revision == "r1")));
 }
