@@ -85,7 +85,9 @@ pub struct Operation {
     pub learn_noise: bool,
     /// Distinct differing paths counted per operation; more go to overflow.
     pub max_diff_paths: usize,
-    pub compare: CompareRules,
+    /// Shared by every operation that inherits its rules whole: 248 bytes
+    /// each, inline, of a configuration's 10,000.
+    pub compare: std::sync::Arc<CompareRules>,
     /// The readiness rule ([`crate::window`]).
     pub readiness: crate::window::Rule,
     /// `None` when the circuit breaker is switched off.

@@ -58,7 +58,7 @@ pub(super) struct Resolved {
     pub noise_per_million: u32,
     pub learn_noise: bool,
     pub max_diff_paths: usize,
-    pub compare: CompareRules,
+    pub compare: std::sync::Arc<CompareRules>,
     pub readiness: Rule,
     pub circuit_breaker: Option<breaker::Settings>,
     pub key_names: KeyNames,
@@ -203,10 +203,11 @@ impl Settings {
                 .or(base.max_diff_paths)
                 .unwrap_or(DEFAULT_MAX_DIFF_PATHS),
             // A gzip or deflate body is decoded into no more than a body may be.
-            compare: self
-                .compare
-                .over(&base.compare)
-                .into_rules(max_body_bytes, key_names.clone()),
+            compare: std::sync::Arc::new(
+                self.compare
+                    .over(&base.compare)
+                    .into_rules(max_body_bytes, key_names.clone()),
+            ),
             readiness: self.readiness.resolve(&base.readiness),
             circuit_breaker: self.circuit_breaker.resolve(&base.circuit_breaker),
             key_names,
