@@ -159,10 +159,11 @@ clean:
 # ---------------------------------------------------------------- benchmark
 
 # Proxy CPU per request, throughput, latency and memory of parallel-run next
-# to plain Envoy, Envoy's native mirror and an empty proxy-wasm module, in
+# to plain Envoy, Envoy's native mirror, an empty proxy-wasm module and a
+# minimal shadowing one (bench/shadow-floor/, built by bench/run.py), in
 # interleaved rounds. Load generators: wrk (closed loop; a Debian package)
 # and oha (fixed rate; installed here on first use, ~5 minutes to compile).
-# About 11 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
+# About 14 minutes; `make bench BENCH_ARGS=--quick` takes about one. See
 # bench/README.md; results go to bench/RESULTS.md.
 OHA_VERSION := 1.14.0
 OHA := $(TOOLS)/bin/oha

@@ -1,6 +1,7 @@
 """parallel-run benchmark: what the filter costs, in proxy CPU per request,
 throughput, latency and memory, next to plain Envoy, Envoy's native mirror
-and an empty proxy-wasm module. Run it with `make bench` (see
+an empty proxy-wasm module and a minimal shadowing one (the shadow
+floor). Run it with `make bench` (see
 bench/README.md); `make bench BENCH_ARGS=--quick` for a one-minute run.
 
 Everything runs on 127.0.0.1:
@@ -13,7 +14,7 @@ Everything runs on 127.0.0.1:
     the two generators) as load generators.
 
 Setups (bench/setups.py), interleaved in rounds: envoy, mirror, empty,
-pr-legacy, pr-shadow, pr-legacy-2001. Each run: warm-up, closed loop
+shadow-floor, pr-legacy, pr-shadow, pr-legacy-2001. Each run: warm-up, closed loop
 (saturation), closed loop with the other generator, fixed rate; the proxy's
 CPU time (/proc/PID/stat) over each, divided by the requests it served.
 Then the body-size sweep (mirror and pr-shadow, 1 KiB to 512 KiB).
@@ -135,6 +136,8 @@ def measure(setup, size, tmp, backend, args, body_files, wasm, tag, phases):
             found, waited, drained = setups.drain(envoy, [OPERATION], args.drain_timeout)
             run["counters"], run["drain_s"], run["drained"] = found[OPERATION], waited, drained
         run["clusters"] = envoy.stats(filter=r"^cluster\.(legacy|candidate)\.upstream_rq_completed$")
+        if setup.kind == "shadow-floor":
+            run["floor"] = floor_counters(envoy, args.drain_timeout)
         run["log_problems"] = setups.log_problems(envoy)
         if run["log_problems"]:
             OUT.mkdir(exist_ok=True)
@@ -142,6 +145,19 @@ def measure(setup, size, tmp, backend, args, body_files, wasm, tag, phases):
     finally:
         envoy.stop()
     return run
+
+
+def floor_counters(envoy, timeout):
+    """The shadow floor's outcomes {matched, unmatched, failed}, once they
+    stand still (two reads 0.2 s apart; at most `timeout` s)."""
+    start, last = time.monotonic(), None
+    while True:
+        stats = envoy.stats(filter=r"^wasmcustom\.shadow_floor\.")
+        now = {k: stats.get(f"wasmcustom.shadow_floor.{k}", 0) for k in ("matched", "unmatched", "failed")}
+        if now == last or time.monotonic() - start > timeout:
+            return now
+        last = now
+        time.sleep(0.2)
 
 
 def books(run):
@@ -229,6 +245,9 @@ def figures(runs):
         "mem_2000_ops": difference(runs, "pr-legacy-2001", "pr-legacy", rss_after_mib),
         "cpu_2001_1": ratio(runs, "pr-legacy-2001", "pr-legacy", sat("proxy_us_per_req")),
         "cpu_legacy_envoy": ratio(runs, "pr-legacy", "envoy", sat("proxy_us_per_req")),
+        # Not targets: how the shadow target splits (bench/README.md "The shadow floor").
+        "cpu_floor_mirror": ratio(runs, "shadow-floor", "mirror", sat("proxy_us_per_req")),
+        "cpu_shadow_floor": ratio(runs, "pr-shadow", "shadow-floor", sat("proxy_us_per_req")),
     }
 
 
@@ -261,7 +280,8 @@ def report(runs, meta, args):
     add(f"- Machine: {m['cpu']}, {cores} cores, {m['memory']} RAM, {m['kernel']}")
     add(f"- Envoy {m['envoy']}; load generators {', '.join(m['generators'].values())};"
         f" filter {meta['wasm']} ({meta['wasm_bytes']:,} bytes); empty module {meta['empty_wasm']}"
-        f" ({meta['empty_wasm_bytes']:,} bytes)")
+        f" ({meta['empty_wasm_bytes']:,} bytes)"
+        + (f"; shadow floor {meta['floor_wasm']} ({meta['floor_wasm_bytes']:,} bytes)" if "floor_wasm" in meta else ""))
     add(f"- Proxy Envoy `--concurrency {args.proxy_concurrency}`, backend Envoy `--concurrency {args.backend_concurrency}`;"
         f" load generator, proxy and backend share the {cores} cores.")
     busy = med([r["sat"]["other_cpu_s"] / r["sat"]["elapsed_s"] for r in runs])
@@ -276,7 +296,8 @@ def report(runs, meta, args):
         f" {args.warmup} s warm-up."
         + (f" Fixed rate: oha `-q {args.rate} --latency-correction` for {args.rate_duration} s." if args.rate else "")
         + (f" Generator comparison: {other} closed loop for {args.other_duration} s." if args.other_duration else ""))
-    add(f"- {meta['rounds_done']} interleaved round(s) of {', '.join(SETUPS)}; a fresh proxy per setup and round;"
+    measured = [name for name in SETUPS if runs_of(runs, name)]
+    add(f"- {meta['rounds_done']} interleaved round(s) of {', '.join(measured)}; a fresh proxy per setup and round;"
         " medians of rounds, ratios are medians of the per-round ratios.")
     if meta.get("truncated"):
         add(f"- **Time budget reached: stopped after {meta['rounds_done']} of {args.rounds} rounds.**")
@@ -304,6 +325,16 @@ def report(runs, meta, args):
         add(f"**{starved} of {len(main)} closed loops were not bound by the proxy** (see \"Who used the CPU\"): their"
             " throughput is not the proxy's, and the throughput and saturation-p99 figures above say little. CPU per"
             " request is the figure to read; its per-round spread says how far to trust it.")
+        add("")
+    floor, own = figs["cpu_floor_mirror"], figs["cpu_shadow_floor"]
+    if floor[0] is not None:
+        add(f"**The shadow floor** (bench/shadow-floor/: the least a stock-SDK module does to shadow and compare):"
+            f" proxy CPU per request {fmt(floor[0], 3, '×')} the native mirror (per round"
+            f" {', '.join(fmt(x, 3) for x in floor[1])}), so a shadow + compare target of ≤ 1.2× the mirror is"
+            f" {'within' if floor[0] <= 1.2 else '**out of**'} reach of any filter on Envoy's wasm runtime with this SDK"
+            + (" (by the median; rounds on both sides of 1.2)." if len({x <= 1.2 for x in floor[1]}) > 1 else ".")
+            + (f" parallel-run's shadow mode is {fmt(own[0], 3, '×')} the floor (per round"
+               f" {', '.join(fmt(x, 3) for x in own[1])}): its own work above the floor." if own[0] is not None else ""))
         add("")
     add("CPU per request: the proxy process's user + system time (/proc/PID/stat, all threads) over the"
         f" {closed} closed loop, divided by the 2xx answers it served. Memory: VmRSS after the load, per-round"
@@ -357,12 +388,20 @@ def report(runs, meta, args):
         ("proxy CPU/req, pass-through / plain Envoy", "pr-legacy", "envoy", sat("proxy_us_per_req"), 3),
         ("proxy CPU/req, native mirror / plain Envoy", "mirror", "envoy", sat("proxy_us_per_req"), 3),
         ("proxy CPU/req, shadow / plain Envoy", "pr-shadow", "envoy", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req, shadow floor / native mirror", "shadow-floor", "mirror", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req, parallel-run shadow / shadow floor", "pr-shadow", "shadow-floor", sat("proxy_us_per_req"), 3),
+        ("proxy CPU/req at the fixed rate, shadow floor / mirror", "shadow-floor", "mirror", at_rate("proxy_us_per_req"),
+         3),
+        ("proxy CPU/req at the fixed rate, shadow / shadow floor", "pr-shadow", "shadow-floor",
+         at_rate("proxy_us_per_req"), 3),
         ("proxy CPU/req at the fixed rate, pass-through / empty", "pr-legacy", "empty", at_rate("proxy_us_per_req"), 3),
         ("proxy CPU/req at the fixed rate, shadow / mirror", "pr-shadow", "mirror", at_rate("proxy_us_per_req"), 3),
         ("proxy CPU/req at the fixed rate, 2,001 ops / 1", "pr-legacy-2001", "pr-legacy", at_rate("proxy_us_per_req"), 3),
         ("throughput, pass-through / plain Envoy", "pr-legacy", "envoy", sat("rps"), 3),
         ("throughput, empty module / plain Envoy", "empty", "envoy", sat("rps"), 3),
         ("throughput, 2,001 ops / 1", "pr-legacy-2001", "pr-legacy", sat("rps"), 3),
+        ("throughput, shadow floor / native mirror", "shadow-floor", "mirror", sat("rps"), 3),
+        ("throughput, parallel-run shadow / shadow floor", "pr-shadow", "shadow-floor", sat("rps"), 3),
         ("p99 at the fixed rate, pass-through / empty", "pr-legacy", "empty", at_rate("p99_ms"), 2),
     ):
         v, per = ratio(runs, a, b, key)
@@ -437,7 +476,8 @@ def report(runs, meta, args):
         add("")
         rows = []
         for label, a, b in (("pass-through / empty", "pr-legacy", "empty"), ("pass-through / plain", "pr-legacy", "envoy"),
-                            ("shadow / mirror", "pr-shadow", "mirror")):
+                            ("shadow / mirror", "pr-shadow", "mirror"), ("shadow floor / mirror", "shadow-floor", "mirror"),
+                            ("shadow / shadow floor", "pr-shadow", "shadow-floor")):
             t1, _ = ratio(runs, a, b, sat("rps"))
             t2, _ = ratio(runs, a, b, lambda r: value(r, "sat_other", "rps"))
             c1, _ = ratio(runs, a, b, sat("proxy_us_per_req"))
@@ -525,6 +565,14 @@ def report(runs, meta, args):
         add("")
         add("Native mirror for comparison (it keeps no books): legacy minus candidate upstream requests per run: "
             + ", ".join(str(g) for g in gaps) + ".")
+
+    floored = [r for r in runs if "floor" in r]
+    if floored:
+        add("")
+        add("The shadow floor's own outcomes per run (`wasmcustom.shadow_floor.*`; it keeps no other books, and"
+            " answered includes the warm-up): " + "; ".join(
+                f"{r['tag']} r{r['round']}: answered {r['answered']:,}, matched {r['floor']['matched']:,},"
+                f" unmatched {r['floor']['unmatched']:,}, failed {r['floor']['failed']:,}" for r in floored) + ".")
 
     problems = [(r, line) for r in runs for line in r["log_problems"]]
     add("")
@@ -633,16 +681,21 @@ def main():
         sys.exit(f"{source} missing: run `make bench` (it builds the filter)")
     log("building the empty proxy-wasm module (bench/empty-filter)")
     empty_source = setups.build_empty_filter()
+    log("building the shadow floor (bench/shadow-floor)")
+    floor_source = setups.build_shadow_floor()
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("proxy-*.log"):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-bench-"))
     # Private copies: a rebuild during the run must not change what is measured.
-    wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm"}
+    wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm",
+            "shadow-floor": tmp / "shadow_floor.wasm"}
     shutil.copy(source, wasm["filter"])
     shutil.copy(empty_source, wasm["empty"])
+    shutil.copy(floor_source, wasm["shadow-floor"])
     deadline = setups.STARTED + args.max_minutes * 60
-    meta = setups.header("BENCH_COMMAND", "bench.run", ("oha", "wrk"), wasm=source, empty_wasm=empty_source)
+    meta = setups.header("BENCH_COMMAND", "bench.run", ("oha", "wrk"), wasm=source, empty_wasm=empty_source,
+                         floor_wasm=floor_source)
     meta.update(load_before=load_average(), rounds_done=0)
     body_files = setups.request_bodies(tmp)
     backend = setups.BackendEnvoy(tmp, args.backend_concurrency)
@@ -664,6 +717,8 @@ def main():
         if setup.books:
             c = run["counters"]
             extra = f" | requests {c['requests']} shadowed {c['shadowed']} settled {settled(c)} complete={books(run)['complete']}"
+        elif "floor" in run:
+            extra = " | " + " ".join(f"{k} {v}" for k, v in run["floor"].items())
         rate = (f" | @{phases['rate']}/s {run['rate']['proxy_us_per_req'] or 0:.1f} µs/req p99 {run['rate']['p99_ms']:.2f} ms"
                 if "rate" in run else "")
         log(f"{tag} {rnd} {size:>4} {setup.name:14}: {s['rps']:8,.0f} req/s {s['proxy_us_per_req'] or 0:6.1f} µs/req"

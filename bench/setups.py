@@ -34,6 +34,9 @@ PR_WASM = REPO / "target/wasm32-wasip1/release/parallel_run.wasm"
 EMPTY_SRC = BENCH / "empty-filter"
 EMPTY_TARGET = REPO / "target" / "empty-filter"
 EMPTY_WASM = EMPTY_TARGET / "wasm32-wasip1/release/empty_filter.wasm"
+FLOOR_SRC = BENCH / "shadow-floor"
+FLOOR_TARGET = REPO / "target" / "shadow-floor"
+FLOOR_WASM = FLOOR_TARGET / "wasm32-wasip1/release/shadow_floor.wasm"
 
 SIZES = {"1k": 1024, "2k": 2048, "64k": 64 * 1024, "512k": 512 * 1024}
 MAIN_SIZE = "2k"
@@ -210,7 +213,8 @@ class Setup:
     """One proxy configuration under test.
 
     `start(tmp, backend, concurrency, wasm)` returns a started testbed Envoy;
-    `wasm` overrides the module (parallel-run's, or the empty one's).
+    `wasm` overrides the module (parallel-run's, the empty one's or the
+    shadow floor's).
     `shadows`: every request is also sent to the candidate; `books`: the
     filter's counters are read and checked after the load.
     """
@@ -218,7 +222,7 @@ class Setup:
     def __init__(self, name, label, kind, mode=None, extra_operations=0):
         self.name, self.label, self.kind, self.mode = name, label, kind, mode
         self.extra_operations = extra_operations
-        self.shadows = kind == "mirror" or mode == "shadow"
+        self.shadows = kind in ("mirror", "shadow-floor") or mode == "shadow"
         self.books = kind == "filter"
 
     def start(self, tmp, backend, concurrency, wasm=None):
@@ -232,6 +236,11 @@ class Setup:
             # The same bootstrap as the filter's (header guard, routes); the empty
             # module sets no route header, so the fallback route to legacy serves.
             return Envoy(tmp, clusters, wasm_path=wasm or EMPTY_WASM, config={"ignored": True}, **common)
+        if self.kind == "shadow-floor":
+            # The filter's shadow bootstrap too; the module shadows every
+            # request to the candidate cluster, reads no configuration and
+            # sets no route header (the fallback route to legacy serves).
+            return Envoy(tmp, clusters, wasm_path=wasm or FLOOR_WASM, config={"ignored": True}, **common)
         return Envoy(tmp, clusters, wasm_path=wasm or PR_WASM,
                      config=plugin_config(self.mode, self.extra_operations), **common)
 
@@ -240,6 +249,7 @@ SETUPS = {s.name: s for s in (
     Setup("envoy", "Envoy, no filter", "envoy"),
     Setup("mirror", "Envoy + native request_mirror_policies", "mirror"),
     Setup("empty", "Envoy + empty proxy-wasm module (the floor)", "empty"),
+    Setup("shadow-floor", "Envoy + minimal shadowing wasm module (the shadow floor)", "shadow-floor"),
     Setup("pr-legacy", "parallel-run, mode legacy (pass-through)", "filter", "legacy"),
     Setup("pr-shadow", "parallel-run, mode shadow (shadow + compare)", "filter", "shadow"),
     Setup("pr-legacy-2001", f"parallel-run pass-through, {EXTRA_OPERATIONS + 1:,} operations", "filter", "legacy",
@@ -247,15 +257,25 @@ SETUPS = {s.name: s for s in (
 )}
 
 
-def build_empty_filter():
-    """Build bench/empty-filter (its own cargo workspace, proxy-wasm 0.2.5)
-    into target/empty-filter/; a no-op when it is up to date."""
-    cmd = ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--manifest-path", str(EMPTY_SRC / "Cargo.toml")]
-    env = {**os.environ, "CARGO_TARGET_DIR": str(EMPTY_TARGET)}
+def build_module(src, target, wasm, what):
+    """Build a bench module (its own cargo workspace, proxy-wasm 0.2.5) from
+    `src` into `target`; a no-op when it is up to date. Returns `wasm`."""
+    cmd = ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--manifest-path", str(src / "Cargo.toml")]
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
-        sys.exit(f"building the empty filter failed:\n{out.stderr[-3000:]}")
-    return EMPTY_WASM
+        sys.exit(f"building {what} failed:\n{out.stderr[-3000:]}")
+    return wasm
+
+
+def build_empty_filter():
+    """Build bench/empty-filter into target/empty-filter/."""
+    return build_module(EMPTY_SRC, EMPTY_TARGET, EMPTY_WASM, "the empty filter")
+
+
+def build_shadow_floor():
+    """Build bench/shadow-floor into target/shadow-floor/."""
+    return build_module(FLOOR_SRC, FLOOR_TARGET, FLOOR_WASM, "the shadow floor")
 
 
 # ---------------------------------------------------------------- after the load
