@@ -79,16 +79,20 @@ impl<H: Host> Stream<H> {
         // A client's route header reached the filter: the header guard is
         // not in place, and Envoy may have routed by the client's copy.
         let client_routed = headers.get(&plan.route_header).is_some();
-        self.host.set_request_header(&plan.route_header, &backend.cluster);
         // Only the filter marks shadow copies: a client's marker could make
         // a service treat a real request as a shadow and skip its effects.
         if headers.get(SHADOW_MARKER_HEADER).is_some() {
             self.host.remove_request_header(SHADOW_MARKER_HEADER);
         }
-        if let Some(authority) = &backend.authority {
-            self.host.set_request_header(":authority", authority);
-        }
+        // A request the fallback route already sends where the filter
+        // would is left as it is: writing the route header there changed
+        // nothing but cost a hostcall, and Envoy picking the route again
+        // (it does on every request-header write).
         if needs_new_route(plan, backend, client_routed) {
+            self.host.set_request_header(&plan.route_header, &backend.cluster);
+            if let Some(authority) = &backend.authority {
+                self.host.set_request_header(":authority", authority);
+            }
             self.host.clear_route_cache();
         }
 
