@@ -101,13 +101,15 @@ impl Readiness {
     }
 
     /// A configuration was accepted: the leader sets its gauges now.
-    pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
-        if host
+    /// True when this VM leads.
+    pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) -> bool {
+        let leads = host
             .now_s()
-            .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s))
-        {
+            .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s));
+        if leads {
             let _ = self.publish(host, plugin, &mut Budget::per_tick());
         }
+        leads
     }
 
     /// Sets the configuration gauges of `plugin`, and defines the outcome
@@ -136,19 +138,20 @@ impl Readiness {
         Ok(())
     }
 
-    pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
+    /// One tick: true when this VM leads.
+    pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) -> bool {
         let Some(now_s) = host.now_s() else {
-            return;
+            return false;
         };
         if !self.lead(host, vm_number, now_s) {
-            return;
+            return false;
         }
         let budget = &mut Budget::per_tick();
         // Spent: it goes on at the next tick.
         let _ = self.publish(host, plugin, budget);
         self.ticks += 1;
         if self.ticks % EVALUATE_EVERY_TICKS != 1 {
-            return;
+            return true;
         }
         let plan = &plugin.plan;
         let live: HashSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
@@ -204,5 +207,6 @@ impl Readiness {
             set(Gauge::Ready, u64::from(ready));
             set(Gauge::ReadyForS, if evaluation.meets.is_ok() { held_for } else { 0 });
         }
+        true
     }
 }
