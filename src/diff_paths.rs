@@ -14,11 +14,11 @@
 //! remembers what it saw admitted in the current revision, so a known path
 //! costs no read of shared data.
 //!
-//! Taking up a revision costs a VM's configuration two shared-data calls,
-//! whatever the number of operations: with 10,000 operations, replacing
-//! every list at configuration took 26 ms of every worker, each of the
-//! 10,000 writes under Envoy's process-wide shared-data lock (bench/push.py,
-//! 2026-12-02). Instead:
+//! Taking up a revision costs a worker's configuration one shared-data
+//! read, whatever the number of operations: with 10,000 operations,
+//! replacing every list at configuration took 26 ms of every worker, each
+//! of the 10,000 writes under Envoy's process-wide shared-data lock
+//! (bench/push.py, 2026-12-02); now 0.03–0.8 ms. Instead:
 //!
 //! - One key, [`REVISION_KEY`], names the revision configured last and a
 //!   digest of its operation ids. The first VM to take up a revision
@@ -26,7 +26,10 @@
 //!   a write for a new one), then writes that key; the next VMs find it and
 //!   walk nothing. In Envoy that first VM is the configuration canary on
 //!   the main thread, which applies every configuration before the workers
-//!   get it: the walk never runs on a worker unless two pushes overlap.
+//!   get it: the walk never runs on a worker unless two pushes overlap
+//!   (10,000 operations: 85 ms there creating them, 166 ms reading them on
+//!   a push of the same ones, on the busy 2-core machine; no client
+//!   request waits for the main thread).
 //!   Lists are created there only: a key that does not exist has no
 //!   compare-and-swap token, and two VMs creating one at once could each
 //!   take the last slot.
@@ -39,8 +42,9 @@
 //!   readiness leader alone (readiness.rs), [`SWEEP_PER_TICK`] operations
 //!   at its configuration and at each tick: every old list's gauges are 0
 //!   within `operations / SWEEP_PER_TICK` ticks of the leader after the
-//!   push (10,000 operations: 5 s), a few more when many old lists had
-//!   paths ([`SWEEP_DEFINES`]).
+//!   push (10,000 operations: 40 s), a few more when many old lists had
+//!   paths ([`SWEEP_DEFINES`]), and at the first tick for up to
+//!   [`SWEEP_PER_TICK`] operations.
 //!
 //! A VM still on the previous revision counts the paths it knows admitted
 //! there until its configuration arrives, so an old gauge it sets after
@@ -59,14 +63,19 @@ use crate::vm::OperationRef;
 const REVISION_KEY: &str = "parallel_run.diff_paths.revision";
 
 /// Operations the leader's sweep looks at per call: one shared-data read
-/// each, and a write and gauge settings for an old list.
-pub const SWEEP_PER_TICK: usize = 2_000;
+/// each, and a write and gauge settings for an old list. Timed in Envoy
+/// with 10,000 operations (bench/push.py's configuration, 2026-12-02, on
+/// the busy 2-core machine): 2,000 lists of the current revision took a
+/// tick 4.4–11 ms (2.2 µs each at best), 2,000 lists of the previous one,
+/// replaced, 8–17 ms (4 µs at best). 250 is about 1 ms, beside the
+/// leader's own [`crate::metrics::DEFINES_PER_TICK`] in the same tick.
+pub const SWEEP_PER_TICK: usize = 250;
 
 /// Gauge definitions a sweep makes in the leader's VM before it stops (it
 /// finishes the list at hand: at most `MAX_DIFF_PATHS` + 1 more). A gauge
-/// the leader never set needs a definition, about 18 µs each in Envoy
-/// (metrics.rs, DEFINES_PER_TICK).
-pub const SWEEP_DEFINES: usize = 100;
+/// the leader never set needs a definition, about 19 µs each in Envoy at
+/// best ([`crate::metrics::DEFINES_PER_TICK`]): 50 is about 1 ms.
+pub const SWEEP_DEFINES: usize = 50;
 
 fn shared_key(operation_id: &str) -> String {
     format!("parallel_run.diff_paths.{operation_id}")
