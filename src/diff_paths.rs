@@ -278,7 +278,7 @@ impl DiffPaths {
         if self.sweep.0 != revision {
             self.sweep = (revision, 0);
         }
-        if self.sweep.1 >= plan.operations.len() || !configured_last(host).is_some_and(|(last, _)| last == revision) {
+        if self.sweep.1 >= plan.operations.len() || configured_last(host).is_none_or(|(last, _)| last != revision) {
             return;
         }
         let mut defined = 0;
