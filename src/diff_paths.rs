@@ -67,8 +67,9 @@ const REVISION_KEY: &str = "parallel_run.diff_paths.revision";
 /// with 10,000 operations (bench/push.py's configuration, 2026-12-02, on
 /// the busy 2-core machine): 2,000 lists of the current revision took a
 /// tick 4.4–11 ms (2.2 µs each at best), 2,000 lists of the previous one,
-/// replaced, 8–17 ms (4 µs at best). 250 is about 1 ms, beside the
-/// leader's own [`crate::metrics::DEFINES_PER_TICK`] in the same tick.
+/// replaced, 8–17 ms (4 µs at best). 250 is about 1 ms (0.4–10 ms
+/// measured at load 4.5), beside the leader's own
+/// [`crate::metrics::DEFINES_PER_TICK`] in the same tick.
 pub const SWEEP_PER_TICK: usize = 250;
 
 /// Gauge definitions a sweep makes in the leader's VM before it stops (it

@@ -158,8 +158,9 @@ pub const OUTCOMES: [Counter; 6] = [
 /// 2026-12-02, host.now() around the calls), a leader's tick that made 500
 /// definitions took 9.6 ms at best and 20–150 ms while other builds ran
 /// on the 2 cores (about 19 µs each at best). 200 per tick is about 4 ms
-/// there at best; 10,000 new operations' 60,000 gauges then take 300
-/// ticks, five minutes.
+/// there at best (8–25 ms measured with 200 at load 4.5 on the 2 cores);
+/// 10,000 new operations' 60,000 gauges then take 300 ticks, five
+/// minutes.
 pub const DEFINES_PER_TICK: usize = 200;
 
 /// What is left of a tick's [`DEFINES_PER_TICK`].
