@@ -15,7 +15,11 @@
 //! the operations whose mode shadows (defining their counters in its own
 //! VM, as a read needs a handle), and those that left shadowing while it
 //! had a window for them, so that their `ready` drops; an operation that
-//! never shadowed gets no window gauges.
+//! never shadowed gets no window gauges. Both at most
+//! [`PUBLISH_PER_TICK`] operations and [`crate::metrics::DEFINES_PER_TICK`]
+//! definitions per call, so that one tick (and the leader's configuration)
+//! stalls its worker a few milliseconds at most; the root has the leader
+//! replace old diff-path lists in the same calls (diff_paths.rs).
 
 use std::rc::{Rc, Weak};
 
