@@ -15,7 +15,11 @@
 //! the operations whose mode shadows (defining their counters in its own
 //! VM, as a read needs a handle), and those that left shadowing while it
 //! had a window for them, so that their `ready` drops; an operation that
-//! never shadowed gets no window gauges.
+//! never shadowed gets no window gauges. Both at most
+//! [`PUBLISH_PER_TICK`] operations and [`crate::metrics::DEFINES_PER_TICK`]
+//! definitions per call, so that one tick (and the leader's configuration)
+//! stalls its worker a few milliseconds at most; the root has the leader
+//! replace old diff-path lists in the same calls (diff_paths.rs).
 
 use std::rc::{Rc, Weak};
 
@@ -32,6 +36,15 @@ use crate::vm::Plugin;
 /// more; evaluating every 5 s keeps the main thread's work at a fifth of a
 /// per-tick evaluation with 10,000 operations (4 reads and 9 writes each).
 pub const EVALUATE_EVERY_TICKS: u64 = 5;
+
+/// Operations whose configuration gauges the leader sets per call (its
+/// configuration, then each tick), defined or not: setting the 6 gauges of
+/// 1,000 operations it had all defined took a leader's configuration
+/// 5.8 ms in Envoy (bench/push.py's configuration with 999 operations,
+/// pushed twice, 2026-12-02, on the busy 2-core machine), about 1 µs a
+/// gauge; 250 operations is about 1.5 ms, and 10,000 operations' gauges
+/// are all set 40 ticks after a push.
+pub const PUBLISH_PER_TICK: usize = 250;
 
 /// The shared-data key of the lease: `<vm number> <expiry in seconds>`.
 const LEASE_KEY: &str = "parallel_run.readiness_lease";
@@ -101,25 +114,30 @@ impl Readiness {
     }
 
     /// A configuration was accepted: the leader sets its gauges now.
-    pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
-        if host
+    /// True when this VM leads.
+    pub fn configured(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) -> bool {
+        let leads = host
             .now_s()
-            .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s))
-        {
+            .is_some_and(|now_s| Readiness::leads(host, vm_number, now_s));
+        if leads {
             let _ = self.publish(host, plugin, &mut Budget::per_tick());
         }
+        leads
     }
 
     /// Sets the configuration gauges of `plugin`, and defines the outcome
     /// counters of the operations that shadow, once per configuration and
-    /// leadership; new definitions within `budget`, the rest at the next
-    /// tick.
+    /// leadership; new definitions within `budget` and at most
+    /// [`PUBLISH_PER_TICK`] operations, the rest at the next tick.
     fn publish(&mut self, host: &impl Host, plugin: &Rc<Plugin>, budget: &mut Budget) -> Result<(), Spent> {
         if !std::ptr::eq(self.published.as_ptr(), Rc::as_ptr(plugin)) {
             self.published = Rc::downgrade(plugin);
             self.publish_next = 0;
         }
-        while let Some(operation) = plugin.plan.operations.get(self.publish_next) {
+        for _ in 0..PUBLISH_PER_TICK {
+            let Some(operation) = plugin.plan.operations.get(self.publish_next) else {
+                break;
+            };
             let index = self.publish_next;
             for gauge in Gauge::ALL {
                 if let Some(value) = counters::config_gauge_value(operation, gauge) {
@@ -136,19 +154,20 @@ impl Readiness {
         Ok(())
     }
 
-    pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) {
+    /// One tick: true when this VM leads.
+    pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) -> bool {
         let Some(now_s) = host.now_s() else {
-            return;
+            return false;
         };
         if !self.lead(host, vm_number, now_s) {
-            return;
+            return false;
         }
         let budget = &mut Budget::per_tick();
         // Spent: it goes on at the next tick.
         let _ = self.publish(host, plugin, budget);
         self.ticks += 1;
         if self.ticks % EVALUATE_EVERY_TICKS != 1 {
-            return;
+            return true;
         }
         let plan = &plugin.plan;
         let live: HashSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
@@ -204,5 +223,6 @@ impl Readiness {
             set(Gauge::Ready, u64::from(ready));
             set(Gauge::ReadyForS, if evaluation.meets.is_ok() { held_for } else { 0 });
         }
+        true
     }
 }

@@ -204,7 +204,7 @@ impl<H: Host + Clone> Root<H> {
         );
         Noise::prepare(host, &plan);
         let vm = &mut *vm;
-        vm.diff_paths.prepare(host, &mut vm.metrics, &plan);
+        vm.diff_paths.prepare(host, &plan);
         Readiness::prepare(host);
         evidence::prepare(host, &mut vm.metrics, &plan);
         vm.wake.listen(host);
@@ -218,7 +218,9 @@ impl<H: Host + Clone> Root<H> {
         // The leader publishes the new configuration's gauges at once, not
         // a tick later; at start nobody leads yet and its first tick does.
         if let Some(vm_number) = vm.wake.vm_number() {
-            vm.readiness.configured(host, &plugin, vm_number);
+            if vm.readiness.configured(host, &plugin, vm_number) {
+                vm.diff_paths.sweep(host, &mut vm.metrics, &plugin.plan);
+            }
         }
         vm.serving = Some(Rc::clone(&plugin));
         self.plugin = Some(plugin);
@@ -462,8 +464,12 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                     for (token, post) in vm.evidence.post(&self.host, &mut vm.metrics, collector) {
                         self.posts.insert(token, post);
                     }
-                    if let Some(vm_number) = vm.wake.vm_number() {
-                        vm.readiness.tick(&self.host, plugin, vm_number);
+                    let leads = vm
+                        .wake
+                        .vm_number()
+                        .is_some_and(|vm_number| vm.readiness.tick(&self.host, plugin, vm_number));
+                    if leads {
+                        vm.diff_paths.sweep(&self.host, &mut vm.metrics, &plugin.plan);
                     }
                 }
             }

@@ -1100,8 +1100,9 @@ fn a_large_configuration_defines_its_stats_over_several_ticks() {
     proxy.root.on_tick();
     assert_eq!(defined(&proxy) - base, crate::metrics::DEFINES_PER_TICK);
     assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 0);
-    proxy.root.on_tick();
-    proxy.root.on_tick();
+    for _ in 1..1_200usize.div_ceil(crate::metrics::DEFINES_PER_TICK) {
+        proxy.root.on_tick();
+    }
     assert_eq!(defined(&proxy) - base, 1_200);
     // A push of the same operations defines nothing and sets every gauge at
     // once.
@@ -1226,9 +1227,13 @@ fn a_new_revision_starts_a_fresh_list_of_diff_paths() {
     let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
     assert!(root.on_configure(next.len()));
     proxy.root = root;
-    let shared = proxy.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
+    let list = |vmx: &Vmx| vmx.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
+    let r1 = parallel_run_core::counters::revision_fingerprint("r1");
     let r2 = parallel_run_core::counters::revision_fingerprint("r2");
-    assert_eq!(shared, format!("#{r2}\n").as_bytes(), "an empty list of r2");
+    assert_eq!(list(&proxy), format!("#{r1}\n/a\n").as_bytes(), "left to the leader");
+    // The first tick makes this VM the leader; its sweep replaces the list.
+    proxy.root.on_tick();
+    assert_eq!(list(&proxy), format!("#{r2}\n").as_bytes(), "an empty list of r2");
     assert_eq!(
         proxy.counter("getReturn", "unmatched_path_current./a"),
         0,
@@ -1250,11 +1255,153 @@ fn a_new_revision_starts_a_fresh_list_of_diff_paths() {
     compare(&mut proxy, r#"{"b":1}"#, r#"{"b":2}"#);
     assert_eq!(proxy.counter("getReturn", "unmatched_path./b"), 1);
     assert_eq!(proxy.counter("getReturn", "unmatched_path_current./b"), 1);
-    let shared = proxy.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
-    assert_eq!(shared, format!("#{r2}\n/b\n").as_bytes());
+    assert_eq!(list(&proxy), format!("#{r2}\n/b\n").as_bytes());
 
     // A VM that starts on r2 keeps r2's list.
     let other = Vmx::on(proxy.fake.clone(), &next);
     let shared = other.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
     assert_eq!(shared, format!("#{r2}\n/b\n").as_bytes());
+}
+
+// ------------------------------------------------------------------ a revision's lists, without a walk per VM
+
+/// `n` operations in shadow mode, `/p<i>/{id}`, under `revision`.
+fn many(n: usize, revision: &str) -> String {
+    let operations: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"id": "op{i}", "method": "GET", "path": "/p{i}/{{id}}", "mode": "shadow"}}"#))
+        .collect();
+    format!(
+        r#"{{"revision": "{revision}", "legacy": {{"cluster": "legacy"}}, "candidate": {{"cluster": "candidate"}},
+            "defaults": {{"shadow_timeout_ms": 1000, "max_body_bytes": 64, "name_keys": true, "max_diff_paths": 1}},
+            "operations": [{}]}}"#,
+        operations.join(",")
+    )
+}
+
+/// An unmatched comparison on `path`: `{"<field>":1}` against `{"<field>":2}`.
+fn differ(proxy: &mut Vmx, path: &str, field: &str) {
+    let mut stream = proxy.request("GET", path, &[], None);
+    proxy.respond(&mut stream, 200, &format!(r#"{{"{field}":1}}"#));
+    proxy.wake();
+    let token = *proxy.tokens().last().unwrap();
+    proxy.reply(token, 200, &format!(r#"{{"{field}":2}}"#));
+}
+
+fn diff_list(fake: &Fake, operation: &str) -> String {
+    let key = format!("parallel_run.diff_paths.{operation}");
+    String::from_utf8_lossy(&fake.state().shared[&key].0).into_owned()
+}
+
+#[test]
+fn configuring_a_revision_another_vm_took_up_costs_the_same_for_one_or_5000_operations() {
+    let cost = |n: usize| {
+        let config = many(n, "r1");
+        // The first VM to take up r1 (Envoy's main-thread canary) creates
+        // the lists: one read and one write per operation.
+        let first = Vmx::start(&config);
+        let walk = first.fake.take_hostcalls();
+        let reads = walk.iter().filter(|c| **c == "shared_data").count();
+        assert!(reads > n, "{n} operations, {reads} reads");
+        assert_eq!(
+            first.fake.state().shared.len(),
+            n + 3,
+            "a list per operation, the revision, the lease and the wake-up counter"
+        );
+        let _second = Vmx::on(first.fake.clone(), &config);
+        first.fake.take_hostcalls()
+    };
+    let one = cost(1);
+    let many = cost(5_000);
+    assert_eq!(one, many, "every hostcall of a worker's configuration");
+    let shared = one.iter().filter(|c| c.contains("shared_data")).count();
+    assert!(shared <= 6, "{one:?}");
+}
+
+#[test]
+fn an_admission_replaces_a_list_of_an_older_revision_itself() {
+    let config = many(2, "r1");
+    let mut proxy = Vmx::start(&config);
+    differ(&mut proxy, "/p0/1", "a");
+    differ(&mut proxy, "/p0/1", "b");
+    assert_eq!(proxy.counter("op0", "unmatched_path_current./a"), 1);
+    assert_eq!(proxy.counter("op0", "unmatched_path_overflow_current"), 1);
+
+    // A push, and no tick: nobody leads, nobody swept.
+    let next = many(2, "r2");
+    proxy.fake.state().config = next.as_bytes().to_vec();
+    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    assert!(root.on_configure(next.len()));
+    proxy.root = root;
+    let r1 = parallel_run_core::counters::revision_fingerprint("r1");
+    let r2 = parallel_run_core::counters::revision_fingerprint("r2");
+    assert_eq!(diff_list(&proxy.fake, "op0"), format!("#{r1}\n/a\n"));
+
+    // The first field counted under r2 finds r1's list and replaces it.
+    differ(&mut proxy, "/p0/1", "b");
+    assert_eq!(diff_list(&proxy.fake, "op0"), format!("#{r2}\n/b\n"));
+    assert_eq!(
+        proxy.counter("op0", "unmatched_path_current./a"),
+        0,
+        "r1's gauge cleared"
+    );
+    assert_eq!(proxy.counter("op0", "unmatched_path_overflow_current"), 0);
+    assert_eq!(proxy.counter("op0", "unmatched_path_current./b"), 1);
+    assert_eq!(
+        proxy.counter("op0", "unmatched_path./b"),
+        1,
+        "/b counted once, in its slot"
+    );
+    assert_eq!(
+        proxy.counter("op0", "unmatched_path_overflow"),
+        1,
+        "r1's overflow, cumulative"
+    );
+    assert_eq!(proxy.counter("op0", "unmatched_path./a"), 1);
+}
+
+#[test]
+fn the_leader_clears_the_gauges_of_operations_without_traffic_within_a_few_ticks() {
+    let per_tick = crate::diff_paths::SWEEP_PER_TICK;
+    let n = 2 * per_tick + 1;
+    let last = format!("op{}", n - 1);
+    let config = many(n, "r1");
+    let mut proxy = Vmx::start(&config);
+    // Leading before the push, so that its configuration sweeps a first
+    // slice at once.
+    proxy.root.on_tick();
+    differ(&mut proxy, "/p0/1", "a");
+    differ(&mut proxy, &format!("/p{}/1", n - 1), "a");
+    differ(&mut proxy, &format!("/p{}/1", n - 1), "b");
+    assert_eq!(proxy.counter(&last, "unmatched_path_current./a"), 1);
+    assert_eq!(proxy.counter(&last, "unmatched_path_overflow_current"), 1);
+
+    let next = many(n, "r2");
+    proxy.fake.state().config = next.as_bytes().to_vec();
+    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
+    assert!(root.on_configure(next.len()));
+    proxy.root = root;
+    assert_eq!(
+        proxy.counter("op0", "unmatched_path_current./a"),
+        0,
+        "in the first slice"
+    );
+    assert_eq!(proxy.counter(&last, "unmatched_path_current./a"), 1, "not yet");
+    proxy.root.on_tick();
+    assert_eq!(proxy.counter(&last, "unmatched_path_current./a"), 1, "not yet");
+    proxy.root.on_tick();
+    assert_eq!(proxy.counter(&last, "unmatched_path_current./a"), 0);
+    assert_eq!(proxy.counter(&last, "unmatched_path_overflow_current"), 0);
+    let r2 = parallel_run_core::counters::revision_fingerprint("r2");
+    assert_eq!(diff_list(&proxy.fake, &last), format!("#{r2}\n"));
+    // An operation that never had a path gets no gauge.
+    assert_eq!(
+        proxy
+            .fake
+            .state()
+            .metrics
+            .iter()
+            .filter(|m| m.1.starts_with("parallel_run.operation.op1.unmatched_path"))
+            .count(),
+        0
+    );
 }
