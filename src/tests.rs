@@ -1304,8 +1304,8 @@ fn configuring_a_revision_another_vm_took_up_costs_the_same_for_one_or_5000_oper
         assert!(reads > n, "{n} operations, {reads} reads");
         assert_eq!(
             first.fake.state().shared.len(),
-            n + 3,
-            "a list per operation, the revision, the lease and the wake-up counter"
+            n + 4,
+            "a list per operation, the revision, the lease, the wake-up counter and the validated configuration"
         );
         let _second = Vmx::on(first.fake.clone(), &config);
         first.fake.take_hostcalls()
