@@ -208,24 +208,26 @@ bench-compare: $(STAMPS)/targets
 	node bench/compare-report.mjs $(BENCH_COMPARE_OUT)/native.tsv $(BENCH_COMPARE_OUT)/wasm.tsv bench/COMPARE.md \
 		'make bench-compare$(if $(BENCH_COMPARE_ARGS), BENCH_COMPARE_ARGS="$(BENCH_COMPARE_ARGS)")'
 
-# Parsing and compiling a configuration of 1 to 10,000 operations
-# (core/benches/config.rs), natively and in a wasm VM: what one VM spends
-# applying a push, on its worker's thread (issue 13 item 7).
-bench-config: $(STAMPS)/targets
+# A core timing benchmark ($(1): core/benches/$(1).rs), natively and in a
+# wasm VM, into $(BENCH_COMPARE_OUT)/$(1)-native.tsv and -wasm.tsv.
+define core-bench
 	@mkdir -p $(BENCH_COMPARE_OUT)
-	$(CARGO) bench -p parallel-run-core --bench config -- $(BENCH_COMPARE_ARGS) | tee $(BENCH_COMPARE_OUT)/config-native.tsv
+	$(CARGO) bench -p parallel-run-core --bench $(1) -- $(BENCH_COMPARE_ARGS) | tee $(BENCH_COMPARE_OUT)/$(1)-native.tsv
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(abspath bench/wasm-run.mjs)" \
-		$(CARGO) bench -p parallel-run-core --bench config --target wasm32-wasip1 -- $(BENCH_COMPARE_ARGS) \
-		| tee $(BENCH_COMPARE_OUT)/config-wasm.tsv
+		$(CARGO) bench -p parallel-run-core --bench $(1) --target wasm32-wasip1 -- $(BENCH_COMPARE_ARGS) \
+		| tee $(BENCH_COMPARE_OUT)/$(1)-wasm.tsv
+endef
 
-# The cost of one evidence record (core/benches/evidence.rs), natively and
-# in a wasm VM; the figures go into bench/RESULTS.md by hand.
+# Parsing and compiling a configuration of 1 to 10,000 operations
+# (core/benches/config.rs): what one VM spends applying a push (issue 13
+# item 7).
+bench-config: $(STAMPS)/targets
+	$(call core-bench,config)
+
+# The cost of one evidence record (core/benches/evidence.rs); the figures
+# go into bench/RESULTS.md by hand.
 bench-evidence: $(STAMPS)/targets
-	@mkdir -p $(BENCH_COMPARE_OUT)
-	$(CARGO) bench -p parallel-run-core --bench evidence -- $(BENCH_COMPARE_ARGS) | tee $(BENCH_COMPARE_OUT)/evidence-native.tsv
-	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(abspath bench/wasm-run.mjs)" \
-		$(CARGO) bench -p parallel-run-core --bench evidence --target wasm32-wasip1 -- $(BENCH_COMPARE_ARGS) \
-		| tee $(BENCH_COMPARE_OUT)/evidence-wasm.tsv
+	$(call core-bench,evidence)
 
 # ---------------------------------------------------------------- fuzzing
 

@@ -25,6 +25,17 @@ fn unknown(vmx: &Vmx) -> u64 {
     vmx.fake.metric("parallel_run.unknown_operation.requests")
 }
 
+/// A GET of `path` through a stream of `root`, headers only.
+fn get(vmx: &Vmx, root: &Root<crate::fake::Fake>, path: &str) {
+    vmx.fake.state().request_headers = vec![
+        (":method".to_string(), b"GET".to_vec()),
+        (":path".to_string(), path.as_bytes().to_vec()),
+        (":authority".to_string(), b"api.example".to_vec()),
+    ];
+    let mut stream = root.stream().expect("a stream, from either configuration");
+    proxy_wasm::traits::HttpContext::on_http_request_headers(&mut stream, 3, true);
+}
+
 /// A new root for `config` in `vmx`'s VM: a push, as Envoy makes it.
 fn push(vmx: &Vmx, config: &str) -> (Root<crate::fake::Fake>, bool) {
     vmx.fake.state().config = config.as_bytes().to_vec();
@@ -54,15 +65,7 @@ fn a_validated_configuration_is_applied_a_slice_per_tick_while_the_previous_one_
         .iter()
         .any(|l| l.contains("configuration validated; applying its other 700 operations 500 per tick")));
     // Not applied yet: the stream runs the previous configuration.
-    let stream = |root: &Root<_>| {
-        worker.fake.state().request_headers = vec![
-            (":method".to_string(), b"GET".to_vec()),
-            (":path".to_string(), b"/p7/x".to_vec()),
-            (":authority".to_string(), b"api.example".to_vec()),
-        ];
-        let mut stream = root.stream().expect("a stream, from either configuration");
-        proxy_wasm::traits::HttpContext::on_http_request_headers(&mut stream, 3, true);
-    };
+    let stream = |root: &Root<_>| get(&worker, root, "/p7/x");
     stream(&root);
     assert_eq!(unknown(&worker), 1, "the previous configuration has no op7");
     assert_eq!(worker.fake.metric("parallel_run.operation.op7.requests"), 0);
@@ -114,13 +117,7 @@ fn a_configuration_nobody_validated_is_compiled_whole_before_it_is_accepted() {
     // validated for the VMs after it.
     let (root, accepted) = push(&worker, &big(1_200));
     assert!(accepted);
-    worker.fake.state().request_headers = vec![
-        (":method".to_string(), b"GET".to_vec()),
-        (":path".to_string(), b"/p1100/x".to_vec()),
-        (":authority".to_string(), b"api.example".to_vec()),
-    ];
-    let mut stream = root.stream().expect("configured");
-    proxy_wasm::traits::HttpContext::on_http_request_headers(&mut stream, 3, true);
+    get(&worker, &root, "/p1100/x");
     assert_eq!(worker.fake.metric("parallel_run.operation.op1100.requests"), 1);
 }
 
@@ -131,13 +128,7 @@ fn a_fresh_vm_compiles_even_a_validated_configuration_whole() {
     let config = big(1_200);
     let validator = Vmx::start(&config);
     let fresh = Vmx::on(validator.fake.clone(), &config);
-    fresh.fake.state().request_headers = vec![
-        (":method".to_string(), b"GET".to_vec()),
-        (":path".to_string(), b"/p1100/x".to_vec()),
-        (":authority".to_string(), b"api.example".to_vec()),
-    ];
-    let mut stream = fresh.root.stream().expect("configured");
-    proxy_wasm::traits::HttpContext::on_http_request_headers(&mut stream, 3, true);
+    get(&fresh, &fresh.root, "/p1100/x");
     assert_eq!(fresh.fake.metric("parallel_run.operation.op1100.requests"), 1);
 }
 
