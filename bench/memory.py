@@ -105,7 +105,7 @@ def report(runs, meta, args, elapsed):
     add(f"- Per run: fresh proxy Envoy (envoy/envoy.yaml via the e2e harness), {args.settle} s settle, idle sample,"
         f" {args.duration} s closed loop ({args.connections} connections, POST /bench/{SIZE}, 2 KiB JSON both ways),"
         f" sample, {args.settle} s settle, sample"
-        f"{f', idle until {args.hold:.0f} s after start, sample' if args.hold else ''}."
+        f"{f', idle until {args.hold:.0f} s after start, sample' if getattr(args, 'hold', 0) else ''}."
         f" {meta['rounds_done']} interleaved round(s); medians below.")
     add("")
     add("## Resident memory (VmRSS, MiB)")
@@ -227,6 +227,20 @@ def report(runs, meta, args, elapsed):
     return "\n".join(lines) + "\n"
 
 
+NOTES = "<!-- notes: written by hand, kept when bench.memory rewrites the report above -->"
+
+
+def kept_notes(output):
+    """What follows the NOTES marker in the report being replaced (the
+    analysis written by hand), marker included; empty if there is none."""
+    try:
+        old = Path(output).read_text()
+    except OSError:
+        return ""
+    i = old.find(NOTES)
+    return "" if i < 0 else "\n" + old[i:]
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -240,6 +254,7 @@ def parse_args():
                    help="which setups to measure (default all)")
     p.add_argument("--max-minutes", type=float, default=8, help="stop starting rounds after this (default 8)")
     p.add_argument("--output", default=str(BENCH / "MEMORY.md"))
+    p.add_argument("--wasm", default=str(setups.PR_WASM), help="parallel-run's module (default: the release build)")
     p.add_argument("--keep-tmp", action="store_true")
     p.add_argument("--from-json", help="only rewrite the report from an earlier run's bench/out/memory.json")
     return p.parse_args()
@@ -249,21 +264,23 @@ def main():
     args = parse_args()
     if args.from_json:
         return setups.rewrite_report(args.from_json, args.output,
-                                     lambda data, saved: report(data["runs"], data["meta"], saved, data["meta"].get("elapsed_s", 0.0)))
+                                     lambda data, saved: report(data["runs"], data["meta"], saved, data["meta"].get("elapsed_s", 0.0))
+                                     + kept_notes(args.output))
     if not load.available("oha"):
         sys.exit(f"load generator not found at {load.OHA}: run `make bench` once (it installs oha)")
-    if not setups.PR_WASM.exists():
-        sys.exit(f"{setups.PR_WASM} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
+    pr_wasm = Path(args.wasm)
+    if not pr_wasm.exists():
+        sys.exit(f"{pr_wasm} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
     log("building the do-nothing wasm module (bench/empty-filter)")
     empty_src = setups.build_empty_filter()
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-memory-"))
     # Private copies: a rebuild of the filter during the run must not change what is measured.
     wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm"}
-    shutil.copy(setups.PR_WASM, wasm["filter"])
+    shutil.copy(pr_wasm, wasm["filter"])
     shutil.copy(empty_src, wasm["empty"])
 
     setups.OUT.mkdir(exist_ok=True)
-    meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=setups.PR_WASM, empty_wasm=empty_src)
+    meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=pr_wasm, empty_wasm=empty_src)
     meta["rounds_done"] = 0
     body_file = tmp / f"request-{SIZE}.json"
     body_file.write_bytes(setups.json_body(setups.SIZES[SIZE], "req"))
@@ -296,7 +313,7 @@ def main():
         sys.exit("no measurements")
     meta["elapsed_s"] = time.monotonic() - setups.STARTED
     text = report(runs, meta, args, meta["elapsed_s"])
-    Path(args.output).write_text(text)
+    Path(args.output).write_text(text + kept_notes(args.output))
     (setups.OUT / "memory.json").write_text(json.dumps({"meta": meta, "args": vars(args), "runs": runs}, indent=1))
     print()
     print(text)
