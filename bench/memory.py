@@ -56,6 +56,7 @@ def measure(setup, concurrency, tmp, backend, args, body_file, wasm):
     `wasm`: {"filter": parallel-run's module, "empty": the empty one}."""
     kind = BENCH_SETUPS[setup].kind
     envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind))
+    started = time.monotonic()
     try:
         time.sleep(args.settle)
         run = {"setup": setup, "concurrency": concurrency, "idle": sample(envoy)}
@@ -65,6 +66,13 @@ def measure(setup, concurrency, tmp, backend, args, body_file, wasm):
         run["after_load"] = sample(envoy)
         time.sleep(args.settle)
         run["after_settle"] = sample(envoy)
+        if args.hold:
+            # tcmalloc returns freed memory only once the demand of the last
+            # minutes no longer needs it (envoy/envoy.yaml,
+            # memory_allocator_manager): what a long-running proxy keeps.
+            time.sleep(max(0.0, started + args.hold - time.monotonic()))
+            run["held"] = sample(envoy)
+            run["held_s"] = round(time.monotonic() - started)
         run["log_problems"] = setups.log_problems(envoy)
         return run
     finally:
@@ -96,7 +104,9 @@ def report(runs, meta, args, elapsed):
         f" do-nothing module `{meta['empty_wasm']}` ({meta['empty_wasm_bytes']:,} bytes, source bench/empty-filter/).")
     add(f"- Per run: fresh proxy Envoy (envoy/envoy.yaml via the e2e harness), {args.settle} s settle, idle sample,"
         f" {args.duration} s closed loop ({args.connections} connections, POST /bench/{SIZE}, 2 KiB JSON both ways),"
-        f" sample, {args.settle} s settle, sample. {meta['rounds_done']} interleaved round(s); medians below.")
+        f" sample, {args.settle} s settle, sample"
+        f"{f', idle until {args.hold:.0f} s after start, sample' if getattr(args, 'hold', 0) else ''}."
+        f" {meta['rounds_done']} interleaved round(s); medians below.")
     add("")
     add("## Resident memory (VmRSS, MiB)")
     add("")
@@ -158,6 +168,27 @@ def report(runs, meta, args, elapsed):
             add(f"| {conc} | {SETUPS[a]} - {SETUPS[b]} | {d('rss_kib'):+.1f} | {d('file_kib'):+.1f}"
                 f" | {d('tcmalloc_allocated_kib'):+.1f} | {free:+.1f} | {d('anon_outside_tcmalloc_kib'):+.1f} |")
     add("")
+    held = [r for r in runs if "held" in r]
+    if held:
+        add(f"## After holding (idle, about {med([r['held_s'] for r in held]):.0f} s after start, medians, MiB)")
+        add("")
+        add("What a long-running proxy keeps: tcmalloc returns freed memory only once the demand of the last"
+            " minutes no longer needs it (`memory_allocator_manager` in envoy/envoy.yaml).")
+        add("")
+        add("| setup | conc. | RSS | tcmalloc held | of which in use | of which free, kept | anon outside tcmalloc | RSS - empty module |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for conc in args.concurrency:
+            empty = mk("empty", conc, "held", "rss_kib") if any("held" in r for r in runs_of("empty", conc)) else None
+            for setup, desc in SETUPS.items():
+                if not any("held" in r for r in runs_of(setup, conc)):
+                    continue
+                rss = mk(setup, conc, "held", "rss_kib")
+                tc = mk(setup, conc, "held", "tcmalloc_physical_kib")
+                used = mk(setup, conc, "held", "tcmalloc_allocated_kib")
+                add(f"| {desc} | {conc} | {mib(rss)} | {mib(tc)} | {mib(used)} | {mib(tc - used)}"
+                    f" | {mib(mk(setup, conc, 'held', 'anon_outside_tcmalloc_kib'))}"
+                    f" | {'' if empty is None or setup in ('envoy', 'empty') else f'{(rss - empty) / 1024:+.1f}'} |")
+        add("")
     add("## Shares")
     add("")
     shares = {}
@@ -196,6 +227,20 @@ def report(runs, meta, args, elapsed):
     return "\n".join(lines) + "\n"
 
 
+NOTES = "<!-- notes: written by hand, kept when bench.memory rewrites the report above -->"
+
+
+def kept_notes(output):
+    """What follows the NOTES marker in the report being replaced (the
+    analysis written by hand), marker included; empty if there is none."""
+    try:
+        old = Path(output).read_text()
+    except OSError:
+        return ""
+    i = old.find(NOTES)
+    return "" if i < 0 else "\n" + old[i:]
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -203,8 +248,13 @@ def parse_args():
     p.add_argument("--duration", type=float, default=5, help="seconds of closed-loop load per run (default 5)")
     p.add_argument("--settle", type=float, default=2, help="seconds idle before each idle sample (default 2)")
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--hold", type=float, default=0,
+                   help="also sample each proxy this many seconds after its start, idle (default 0: not)")
+    p.add_argument("--setups", nargs="+", choices=list(SETUPS), default=list(SETUPS),
+                   help="which setups to measure (default all)")
     p.add_argument("--max-minutes", type=float, default=8, help="stop starting rounds after this (default 8)")
     p.add_argument("--output", default=str(BENCH / "MEMORY.md"))
+    p.add_argument("--wasm", default=str(setups.PR_WASM), help="parallel-run's module (default: the release build)")
     p.add_argument("--keep-tmp", action="store_true")
     p.add_argument("--from-json", help="only rewrite the report from an earlier run's bench/out/memory.json")
     return p.parse_args()
@@ -214,21 +264,23 @@ def main():
     args = parse_args()
     if args.from_json:
         return setups.rewrite_report(args.from_json, args.output,
-                                     lambda data, saved: report(data["runs"], data["meta"], saved, data["meta"].get("elapsed_s", 0.0)))
+                                     lambda data, saved: report(data["runs"], data["meta"], saved, data["meta"].get("elapsed_s", 0.0))
+                                     + kept_notes(args.output))
     if not load.available("oha"):
         sys.exit(f"load generator not found at {load.OHA}: run `make bench` once (it installs oha)")
-    if not setups.PR_WASM.exists():
-        sys.exit(f"{setups.PR_WASM} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
+    pr_wasm = Path(args.wasm)
+    if not pr_wasm.exists():
+        sys.exit(f"{pr_wasm} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
     log("building the do-nothing wasm module (bench/empty-filter)")
     empty_src = setups.build_empty_filter()
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-memory-"))
     # Private copies: a rebuild of the filter during the run must not change what is measured.
     wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm"}
-    shutil.copy(setups.PR_WASM, wasm["filter"])
+    shutil.copy(pr_wasm, wasm["filter"])
     shutil.copy(empty_src, wasm["empty"])
 
     setups.OUT.mkdir(exist_ok=True)
-    meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=setups.PR_WASM, empty_wasm=empty_src)
+    meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=pr_wasm, empty_wasm=empty_src)
     meta["rounds_done"] = 0
     body_file = tmp / f"request-{SIZE}.json"
     body_file.write_bytes(setups.json_body(setups.SIZES[SIZE], "req"))
@@ -244,7 +296,7 @@ def main():
                 log("time budget reached")
                 break
             for conc in args.concurrency:
-                for setup in SETUPS:
+                for setup in (s for s in SETUPS if s in args.setups):
                     r = measure(setup, conc, tmp, backend, args, body_file, wasm)
                     r["round"] = rnd
                     runs.append(r)
@@ -261,7 +313,7 @@ def main():
         sys.exit("no measurements")
     meta["elapsed_s"] = time.monotonic() - setups.STARTED
     text = report(runs, meta, args, meta["elapsed_s"])
-    Path(args.output).write_text(text)
+    Path(args.output).write_text(text + kept_notes(args.output))
     (setups.OUT / "memory.json").write_text(json.dumps({"meta": meta, "args": vars(args), "runs": runs}, indent=1))
     print()
     print(text)
