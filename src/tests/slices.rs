@@ -140,7 +140,12 @@ fn a_root_replaced_before_its_configuration_was_applied_never_applies_it() {
     let (mut root, accepted) = push(&worker, &config);
     assert!(accepted);
     // The next push replaces it while it compiles.
+    worker.fake.take_hostcalls();
     assert!(root.on_done(), "no calls open: done at once");
+    assert!(
+        worker.fake.take_hostcalls().contains(&"set_tick_period"),
+        "back to ticks of a second, which a retiring root counts"
+    );
     for _ in 0..3 {
         root.on_tick();
     }
