@@ -65,8 +65,10 @@ impl<H: Host> Stream<H> {
         }
     }
 
-    /// Picks the serving backend and overwrites the route header with it,
-    /// so that a client can never choose a backend itself.
+    /// Picks the serving backend. A request that must leave the fallback
+    /// route (to legacy) gets the route header written, a client's copy
+    /// overwritten and the route picked again, so that a client can never
+    /// choose a backend itself.
     fn route(&self, headers: &RequestHeaders, method: &str, path: &str) -> Option<usize> {
         let plan = &self.plugin.plan;
         let operation_id = plan.operation_header.as_deref().and_then(|name| headers.get(name));
@@ -262,8 +264,8 @@ impl<H: Host> Stream<H> {
     }
 }
 
-/// Whether Envoy must pick the route again after the filter's header
-/// writes. The route Envoy chose before the filter ran was chosen from a
+/// Whether the filter must write the route header and have Envoy pick the
+/// route again. The route Envoy chose before the filter ran was chosen from a
 /// request without a route header (the header guard removes a client's):
 /// the bootstrap's fallback route, which serves the default legacy cluster
 /// (FAIL_OPEN relies on it too). A request the filter sends there needs no
