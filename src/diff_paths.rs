@@ -52,6 +52,7 @@
 
 use hashbrown::{HashMap, HashSet};
 use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::fnv::Fnv1a;
 use parallel_run_core::Plan;
 
 use crate::host::Host;
@@ -123,14 +124,12 @@ fn fresh(revision: u64) -> Vec<u8> {
 /// FNV-1a over the operation ids: a configuration that keeps its revision
 /// label but adds an operation still has that operation's list created.
 fn digest(plan: &Plan) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = Fnv1a::default();
     for operation in &plan.operations {
-        for &b in operation.id.as_bytes().iter().chain(b"\n") {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        hash.write(operation.id.as_bytes());
+        hash.write(b"\n");
     }
-    hash
+    hash.finish()
 }
 
 /// The revision configured last and its digest, from [`REVISION_KEY`].

@@ -228,12 +228,7 @@ pub const REVISION_GAUGE: &str = "parallel_run.config.revision";
 /// which a gauge reads before anything set it.
 pub fn revision_fingerprint(revision: &str) -> u64 {
     const MASK: u64 = (1 << 52) - 1;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in revision.as_bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash & MASK).max(1)
+    (crate::fnv::fnv1a(revision.as_bytes()) & MASK).max(1)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod counters;
 pub mod diff_path;
 pub mod evidence;
 pub mod exchange;
+pub mod fnv;
 pub mod hosts;
 pub mod http;
 pub mod limits;

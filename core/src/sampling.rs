@@ -1,16 +1,9 @@
 //! Deterministic sampling: the same request id gives the same decision on
 //! every replica and every rerun, so a sampled request is sampled everywhere.
 
-/// FNV-1a, 64 bit: tiny, stable across platforms and releases, and spreads
-/// request ids (UUIDs in practice) well enough for percentage sampling.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
+// FNV-1a spreads request ids (UUIDs in practice) well enough for
+// percentage sampling.
+use crate::fnv::fnv1a;
 
 /// Whether the request with this id falls inside `per_million` of traffic.
 pub fn sampled(request_id: &[u8], per_million: u32) -> bool {

@@ -52,15 +52,10 @@ pub fn compiler(json: &[u8]) -> Result<Compiler, ConfigError> {
 }
 
 /// Which configuration `json` is, for telling VMs of one proxy that it
-/// was validated: FNV-1a over the bytes (not a defence against anyone: the
-/// bytes come from the operator's own control plane).
+/// was validated: FNV-1a over the bytes (the bytes come from the
+/// operator's own control plane).
 pub fn fingerprint(json: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in json {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    crate::fnv::fnv1a(json)
 }
 
 impl Plan {
