@@ -30,7 +30,7 @@
 //! 0 replicas and 0 comparisons (collecting, not READY).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parallel_run_core::counters::{revision_fingerprint, Counter, Gauge};
 use parallel_run_core::readiness::Counts;
@@ -212,8 +212,15 @@ impl Snapshot {
         operations: &[Operation],
         names: &[String],
     ) -> Result<Snapshot> {
+        // One instant for every query (this machine's clock, as a
+        // dashboard's): the snapshot is what Prometheus held then.
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         Snapshot::collect(&prometheus.url(), window_s, operations, names, |expr| {
-            prometheus.query(expr).map_err(|err| Error::new(Kind::Unreachable, err))
+            prometheus
+                .query(expr, at)
+                .map_err(|err| Error::new(Kind::Unreachable, err))
         })
     }
 

@@ -55,9 +55,12 @@ impl Prometheus {
         self.base.clone()
     }
 
-    /// An instant query, evaluated now.
-    pub fn query(&self, expr: &str) -> Result<Vec<Sample>, String> {
-        let url = format!("{}/api/v1/query?query={}", self.base, encode(expr));
+    /// An instant query evaluated at `at` (Unix seconds). The queries of
+    /// one reading share their `at`, so they all see the same scrapes:
+    /// evaluated "now" each, a scrape landing between two of them made
+    /// one answer show a new revision and the next one the old modes.
+    pub fn query(&self, expr: &str, at: f64) -> Result<Vec<Sample>, String> {
+        let url = format!("{}/api/v1/query?query={}&time={at:.3}", self.base, encode(expr));
         let at = |what: String| format!("Prometheus at {}: query `{expr}`: {what}", self.base);
         let answer = http::get(&url, &self.base, MAX_ANSWER).map_err(at)?;
         parse_vector(answer.status, &answer.body).map_err(at)
@@ -255,7 +258,7 @@ mod tests {
             request_line
         });
         let prometheus = Prometheus::parse(&format!("http://127.0.0.1:{port}")).unwrap();
-        let err = prometheus.query("up == 1").unwrap_err();
+        let err = prometheus.query("up == 1", 1_800_000_000.25).unwrap_err();
         assert_eq!(
             err,
             format!(
@@ -264,7 +267,7 @@ mod tests {
         );
         assert_eq!(
             server.join().unwrap(),
-            "GET /api/v1/query?query=up%20%3D%3D%201 HTTP/1.1\r\n"
+            "GET /api/v1/query?query=up%20%3D%3D%201&time=1800000000.250 HTTP/1.1\r\n"
         );
 
         // Nobody listening: a connection error, naming the query too.
@@ -272,7 +275,7 @@ mod tests {
         let port = closed.local_addr().unwrap().port();
         drop(closed);
         let prometheus = Prometheus::parse(&format!("127.0.0.1:{port}")).unwrap();
-        let err = prometheus.query("up").unwrap_err();
+        let err = prometheus.query("up", 0.0).unwrap_err();
         assert!(
             err.starts_with(&format!(
                 "Prometheus at http://127.0.0.1:{port}: query `up`: cannot connect"

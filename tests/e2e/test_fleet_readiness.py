@@ -235,11 +235,15 @@ def run(replicas, prom):
     assert evidence["fleet"]["prometheus"] == prom.url().rstrip("/")
 
     # Replica a now runs a new revision with getReturn in cutover; b does not: loud drift.
+    # Each reading is one instant (ctl's unit test); across a push, a VM sets
+    # its revision gauge before the readiness leader republishes the modes,
+    # so a scrape may fall between the two: wait for the scrape after it.
     def drifted():
         r = ctl("status", "--ecds", str(a.ecds_file), "--admin", a.admin_url(), "--prometheus", prom.url(),
                 "-o", "json")
         document = json.loads(r.stdout)
-        return document if document["fleet"]["drift"] else None
+        get = {o["id"]: o for o in document["operations"]}["getReturn"]
+        return document if document["fleet"]["drift"] and get["verdict"] == "mode_drift" else None
 
     document = wait_until(drifted, 15, 0.5, "Prometheus to see the two revisions")
     get = {o["id"]: o for o in document["operations"]}["getReturn"]

@@ -408,3 +408,59 @@ fn too_many_distinct_windows_need_window() {
     assert_eq!(asked, 0, "refused before any query");
     assert!(Snapshot::collect("http://p:9090", Some(600), &plan.operations, &[], |_| Ok(vec![])).is_ok());
 }
+
+/// Every query of one reading is evaluated at the same instant: a scrape
+/// landing between two of them must not split the snapshot (seen in CI:
+/// the fleet's revisions already showed a push the modes did not).
+#[test]
+fn one_reading_evaluates_every_query_at_one_instant() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        // Bounded: one reading of this plan runs fewer than 64 queries.
+        for stream in listener.incoming().take(64) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.starts_with("GET /stop") {
+                break;
+            }
+            lines.push(line.clone());
+            while line != "\r\n" {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+            }
+            let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
+        lines
+    });
+    let plan = Plan::parse(CONFIG).unwrap();
+    let prometheus = Prometheus::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    Snapshot::read(&prometheus, None, &plan.operations, &[]).unwrap();
+    let _ =
+        std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| s.write_all(b"GET /stop HTTP/1.1\r\n\r\n"));
+    let lines = server.join().unwrap();
+    let times: BTreeSet<&str> = lines
+        .iter()
+        .map(|line| {
+            line.split("&time=")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .unwrap_or("none")
+        })
+        .collect();
+    assert!(lines.len() > 10, "{lines:?}");
+    assert_eq!(times.len(), 1, "{lines:?}");
+    assert!(!times.contains("none"), "{lines:?}");
+}
