@@ -159,8 +159,8 @@ pub const OUTCOMES: [Counter; 6] = [
 /// definitions took 9.6 ms at best and 20–150 ms while other builds ran
 /// on the 2 cores (about 19 µs each at best). 200 per tick is about 4 ms
 /// there at best (8–25 ms measured with 200 at load 4.5 on the 2 cores);
-/// 10,000 new operations' 60,000 gauges then take 300 ticks, five
-/// minutes.
+/// 10,000 new operations then take 50 ticks in legacy (a mode gauge
+/// each), 600 in shadow (6 gauges and 6 outcome counters each).
 pub const DEFINES_PER_TICK: usize = 200;
 
 /// What is left of a tick's [`DEFINES_PER_TICK`].

@@ -10,7 +10,8 @@
 //! comparisons never mix.
 //!
 //! The leader also sets each operation's configuration gauges (mode,
-//! target, thresholds): every VM setting the same values would define them
+//! target, thresholds; the mode alone for one that does not shadow, which
+//! nothing judges): every VM setting the same values would define them
 //! in every VM (Envoy keeps a handle table per VM), for nothing. It judges
 //! the operations whose mode shadows (defining their counters in its own
 //! VM, as a read needs a handle), and those that left shadowing while it
@@ -139,14 +140,22 @@ impl Readiness {
                 break;
             };
             let index = self.publish_next;
+            let shadows = operation.shadow().is_some();
             for gauge in Gauge::ALL {
+                // One that does not shadow is never judged: its mode is
+                // all the fleet reads (mode drift), and 5 more gauges for
+                // each of thousands of such operations were 5 stats each
+                // that Envoy keeps for good (about 300 bytes a stat).
+                if !shadows && gauge != Gauge::Mode {
+                    continue;
+                }
                 if let Some(value) = counters::config_gauge_value(operation, gauge) {
                     plugin.gauges.set_within(host, index, gauge, value, budget)?;
                 }
             }
             // Its comparisons exist at 0 before the first one, for
             // Prometheus' increase() (metrics.rs).
-            if operation.shadow().is_some() {
+            if shadows {
                 plugin.counters.define_within(host, index, &OUTCOMES, budget)?;
             }
             self.publish_next += 1;

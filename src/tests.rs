@@ -1033,16 +1033,33 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
         assert_eq!(names.iter().filter(|n| **n == mode).count(), 1, "{op}");
     }
     assert_eq!(first.fake.metric("parallel_run.operation.cutOver.mode"), 2);
-    assert!(
-        !names
+    let of = |op: &str| {
+        let prefix = format!("parallel_run.operation.{op}.");
+        let mut stats: Vec<String> = names
             .iter()
-            .any(|n| n.starts_with("parallel_run.operation.passThrough.")
-                && !n.ends_with("_bp")
-                && !n.ends_with(".mode")
-                && !n.ends_with(".min_samples")
-                && !n.ends_with(".window_s")),
-        "a legacy operation without traffic has only its configuration gauges: {names:?}"
+            .filter_map(|n| n.strip_prefix(&prefix).map(String::from))
+            .collect();
+        stats.sort();
+        stats
+    };
+    // Nothing judges one that does not shadow: its mode is all it has.
+    assert_eq!(
+        of("passThrough"),
+        ["mode"],
+        "a legacy operation without traffic has only its mode gauge: {names:?}"
     );
+    // One that shadows has its thresholds too.
+    let shadowed = of("shadowed");
+    for gauge in [
+        "mode",
+        "target_match_rate_bp",
+        "min_samples",
+        "window_s",
+        "max_failure_rate_bp",
+        "max_latency_ratio_bp",
+    ] {
+        assert!(shadowed.iter().any(|n| n == gauge), "{gauge}: {shadowed:?}");
+    }
     // Traffic defines the operation's counters, together, in the VM that
     // counts.
     let before = per_operation(&defined(&second));
@@ -1062,7 +1079,8 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     // passThrough's once, by the VM that counted its request.
     assert_eq!((counters(&first, "shadowed"), counters(&first, "passThrough")), (1, 1));
     // A push: the leader sets the new gauges at once, defines the outcome
-    // counters of the operation that now shadows, and nothing twice.
+    // counters and the 5 threshold gauges of the operation that now
+    // shadows, and nothing twice.
     let push = |vmx: &Vmx, config: &str| {
         let mut root = Root::new(vmx.fake.clone(), Rc::clone(&vmx.vm));
         vmx.fake.state().config = config.as_bytes().to_vec();
@@ -1073,7 +1091,11 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     let count = defined(&first).len();
     let _root = push(&first, &shadowing);
     assert_eq!(first.fake.metric("parallel_run.operation.passThrough.mode"), 1);
-    assert_eq!(defined(&first).len(), count + crate::metrics::OUTCOMES.len());
+    assert_eq!(defined(&first).len(), count + crate::metrics::OUTCOMES.len() + 5);
+    assert_eq!(
+        first.fake.metric("parallel_run.operation.passThrough.min_samples"),
+        parallel_run_core::config::DEFAULT_MIN_SAMPLES
+    );
     let count = defined(&first).len();
     let _root = push(
         &first,
@@ -1085,7 +1107,7 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
 #[test]
 fn a_large_configuration_defines_its_stats_over_several_ticks() {
     let operations: Vec<String> = (0..200)
-        .map(|i| format!(r#"{{"id": "op{i}", "method": "GET", "path": "/p{i}", "mode": "legacy"}}"#))
+        .map(|i| format!(r#"{{"id": "op{i}", "method": "GET", "path": "/p{i}", "mode": "shadow"}}"#))
         .collect();
     let config = format!(
         r#"{{"revision": "big", "legacy": {{"cluster": "legacy"}}, "candidate": {{"cluster": "candidate"}},
@@ -1095,22 +1117,23 @@ fn a_large_configuration_defines_its_stats_over_several_ticks() {
     let mut proxy = Vmx::start(&config);
     let defined = |proxy: &Vmx| proxy.fake.state().metrics.len();
     let base = defined(&proxy);
-    // 200 operations, 6 configuration gauges each: 1,200 definitions, at
-    // most DEFINES_PER_TICK in one tick.
+    // 200 operations that shadow, 6 configuration gauges and 6 outcome
+    // counters each: 2,400 definitions, at most DEFINES_PER_TICK in one tick.
     proxy.root.on_tick();
     assert_eq!(defined(&proxy) - base, crate::metrics::DEFINES_PER_TICK);
     assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 0);
-    for _ in 1..1_200usize.div_ceil(crate::metrics::DEFINES_PER_TICK) {
+    for _ in 1..2_400usize.div_ceil(crate::metrics::DEFINES_PER_TICK) {
         proxy.root.on_tick();
     }
-    assert_eq!(defined(&proxy) - base, 1_200);
-    // A push of the same operations defines nothing and sets every gauge at
-    // once.
-    let pushed = config.replace(r#""mode": "legacy""#, r#""mode": "candidate""#);
+    assert_eq!(defined(&proxy) - base, 2_400);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 1);
+    // A push of the same operations defines nothing and sets every mode
+    // gauge at once.
+    let pushed = config.replace(r#""mode": "shadow""#, r#""mode": "candidate""#);
     let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
     proxy.fake.state().config = pushed.as_bytes().to_vec();
     assert!(root.on_configure(pushed.len()));
-    assert_eq!(defined(&proxy) - base, 1_200);
+    assert_eq!(defined(&proxy) - base, 2_400);
     assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 3);
 }
 

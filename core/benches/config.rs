@@ -5,18 +5,55 @@
 //! worker's requests wait (issue 13 item 7).
 //!
 //! Output: one tab-separated line per case, `operations  config_bytes
-//! ms_per_parse`, after a header line. `--quick` shortens the runs.
+//! ms_per_parse  plan_bytes`, after a header line; `plan_bytes` is the heap
+//! the finished [`Plan`] holds (counted by this binary's allocator), what
+//! every VM keeps for as long as the configuration serves. `--quick` shortens the runs.
 //! `--profile N` parses the 10,000-operation configuration exactly N times
 //! and prints nothing, for `perf stat -e instructions` or `perf record`: on
 //! a shared machine a count of instructions is steadier than a time.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 mod common;
 
 use common::measure;
 use parallel_run_core::Plan;
+
+/// The system allocator, counting the bytes live.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap bytes a parsed plan of `json` holds.
+fn plan_bytes(json: &[u8]) -> isize {
+    let before = LIVE.load(Ordering::Relaxed);
+    let plan = Plan::parse(json);
+    let held = LIVE.load(Ordering::Relaxed) - before;
+    drop(black_box(plan));
+    held
+}
 
 /// The shape bench/push.py pushes: one operation in shadow mode, then
 /// `n - 1` legacy operations with a path parameter each, no request matches.
@@ -42,7 +79,7 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let run_time = Duration::from_millis(if quick { 200 } else { 2000 });
-    println!("operations\tconfig_bytes\tms_per_parse");
+    println!("operations\tconfig_bytes\tms_per_parse\tplan_bytes");
     for n in [1, 100, 1000, 10_000] {
         let json = config(n);
         if let Err(err) = Plan::parse(&json) {
@@ -52,6 +89,6 @@ fn main() {
         let ns = measure(run_time, || {
             black_box(Plan::parse(black_box(&json)).ok());
         });
-        println!("{n}\t{}\t{:.3}", json.len(), ns / 1e6);
+        println!("{n}\t{}\t{:.3}\t{}", json.len(), ns / 1e6, plan_bytes(&json));
     }
 }
