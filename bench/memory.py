@@ -48,6 +48,7 @@ SETUPS = {
     "empty": "Envoy + do-nothing wasm module",
     "pr-legacy": "parallel-run, mode legacy",
     "pr-shadow": "parallel-run, mode shadow",
+    "pr-legacy-2001": "parallel-run, mode legacy, 2,001 operations",
 }
 
 
@@ -58,8 +59,9 @@ def measure(setup, concurrency, tmp, backend, args, body_file, wasm):
     envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind))
     started = time.monotonic()
     try:
+        published_s = BENCH_SETUPS[setup].published(envoy)
         time.sleep(args.settle)
-        run = {"setup": setup, "concurrency": concurrency, "idle": sample(envoy)}
+        run = {"setup": setup, "concurrency": concurrency, "published_s": published_s, "idle": sample(envoy)}
         url = envoy.url(f"/bench/{SIZE}")
         result = load.oha(url, body_file, args.duration, args.connections)
         run["load"] = {"rps": result["rps"], "ok": result["ok"], "errors": result["errors"] + result["non2xx"]}

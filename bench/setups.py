@@ -245,6 +245,27 @@ class Setup:
                      config=plugin_config(self.mode, self.extra_operations), **common)
 
 
+    def published(self, envoy, timeout=240):
+        """Waits until the readiness leader has set every operation's gauges
+        (the number of the filter's stats holds for 3 s), and returns the
+        seconds it took. The leader defines at most DEFINES_PER_TICK stats a
+        second (src/metrics.rs): 2,001 operations' take about a minute, and
+        memory read before that misses most of their stats."""
+        if self.kind != "filter":
+            return 0.0
+        started = time.monotonic()
+        last, since = -1, started
+        while time.monotonic() - started < timeout:
+            count = len(envoy.stats(filter=r"^wasmcustom\.parallel_run\."))
+            now = time.monotonic()
+            if count != last:
+                last, since = count, now
+            elif now - since >= 3:
+                break
+            time.sleep(0.5)
+        return round(time.monotonic() - started, 1)
+
+
 SETUPS = {s.name: s for s in (
     Setup("envoy", "Envoy, no filter", "envoy"),
     Setup("mirror", "Envoy + native request_mirror_policies", "mirror"),

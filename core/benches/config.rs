@@ -5,9 +5,11 @@
 //! worker's requests wait (issue 13 item 7).
 //!
 //! Output: one tab-separated line per case, `operations  config_bytes
-//! ms_per_parse  plan_bytes`, after a header line; `plan_bytes` is the heap
-//! the finished [`Plan`] holds (counted by this binary's allocator), what
-//! every VM keeps for as long as the configuration serves. `--quick` shortens the runs.
+//! ms_per_parse  plan_bytes  peak_bytes`, after a header line; `plan_bytes`
+//! is the heap the finished [`Plan`] holds (counted by this binary's
+//! allocator), what every VM keeps for as long as the configuration
+//! serves; `peak_bytes` the most the parse held at once, what a VM's
+//! linear memory grows to (it never shrinks). `--quick` shortens the runs.
 //! `--profile N` parses the 10,000-operation configuration exactly N times
 //! and prints nothing, for `perf stat -e instructions` or `perf record`: on
 //! a shared machine a count of instructions is steadier than a time.
@@ -26,11 +28,17 @@ use parallel_run_core::Plan;
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+fn grow(by: isize) {
+    let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
 
 // SAFETY: every call is forwarded to the system allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grow(layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -38,7 +46,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        grow(new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -46,13 +54,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Heap bytes a parsed plan of `json` holds.
-fn plan_bytes(json: &[u8]) -> isize {
+/// Heap bytes a parsed plan of `json` holds, and the most the parse
+/// held at once (a wasm VM's linear memory never shrinks: the peak stays).
+fn plan_bytes(json: &[u8]) -> (isize, isize) {
     let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
     let plan = Plan::parse(json);
     let held = LIVE.load(Ordering::Relaxed) - before;
+    let peak = PEAK.load(Ordering::Relaxed) - before;
     drop(black_box(plan));
-    held
+    (held, peak)
 }
 
 /// The shape bench/push.py pushes: one operation in shadow mode, then
@@ -79,7 +90,7 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let run_time = Duration::from_millis(if quick { 200 } else { 2000 });
-    println!("operations\tconfig_bytes\tms_per_parse\tplan_bytes");
+    println!("operations\tconfig_bytes\tms_per_parse\tplan_bytes\tpeak_bytes");
     for n in [1, 100, 1000, 10_000] {
         let json = config(n);
         if let Err(err) = Plan::parse(&json) {
@@ -89,6 +100,7 @@ fn main() {
         let ns = measure(run_time, || {
             black_box(Plan::parse(black_box(&json)).ok());
         });
-        println!("{n}\t{}\t{:.3}\t{}", json.len(), ns / 1e6, plan_bytes(&json));
+        let (held, peak) = plan_bytes(&json);
+        println!("{n}\t{}\t{:.3}\t{held}\t{peak}", json.len(), ns / 1e6);
     }
 }
