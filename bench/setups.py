@@ -244,7 +244,6 @@ class Setup:
         return Envoy(tmp, clusters, wasm_path=wasm or PR_WASM,
                      config=plugin_config(self.mode, self.extra_operations), **common)
 
-
     def published(self, envoy, timeout=240):
         """Waits until the readiness leader has set every operation's gauges
         (the number of the filter's stats holds for 3 s), and returns the
