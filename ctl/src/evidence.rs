@@ -39,14 +39,16 @@ fn serve(args: &EvidenceServeArgs) -> Run {
         },
         max_records: args.max_records,
     };
-    if !args.listen.ip().is_loopback() {
-        eprintln!(
-            "evidence serve: warning: listening on {}, not loopback: records describe clients' requests; anyone who reaches this address can add records",
-            args.listen
-        );
-    }
     let db = args.db.display().to_string();
+    // Said once the signals are handled and the address bound: a SIGINT
+    // right after the first line must stop it cleanly, not kill it.
     let totals = serve::serve_until_signal(&args.db, &settings, |bound| {
+        if !args.listen.ip().is_loopback() {
+            eprintln!(
+                "evidence serve: warning: listening on {}, not loopback: records describe clients' requests; anyone who reaches this address can add records",
+                args.listen
+            );
+        }
         eprintln!(
             "evidence serve: listening on http://{bound}{}, storing into {db} (at most {} records; bodies up to {} bytes, {} records each)",
             serve::LOGS_PATH,
