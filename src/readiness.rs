@@ -142,13 +142,7 @@ impl Readiness {
             let index = self.publish_next;
             let shadows = operation.shadow().is_some();
             for gauge in Gauge::ALL {
-                // One that does not shadow is never judged: its mode is
-                // all the fleet reads (mode drift). The other 5 are stats
-                // Envoy keeps for good: with 1,000 such operations, 5,000
-                // fewer saved 0.5 MiB of its heap (bench/RESULTS.md).
-                if !shadows && gauge != Gauge::Mode {
-                    continue;
-                }
+                // The mode alone for one that does not shadow (counters.rs).
                 if let Some(value) = counters::config_gauge_value(operation, gauge) {
                     plugin.gauges.set_within(host, index, gauge, value, budget)?;
                 }

@@ -61,9 +61,9 @@ impl Prometheus {
     /// one answer show a new revision and the next one the old modes.
     pub fn query(&self, expr: &str, at: f64) -> Result<Vec<Sample>, String> {
         let url = format!("{}/api/v1/query?query={}&time={at:.3}", self.base, encode(expr));
-        let at = |what: String| format!("Prometheus at {}: query `{expr}`: {what}", self.base);
-        let answer = http::get(&url, &self.base, MAX_ANSWER).map_err(at)?;
-        parse_vector(answer.status, &answer.body).map_err(at)
+        let failed = |what: String| format!("Prometheus at {}: query `{expr}`: {what}", self.base);
+        let answer = http::get(&url, &self.base, MAX_ANSWER).map_err(failed)?;
+        parse_vector(answer.status, &answer.body).map_err(failed)
     }
 }
 
