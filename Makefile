@@ -72,9 +72,10 @@ prometheus-setup: $(PROMETHEUS_STAMP)
 # The runner must match the wasm-bindgen version in Cargo.lock.
 # A debug build without TLS (the runner drives a local Node; it downloads
 # nothing): it compiles in 48 s instead of 122 s and runs the core's wasm
-# tests in 60 s instead of 33 s, a minute less for `make test` on a fresh
-# machine, where this compile is the set-up's longest step (measured on
-# 2 cores: `time cargo install [--debug --no-default-features] wasm-bindgen-cli`).
+# tests in 60 s instead of 33 s (the release runner without TLS): about
+# 45 s less for `make test` on a fresh machine, where this compile is the
+# set-up's longest step (measured on 2 cores: `time cargo install
+# [--debug --no-default-features] wasm-bindgen-cli`, then `time make unit-wasm`).
 $(WASM_TEST_RUNNER):
 	$(CARGO) install --quiet --debug --no-default-features wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)
 
