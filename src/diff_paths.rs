@@ -194,12 +194,12 @@ impl DiffPaths {
     pub fn count(&mut self, host: &impl Host, metrics: &mut Metrics, operation: &OperationRef, paths: &[String]) {
         let Some(op) = operation.operation() else { return };
         for path in paths {
-            let admitted = match self.admit(host, &op.id, path, op.max_diff_paths) {
+            let admitted = match self.admit(host, &op.id, path, op.settings.max_diff_paths) {
                 Admission::Admitted => true,
                 Admission::NoSlot => false,
                 Admission::Replaced { stale, admitted } => {
                     if let Some(stale) = stale {
-                        clear(host, metrics, &op.id, &stale, op.max_diff_paths);
+                        clear(host, metrics, &op.id, &stale, op.settings.max_diff_paths);
                     }
                     admitted
                 }
@@ -299,7 +299,7 @@ impl DiffPaths {
             });
             if let Some(Some(stale)) = stale {
                 self.admitted.remove(operation.id.as_str());
-                defined += clear(host, metrics, &operation.id, &stale, operation.max_diff_paths);
+                defined += clear(host, metrics, &operation.id, &stale, operation.settings.max_diff_paths);
             }
         }
     }

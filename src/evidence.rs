@@ -98,7 +98,7 @@ pub fn prepare(host: &impl Host, metrics: &mut Metrics, plan: &Plan) {
         return;
     }
     let mut keys = vec![RATE_KEY.to_string()];
-    for operation in plan.operations.iter().filter(|op| op.evidence.is_some()) {
+    for operation in plan.operations.iter().filter(|op| op.settings.evidence.is_some()) {
         for name in EVIDENCE_COUNTERS {
             let _ = metrics.counter(host, &evidence_counter(&operation.id, name));
         }
@@ -129,7 +129,7 @@ impl Evidence {
     ) {
         let operation = &settled.operation;
         let Some(op) = operation.operation() else { return };
-        let Some(policy) = &op.evidence else { return };
+        let Some(policy) = &op.settings.evidence else { return };
         let Some(collector) = &operation.plugin.plan.evidence_collector else {
             return;
         };

@@ -30,7 +30,7 @@ pub struct Noise {
 impl Noise {
     /// Creates the shared counts of every operation that learns.
     pub fn prepare(host: &impl Host, plan: &Plan) {
-        for operation in plan.operations.iter().filter(|op| op.noise_per_million > 0) {
+        for operation in plan.operations.iter().filter(|op| op.settings.noise_per_million > 0) {
             let key = shared_key(&operation.id);
             if let Some((None, None)) = host.shared_data(&key) {
                 let _ = host.set_shared_data(&key, NoiseBook::default().encode().as_bytes(), None);
@@ -61,7 +61,7 @@ impl Noise {
     /// noise now, for every operation that learns.
     pub fn sync(&mut self, host: &impl Host, metrics: &mut Metrics, plan: &Plan) {
         let mut pending = std::mem::take(&mut self.pending);
-        for operation in plan.operations.iter().filter(|op| op.noise_per_million > 0) {
+        for operation in plan.operations.iter().filter(|op| op.settings.noise_per_million > 0) {
             let delta = pending.remove(&operation.id).unwrap_or_default();
             let merged = host.update(&shared_key(&operation.id), |value| {
                 let mut book = value

@@ -176,7 +176,7 @@ impl Readiness {
         let live: HashSet<&str> = plan.operations.iter().map(|op| op.id.as_str()).collect();
         self.windows.retain(|id, _| live.contains(id.as_str()));
         for (index, operation) in plan.operations.iter().enumerate() {
-            let rule = operation.readiness;
+            let rule = operation.settings.readiness;
             let shadows = operation.shadow().is_some();
             // One that does not shadow is judged only while it has a window
             // (it left shadowing: its `ready` must drop), never defined for.
@@ -206,7 +206,12 @@ impl Readiness {
             }
             let window = &mut entry.2;
             window.observe(now_s, tally);
-            let (evaluation, held_for) = window.judge(now_s, &rule, operation.target_match_rate, operation.min_samples);
+            let (evaluation, held_for) = window.judge(
+                now_s,
+                &rule,
+                operation.settings.target_match_rate,
+                operation.settings.min_samples,
+            );
             let ready = shadows && evaluation.meets.is_ok() && held_for >= rule.ready_after_s;
             // A gauge the budget cannot define yet is set at the next evaluation.
             let mut set = |gauge, value| {

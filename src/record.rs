@@ -46,7 +46,7 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     }
     vm.diff_paths
         .count(host, &mut vm.metrics, operation, &judgement.diff_paths);
-    if let (Some(outcome), Some(_)) = (&judgement.outcome, &op.evidence) {
+    if let (Some(outcome), Some(_)) = (&judgement.outcome, &op.settings.evidence) {
         vm.evidence.consider(host, &mut vm.metrics, &settled, outcome);
     }
     let second = || host.now_s().unwrap_or(0);
@@ -55,7 +55,7 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
             if let Some(suppressed) = vm.log_limit.admit(second(), LOG_LINES_PER_SECOND) {
                 host.log(
                     log::Level::Info,
-                    &outcome::unmatched_line(&op.id, &settled.request_id, diff, &op.key_names, suppressed),
+                    &outcome::unmatched_line(&op.id, &settled.request_id, diff, &op.settings.key_names, suppressed),
                 );
             }
         }

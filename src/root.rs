@@ -253,7 +253,7 @@ impl<H: Host + Clone> Root<H> {
             let evidence = match vm.exchanges.operation(exchange) {
                 Some(operation) => {
                     operation.count(&self.host, Counter::Shadowed);
-                    operation.operation().is_some_and(|op| op.evidence.is_some())
+                    operation.operation().is_some_and(|op| op.settings.evidence.is_some())
                 }
                 None => false,
             };
@@ -382,7 +382,7 @@ impl<H: Host + Clone> Context for Root<H> {
             .plugin
             .as_ref()
             .or(serving.as_ref())
-            .and_then(|p| p.plan.operations.iter().map(|op| op.shadow_timeout_ms).max())
+            .and_then(|p| p.plan.operations.iter().map(|op| op.settings.shadow_timeout_ms).max())
             .unwrap_or(0);
         self.retiring = Some(longest_ms / 1000 + 2);
         self.host.log(

@@ -150,7 +150,7 @@ impl<H: Host> Stream<H> {
         let mut guard = self.vm.borrow_mut();
         let vm = &mut *guard;
         let max_open = usize::try_from(plan.max_inflight_shadows).unwrap_or(usize::MAX);
-        let breaker = operation.circuit_breaker.map(|settings| {
+        let breaker = operation.settings.circuit_breaker.map(|settings| {
             let breaker = vm
                 .breakers
                 .entry_ref(operation.id.as_str())
@@ -184,7 +184,7 @@ impl<H: Host> Stream<H> {
         };
         let id = vm
             .exchanges
-            .open(operation_ref, request_id, operation.max_body_bytes, outgoing);
+            .open(operation_ref, request_id, operation.settings.max_body_bytes, outgoing);
         self.exchange = Some(id);
         drop(guard);
         if end_of_stream {

@@ -5,7 +5,9 @@
 //! worker's requests wait (issue 13 item 7).
 //!
 //! Output: one tab-separated line per case, `operations  config_bytes
-//! ms_per_parse  plan_bytes  peak_bytes`, after a header line; `plan_bytes`
+//! ms_per_parse  ms_to_start  plan_bytes  peak_bytes`, after a header line;
+//! `ms_to_start` is what [`parallel_run_core::config::compiler`] takes, the
+//! reading a VM does before its first slice of operations; `plan_bytes`
 //! is the heap the finished [`Plan`] holds (counted by this binary's
 //! allocator), what every VM keeps for as long as the configuration
 //! serves; `peak_bytes` the most the parse held at once, what a VM's
@@ -90,7 +92,7 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let run_time = Duration::from_millis(if quick { 200 } else { 2000 });
-    println!("operations\tconfig_bytes\tms_per_parse\tplan_bytes\tpeak_bytes");
+    println!("operations\tconfig_bytes\tms_per_parse\tms_to_start\tplan_bytes\tpeak_bytes");
     for n in [1, 100, 1000, 10_000] {
         let json = config(n);
         if let Err(err) = Plan::parse(&json) {
@@ -100,7 +102,15 @@ fn main() {
         let ns = measure(run_time, || {
             black_box(Plan::parse(black_box(&json)).ok());
         });
+        let start_ns = measure(run_time, || {
+            black_box(parallel_run_core::config::compiler(black_box(&json)).ok());
+        });
         let (held, peak) = plan_bytes(&json);
-        println!("{n}\t{}\t{:.3}\t{held}\t{peak}", json.len(), ns / 1e6);
+        println!(
+            "{n}\t{}\t{:.3}\t{:.3}\t{held}\t{peak}",
+            json.len(),
+            ns / 1e6,
+            start_ns / 1e6
+        );
     }
 }

@@ -87,7 +87,7 @@ fn main() {
         for (size_name, size) in SIZES {
             let serving = ServingReply::Complete(response(document(size, false, false)));
             let reply = CallReply::Complete(response(document(size, true, every)));
-            let compare = || compare_replies(&operation.compare, &serving, &reply);
+            let compare = || compare_replies(&operation.settings.compare, &serving, &reply);
             let outcome = compare();
             let Some(record) = evidence::record(operation, "", &key, &request, &serving, &reply, &outcome) else {
                 eprintln!("{case} {size_name}: no record for {outcome:?}");

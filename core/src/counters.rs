@@ -196,15 +196,15 @@ pub fn operation_gauge(operation_id: &str, gauge: Gauge) -> String {
 /// for good (with 1,000 such operations, 5,000 fewer saved 0.5 MiB of its
 /// heap: bench/RESULTS.md).
 pub fn config_gauge_value(operation: &crate::Operation, gauge: Gauge) -> Option<u64> {
-    let rule = &operation.readiness;
+    let rule = &operation.settings.readiness;
     if gauge != Gauge::Mode && operation.shadow().is_none() {
         return None;
     }
     Some(match gauge {
         Gauge::Mode => operation.mode.code(),
         // Rates in [0, 1], validated: the casts cannot overflow.
-        Gauge::TargetMatchRateBp => (operation.target_match_rate * 10_000.0).round() as u64,
-        Gauge::MinSamples => operation.min_samples,
+        Gauge::TargetMatchRateBp => (operation.settings.target_match_rate * 10_000.0).round() as u64,
+        Gauge::MinSamples => operation.settings.min_samples,
         Gauge::WindowS => rule.window_s,
         Gauge::MaxFailureRateBp => (rule.max_failure_rate * 10_000.0).round() as u64,
         // At most 1000, validated: 10,000,000 basis points.

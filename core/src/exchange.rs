@@ -65,7 +65,8 @@ pub enum Leg {
 /// carry the same body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallSpec {
-    pub cluster: String,
+    /// The operation's backend's, shared: no copy per call.
+    pub cluster: std::sync::Arc<str>,
     pub headers: Vec<(String, String)>,
     pub timeout_ms: u64,
 }

@@ -135,7 +135,7 @@ impl Judgement {
 /// Judges a settled call. `noise` is what the proxy has learned to be noise
 /// for the operation so far.
 pub fn judge<O>(operation: &Operation, settled: &Settled<O>, noise: &[String]) -> Judgement {
-    let compared = compare_replies(&operation.compare, &settled.serving, &settled.reply);
+    let compared = compare_replies(&operation.settings.compare, &settled.serving, &settled.reply);
     let mut judgement = Judgement {
         outcome: None,
         diff_paths: Vec::new(),
@@ -147,12 +147,12 @@ pub fn judge<O>(operation: &Operation, settled: &Settled<O>, noise: &[String]) -
         // failed repeat teaches nothing.
         judgement.repeat_diff = match compared {
             Outcome::Matched => Some(Vec::new()),
-            Outcome::Unmatched(diff) => Some(diff_path::of(&diff, &operation.key_names).0),
+            Outcome::Unmatched(diff) => Some(diff_path::of(&diff, &operation.settings.key_names).0),
             Outcome::Failed(_) | Outcome::Abandoned => None,
         };
         return judgement;
     }
-    let learns = operation.noise_per_million > 0;
+    let learns = operation.settings.noise_per_million > 0;
     judgement.outcome = Some(match compared {
         Outcome::Matched => {
             // The candidate rate counts every comparison, equal ones too.
@@ -160,9 +160,9 @@ pub fn judge<O>(operation: &Operation, settled: &Settled<O>, noise: &[String]) -
             Outcome::Matched
         }
         Outcome::Unmatched(diff) => {
-            let (paths, _) = diff_path::of(&diff, &operation.key_names);
-            let noise = if operation.learn_noise { noise } else { &[] };
-            let matched = only_noise(&diff, &operation.key_names, noise);
+            let (paths, _) = diff_path::of(&diff, &operation.settings.key_names);
+            let noise = if operation.settings.learn_noise { noise } else { &[] };
+            let matched = only_noise(&diff, &operation.settings.key_names, noise);
             if !matched {
                 judgement.diff_paths = paths.iter().filter(|p| !noise.contains(p)).cloned().collect();
             }

@@ -154,8 +154,8 @@ pub fn assess_operation(counts: &Counts, operation: &Operation) -> Verdict {
     assess(
         counts,
         operation.mode,
-        operation.target_match_rate,
-        operation.min_samples,
+        operation.settings.target_match_rate,
+        operation.settings.min_samples,
     )
 }
 

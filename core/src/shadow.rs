@@ -45,15 +45,15 @@ pub fn decide(
     if operation.shadow().is_none() {
         return Decision::Off;
     }
-    if is_unsafe_method(request.method) && !operation.shadow_unsafe {
+    if is_unsafe_method(request.method) && !operation.settings.shadow_unsafe {
         return Decision::Skip(Counter::SkippedUnsafeMethod);
     }
-    if !sampled(request.sample_key, operation.sample_per_million) {
+    if !sampled(request.sample_key, operation.settings.sample_per_million) {
         return Decision::Skip(Counter::SkippedSampledOut);
     }
     if request
         .content_length
-        .is_some_and(|length| length > operation.max_body_bytes as u64)
+        .is_some_and(|length| length > operation.settings.max_body_bytes as u64)
     {
         return Decision::Skip(Counter::SkippedBodyTooLarge);
     }
@@ -66,9 +66,12 @@ pub fn decide(
     // Asking the serving backend twice is only harmless for safe methods.
     // A sample of its own, salted, so it is not the same slice of traffic
     // as the shadow sample.
-    let repeat = operation.noise_per_million > 0
+    let repeat = operation.settings.noise_per_million > 0
         && !is_unsafe_method(request.method)
-        && sampled(&[request.sample_key, b"#noise"].concat(), operation.noise_per_million);
+        && sampled(
+            &[request.sample_key, b"#noise"].concat(),
+            operation.settings.noise_per_million,
+        );
     Decision::Shadow { repeat }
 }
 
@@ -105,9 +108,15 @@ pub fn outgoing<V: AsRef<[u8]>>(
     let shadow = operation.shadow()?;
     let call = |backend: &Backend| -> Result<CallSpec, NotText> {
         Ok(CallSpec {
-            cluster: backend.cluster.clone(),
-            headers: copy_headers(request, route_header, backend, &operation.id, &operation.shadow_headers)?,
-            timeout_ms: operation.shadow_timeout_ms,
+            cluster: std::sync::Arc::clone(&backend.cluster),
+            headers: copy_headers(
+                request,
+                route_header,
+                backend,
+                &operation.id,
+                &operation.settings.shadow_headers,
+            )?,
+            timeout_ms: operation.settings.shadow_timeout_ms,
         })
     };
     let copy = || -> Result<Outgoing, NotText> {
@@ -155,7 +164,7 @@ pub fn copy_headers<V: AsRef<[u8]>>(
     rules: &HeaderRules,
 ) -> Result<Vec<(String, String)>, NotText> {
     let mut headers = Vec::with_capacity(request.len() + rules.set.len() + 2);
-    let mut authority = shadow.authority.clone();
+    let mut authority = shadow.authority.as_deref().map(str::to_string);
     for (name, value) in request {
         let name = name.to_ascii_lowercase();
         if name == ":authority" || name == "host" {
@@ -173,7 +182,7 @@ pub fn copy_headers<V: AsRef<[u8]>>(
     // dispatch_http_call refuses a request without :authority.
     headers.push((
         ":authority".to_string(),
-        authority.unwrap_or_else(|| shadow.cluster.clone()),
+        authority.unwrap_or_else(|| shadow.cluster.to_string()),
     ));
     headers.push((SHADOW_MARKER_HEADER.to_string(), operation_id.to_string()));
     Ok(headers)
@@ -334,9 +343,9 @@ mod tests {
         let outgoing = outgoing(&plan.operations[0], &request, "x-route", true)
             .unwrap()
             .unwrap();
-        assert_eq!(outgoing.shadow.cluster, "candidate");
+        assert_eq!(&*outgoing.shadow.cluster, "candidate");
         let repeat = outgoing.repeat.unwrap();
-        assert_eq!(repeat.cluster, "legacy");
+        assert_eq!(&*repeat.cluster, "legacy");
         assert_eq!(repeat.timeout_ms, outgoing.shadow.timeout_ms);
         assert!(repeat.headers.contains(&(":path".to_string(), "/r/1".to_string())));
         assert!(outgoing.body.is_empty());

@@ -54,7 +54,7 @@ fn rules(compare_section: &str) -> CompareRules {
             "operations": [{{"id": "op", "method": "GET", "path": "/items", "compare": {compare_section}}}]}}"#
     );
     let plan = Plan::parse(config.as_bytes()).unwrap();
-    (*plan.operations[0].compare).clone()
+    plan.operations[0].settings.compare.clone()
 }
 
 // ------------------------------------------------------------------ nesting

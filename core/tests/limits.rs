@@ -438,7 +438,7 @@ fn status_groups_hold_every_code_at_most_once() {
         r#""compare":{{"status_equivalent":[[{}]]}}"#,
         all.join(",")
     )));
-    assert_eq!(plan.operations[0].compare.status.equivalent[0].len(), 500);
+    assert_eq!(plan.operations[0].settings.compare.status.equivalent[0].len(), 500);
     let err = refused(&with_op(&format!(
         r#""compare":{{"status_equivalent":[[{}],[200,201]]}}"#,
         all.join(",")

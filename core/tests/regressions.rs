@@ -65,7 +65,7 @@ fn unordered_numbers_within_tolerance_pair_up() {
     let config = r#"{"legacy": {"cluster": "legacy"}, "candidate": {"cluster": "candidate"},
         "operations": [{"id": "op", "method": "GET", "path": "/items",
                         "compare": {"unordered_arrays": [""], "number_tolerance": {"absolute": 0.1}}}]}"#;
-    let rules = &Plan::parse(config.as_bytes()).unwrap().operations[0].compare;
+    let rules = &Plan::parse(config.as_bytes()).unwrap().operations[0].settings.compare;
     for (left, right) in [
         ("[9, 10]", "[9.05, 10.05]"),
         ("[2, 10]", "[2.01, 9.99]"),

@@ -188,7 +188,7 @@ const MAX_WINDOWS: usize = 32;
 
 /// The window an operation is judged over.
 fn window_of(window: Option<u64>, operation: &Operation) -> u64 {
-    window.unwrap_or(operation.readiness.window_s).max(1)
+    window.unwrap_or(operation.settings.readiness.window_s).max(1)
 }
 
 /// `--window`: a duration of at least a second, in whole seconds.
@@ -352,18 +352,19 @@ impl Snapshot {
         let gauges = self.thresholds.get(&operation.id);
         let gauge = |g: Gauge| gauges.and_then(|t| t.get(g.name())).copied();
         // What Envoy runs when a replica reports it; the file's otherwise.
-        let target_match_rate = gauge(Gauge::TargetMatchRateBp).map_or(operation.target_match_rate, bp);
-        let min_samples = gauge(Gauge::MinSamples).map_or(operation.min_samples, |v| v.max(0.0).round() as u64);
+        let target_match_rate = gauge(Gauge::TargetMatchRateBp).map_or(operation.settings.target_match_rate, bp);
+        let min_samples =
+            gauge(Gauge::MinSamples).map_or(operation.settings.min_samples, |v| v.max(0.0).round() as u64);
         let rule = Rule {
             window_s,
-            max_failure_rate: gauge(Gauge::MaxFailureRateBp).map_or(operation.readiness.max_failure_rate, bp),
+            max_failure_rate: gauge(Gauge::MaxFailureRateBp).map_or(operation.settings.readiness.max_failure_rate, bp),
             max_latency_ratio: gauge(Gauge::MaxLatencyRatioBp).map(bp).or(if gauges.is_some() {
                 // The replicas report the operation, none sets a latency bound.
                 None
             } else {
-                operation.readiness.max_latency_ratio
+                operation.settings.readiness.max_latency_ratio
             }),
-            ..operation.readiness
+            ..operation.settings.readiness
         };
         Facts {
             prometheus: self.url.clone(),

@@ -61,7 +61,7 @@ pub fn config_rules(plan: &Plan) -> Vec<Finding> {
                 ),
             });
         }
-        if op.mode == Mode::Shadow && is_unsafe_method(&op.method) && !op.shadow_unsafe {
+        if op.mode == Mode::Shadow && is_unsafe_method(&op.method) && !op.settings.shadow_unsafe {
             out.push(Finding {
                 severity: Severity::Warning,
                 rule: "unsafe_method_not_shadowed",
@@ -72,7 +72,7 @@ pub fn config_rules(plan: &Plan) -> Vec<Finding> {
                 ),
             });
         }
-        if op.noise_per_million > 0 && is_unsafe_method(&op.method) {
+        if op.settings.noise_per_million > 0 && is_unsafe_method(&op.method) {
             out.push(Finding {
                 severity: Severity::Warning,
                 rule: "noise_on_unsafe_method",

@@ -275,10 +275,10 @@ fn validate(config: &Path) -> Result<Printed, Error> {
                 "path": op.path,
                 "mode": op.mode.as_str(),
                 "group": groups.get(&op.id),
-                "serving": op.serving().0.cluster,
-                "shadow": op.shadow().map(|b| b.cluster.clone()),
-                "target_match_rate": op.target_match_rate,
-                "min_samples": op.min_samples,
+                "serving": &*op.serving().0.cluster,
+                "shadow": op.shadow().map(|b| b.cluster.to_string()),
+                "target_match_rate": op.settings.target_match_rate,
+                "min_samples": op.settings.min_samples,
             })
         })
         .collect();

@@ -329,13 +329,13 @@ impl Readiness {
         let readiness = if mismatches > 0 {
             Readiness::NotRouted { mismatches }
         } else if let Some(gauges) = &gauges {
-            Readiness::Window(Windowed::judge(gauges, mode, &operation.readiness))
+            Readiness::Window(Windowed::judge(gauges, mode, &operation.settings.readiness))
         } else {
             Readiness::Cumulative(readiness::assess(
                 counts,
                 mode,
-                operation.target_match_rate,
-                operation.min_samples,
+                operation.settings.target_match_rate,
+                operation.settings.min_samples,
             ))
         };
         (readiness, gauges)
@@ -534,9 +534,9 @@ impl Source for EnvoyAdmin<'_> {
             counts,
             gauges,
             fleet: None,
-            rule: operation.readiness,
-            target_match_rate: operation.target_match_rate,
-            min_samples: operation.min_samples,
+            rule: operation.settings.readiness,
+            target_match_rate: operation.settings.target_match_rate,
+            min_samples: operation.settings.min_samples,
             source: format!("Envoy admin {}", self.url),
             window: window_words(gauges.as_ref()),
         }

@@ -45,14 +45,14 @@ pub fn table(plan: &Plan) -> Vec<String> {
 fn row(op: &Operation) -> [String; 5] {
     let shadow = match op.shadow() {
         None => "-".to_string(),
-        Some(backend) if op.sample_per_million >= 1_000_000 => backend.cluster.clone(),
-        Some(backend) => format!("{} ({}%)", backend.cluster, percent(op.sample_per_million)),
+        Some(backend) if op.settings.sample_per_million >= 1_000_000 => backend.cluster.to_string(),
+        Some(backend) => format!("{} ({}%)", backend.cluster, percent(op.settings.sample_per_million)),
     };
     [
         op.id.clone(),
         format!("{} {}", op.method, op.path),
         op.mode.as_str().to_string(),
-        op.serving().0.cluster.clone(),
+        op.serving().0.cluster.to_string(),
         shadow,
     ]
 }
@@ -64,7 +64,7 @@ fn percent(per_million: u32) -> String {
 fn backend(backend: &Backend) -> String {
     match &backend.authority {
         Some(authority) => format!("{} (authority {authority})", backend.cluster),
-        None => backend.cluster.clone(),
+        None => backend.cluster.to_string(),
     }
 }
 
@@ -136,32 +136,36 @@ fn operation_changes(old: &Operation, new: &Operation) -> Vec<String> {
     field("candidate", backend(&old.candidate), backend(&new.candidate));
     field(
         "shadow_percent",
-        percent(old.sample_per_million),
-        percent(new.sample_per_million),
+        percent(old.settings.sample_per_million),
+        percent(new.settings.sample_per_million),
     );
     field(
         "shadow_timeout_ms",
-        old.shadow_timeout_ms.to_string(),
-        new.shadow_timeout_ms.to_string(),
+        old.settings.shadow_timeout_ms.to_string(),
+        new.settings.shadow_timeout_ms.to_string(),
     );
     field(
         "max_body_bytes",
-        old.max_body_bytes.to_string(),
-        new.max_body_bytes.to_string(),
+        old.settings.max_body_bytes.to_string(),
+        new.settings.max_body_bytes.to_string(),
     );
     field(
         "target_match_rate",
-        old.target_match_rate.to_string(),
-        new.target_match_rate.to_string(),
+        old.settings.target_match_rate.to_string(),
+        new.settings.target_match_rate.to_string(),
     );
-    field("min_samples", old.min_samples.to_string(), new.min_samples.to_string());
+    field(
+        "min_samples",
+        old.settings.min_samples.to_string(),
+        new.settings.min_samples.to_string(),
+    );
     field(
         "shadow_unsafe",
-        old.shadow_unsafe.to_string(),
-        new.shadow_unsafe.to_string(),
+        old.settings.shadow_unsafe.to_string(),
+        new.settings.shadow_unsafe.to_string(),
     );
     // CompareRules has no PartialEq; its Debug form lists every pattern.
-    if format!("{:?}", old.compare) != format!("{:?}", new.compare) {
+    if format!("{:?}", old.settings.compare) != format!("{:?}", new.settings.compare) {
         lines.push(format!("{id}: compare rules changed"));
     }
     lines

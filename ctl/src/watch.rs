@@ -187,8 +187,8 @@ fn observe(plan: &Plan, source: &dyn Source, selected: &[String]) -> Result<Vec<
             group: groups.get(&op.id).cloned(),
             mode: op.mode,
             evidence: source.evidence(op),
-            auto_promote: op.auto_promote,
-            rollback_below: op.rollback_below,
+            auto_promote: op.settings.auto_promote,
+            rollback_below: op.settings.rollback_below,
         })
         .collect())
 }

@@ -100,7 +100,7 @@ fn rule_sets() -> &'static [(CompareRules, usize)] {
                                          "max_body_bytes": {max_body_bytes}, "compare": {compare}}}]}}"#
                 );
                 let plan = Plan::parse(config.as_bytes()).unwrap_or_else(|e| panic!("fixed rule set {compare}: {e}"));
-                ((*plan.operations[0].compare).clone(), *max_body_bytes as usize)
+                (plan.operations[0].settings.compare.clone(), *max_body_bytes as usize)
             })
             .collect()
     })

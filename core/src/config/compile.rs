@@ -1,17 +1,21 @@
 //! From the raw document to the [`Plan`]: the top level, then each
-//! operation in order (its names, its settings over the defaults', its place
-//! in the matcher), stopping at the first error.
+//! operation in order (read from its text, its names, its settings over the
+//! defaults', its place in the matcher), stopping at the first error.
+
+use std::sync::Arc;
 
 use super::error::Field;
-use super::raw::{Object, RawBackend, RawConfig, RawIdentity, RawOperation, RawSettings};
-use super::settings::{Resolved, Settings};
-use super::{evidence, names};
+use serde_json::value::RawValue;
+
+use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
+use super::settings::Layer;
+use super::{evidence, names, read};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
 use crate::http::is_unsafe_method;
 use crate::limits::{MAX_INFLIGHT_SHADOWS, MAX_OPERATIONS};
 use crate::matcher::{parse_template, Matcher};
-use crate::plan::{Backend, Operation, Plan};
+use crate::plan::{Backend, Mode, Operation, Plan, Settings};
 
 pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
     Compiler::start(raw)?.finish()
@@ -24,12 +28,12 @@ pub(super) fn compile(raw: RawConfig) -> Result<Plan, ConfigError> {
 /// plan and the same first error as [`super::parse`]'s.
 pub struct Compiler {
     plan: Plan,
-    defaults: Settings,
-    /// The settings of an operation that sets none of its own: resolved
-    /// once, at the first such operation (so an error there is reported
-    /// there), and copied to the others.
-    inherited: Option<Resolved>,
-    operations: std::iter::Enumerate<std::vec::IntoIter<Object<RawOperation>>>,
+    defaults: Layer,
+    /// The settings of an operation that sets none of its own but its mode:
+    /// resolved once, at the first such operation (so an error there is
+    /// reported there), and shared by the others.
+    inherited: Option<Arc<Settings>>,
+    operations: std::iter::Enumerate<std::vec::IntoIter<Box<RawValue>>>,
 }
 
 impl Compiler {
@@ -63,7 +67,7 @@ impl Compiler {
         let candidate = top_backend(&raw.candidate.0, "candidate")?;
         // Compiled once, and reported at `defaults.*` even when no operation
         // inherits them.
-        let defaults = Settings::compile(raw.defaults.0, "defaults")?;
+        let defaults = Layer::compile(raw.defaults.0, "defaults")?;
         let evidence_collector = raw.evidence_collector.map(|c| evidence::collector(c.0)).transpose()?;
         if raw.operations.len() > MAX_OPERATIONS {
             return Err(ConfigError::new(
@@ -114,7 +118,7 @@ impl Compiler {
     pub fn finish(mut self) -> Result<Plan, ConfigError> {
         self.step(usize::MAX)?;
         let plan = self.plan;
-        if !plan.operations.iter().any(|op| op.evidence.is_some()) {
+        if !plan.operations.iter().any(|op| op.settings.evidence.is_some()) {
             if let Some(at) = self.defaults.evidence.unused() {
                 return Err(ConfigError::new(
                     at,
@@ -131,16 +135,17 @@ impl Compiler {
         Ok(plan)
     }
 
-    fn operation(&mut self, index: usize, op: Object<RawOperation>) -> Result<(), ConfigError> {
+    fn operation(&mut self, index: usize, text: Box<RawValue>) -> Result<(), ConfigError> {
         let plan = &mut self.plan;
         // Not format!: its machinery cost more than the rest of the name.
         let mut at = String::with_capacity(24);
         at.push_str("operations[");
         at.push_str(&index.to_string());
         at.push(']');
-        let (identity, own) = op.0.split();
+        let (identity, own) = read::operation(&text, &at)?.split();
+        drop(text);
         let operation = operation(plan, identity, own, &self.defaults, &mut self.inherited, &at)?;
-        if operation.evidence.is_some() && plan.evidence_collector.is_none() {
+        if operation.settings.evidence.is_some() && plan.evidence_collector.is_none() {
             return Err(ConfigError::new(
                 format!("{at}.evidence.enabled"),
                 "needs evidence_collector at the top level: where the records go",
@@ -159,9 +164,9 @@ impl Compiler {
 fn operation(
     plan: &Plan,
     identity: RawIdentity,
-    own: RawSettings,
-    defaults: &Settings,
-    inherited: &mut Option<Resolved>,
+    mut own: RawSettings,
+    defaults: &Layer,
+    inherited: &mut Option<Arc<Settings>>,
     at: &str,
 ) -> Result<Operation, ConfigError> {
     let id = names::id(identity.id, Field(at, "id"))?;
@@ -186,17 +191,20 @@ fn operation(
             ));
         }
     }
+    // The mode is what a migration's operations set most, one by one:
+    // set apart, it leaves the rest to share.
+    let mode = own.mode.take().or(defaults.mode).unwrap_or(Mode::Legacy);
     let (settings, enables_evidence) = match inherited {
-        Some(settings) if own.is_empty() => (settings.clone(), false),
+        Some(settings) if own.is_empty() => (Arc::clone(settings), false),
         _ => {
             let inherits_all = own.is_empty();
-            let own = Settings::compile(own, at)?;
+            let own = Layer::compile(own, at)?;
             no_effect(&own, &method, at)?;
             let enables_evidence = own.evidence.enabled() == Some(true);
             own.compare.check_over(&defaults.compare, at)?;
-            let settings = own.resolve(defaults, at)?;
+            let settings = Arc::new(own.resolve(defaults, at)?);
             if inherits_all {
-                *inherited = Some(settings.clone());
+                *inherited = Some(Arc::clone(&settings));
             }
             (settings, enables_evidence)
         }
@@ -223,33 +231,17 @@ fn operation(
         path: identity.path,
         hosts,
         group,
-        mode: settings.mode,
+        mode,
         legacy: override_backend(&plan.legacy, identity.legacy.as_ref(), Field(at, "legacy"))?,
         candidate: override_backend(&plan.candidate, identity.candidate.as_ref(), Field(at, "candidate"))?,
-        sample_per_million: settings.sample_per_million,
-        shadow_timeout_ms: settings.shadow_timeout_ms,
-        max_body_bytes: settings.max_body_bytes,
-        target_match_rate: settings.target_match_rate,
-        min_samples: settings.min_samples,
-        shadow_unsafe: settings.shadow_unsafe,
-        noise_per_million: settings.noise_per_million,
-        learn_noise: settings.learn_noise,
-        max_diff_paths: settings.max_diff_paths,
-        compare: settings.compare,
-        readiness: settings.readiness,
-        circuit_breaker: settings.circuit_breaker,
-        key_names: settings.key_names,
-        shadow_headers: settings.shadow_headers,
-        evidence: settings.evidence,
-        auto_promote: settings.auto_promote,
-        rollback_below: settings.rollback_below,
+        settings,
     })
 }
 
 /// Refuses an operation's own setting that cannot change anything, so that
 /// nobody believes it does. Inherited settings are not checked: `defaults`
 /// speak for many operations, and apply where they can.
-fn no_effect(own: &Settings, method: &str, at: &str) -> Result<(), ConfigError> {
+fn no_effect(own: &Layer, method: &str, at: &str) -> Result<(), ConfigError> {
     if !is_unsafe_method(method) {
         return Ok(());
     }
@@ -323,7 +315,7 @@ fn hosts(list: &[String], at: &str) -> Result<Hosts, ConfigError> {
 
 fn top_backend(raw: &RawBackend, at: &str) -> Result<Backend, ConfigError> {
     let cluster = match &raw.cluster {
-        Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?,
+        Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?.into(),
         None => return Err(ConfigError::new(format!("{at}.cluster"), "missing field")),
     };
     Ok(Backend {
@@ -331,7 +323,7 @@ fn top_backend(raw: &RawBackend, at: &str) -> Result<Backend, ConfigError> {
         authority: raw
             .authority
             .as_deref()
-            .map(|a| names::authority(a, &format!("{at}.authority")))
+            .map(|a| names::authority(a, &format!("{at}.authority")).map(Arc::from))
             .transpose()?,
     })
 }
@@ -342,11 +334,11 @@ fn override_backend(base: &Backend, own: Option<&RawBackend>, at: Field) -> Resu
     let at = at.as_str();
     Ok(Backend {
         cluster: match &own.cluster {
-            Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?,
-            None => base.cluster.clone(),
+            Some(cluster) => names::cluster_name(cluster, &format!("{at}.cluster"))?.into(),
+            None => Arc::clone(&base.cluster),
         },
         authority: match &own.authority {
-            Some(a) => Some(names::authority(a, &format!("{at}.authority"))?),
+            Some(a) => Some(names::authority(a, &format!("{at}.authority"))?.into()),
             None => base.authority.clone(),
         },
     })

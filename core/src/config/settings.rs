@@ -12,17 +12,13 @@ use super::rules::RulesLayer;
 use super::{
     ConfigError, DEFAULT_MAX_DIFF_PATHS, DEFAULT_MIN_SAMPLES, DEFAULT_SHADOW_TIMEOUT_MS, DEFAULT_TARGET_MATCH_RATE,
 };
-use crate::breaker;
-use crate::compare::CompareRules;
 use crate::diff_path::KeyNames;
 use crate::limits::{DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES, MAX_DIFF_PATHS, MAX_SHADOW_TIMEOUT_MS};
-use crate::plan::Mode;
-use crate::shadow::HeaderRules;
-use crate::window::Rule;
+use crate::plan::{Mode, Settings};
 
 /// One layer, validated; `None` where it sets nothing.
 #[derive(Default)]
-pub(super) struct Settings {
+pub(super) struct Layer {
     pub mode: Option<Mode>,
     /// `shadow_percent` in parts per million.
     pub sample_per_million: Option<u32>,
@@ -45,34 +41,11 @@ pub(super) struct Settings {
     pub rollback_below: Option<f64>,
 }
 
-/// Every setting of one operation, resolved.
-#[derive(Clone)]
-pub(super) struct Resolved {
-    pub mode: Mode,
-    pub sample_per_million: u32,
-    pub shadow_timeout_ms: u64,
-    pub max_body_bytes: usize,
-    pub target_match_rate: f64,
-    pub min_samples: u64,
-    pub shadow_unsafe: bool,
-    pub noise_per_million: u32,
-    pub learn_noise: bool,
-    pub max_diff_paths: usize,
-    pub compare: std::sync::Arc<CompareRules>,
-    pub readiness: Rule,
-    pub circuit_breaker: Option<breaker::Settings>,
-    pub key_names: KeyNames,
-    pub shadow_headers: HeaderRules,
-    pub evidence: Option<crate::evidence::Policy>,
-    pub auto_promote: Option<bool>,
-    pub rollback_below: Option<f64>,
-}
-
-impl Settings {
+impl Layer {
     /// Validates and compiles the settings written at `at`.
-    pub(super) fn compile(raw: RawSettings, at: &str) -> Result<Settings, ConfigError> {
+    pub(super) fn compile(raw: RawSettings, at: &str) -> Result<Layer, ConfigError> {
         let field = |name: &str| format!("{at}.{name}");
-        Ok(Settings {
+        Ok(Layer {
             mode: raw.mode,
             sample_per_million: raw
                 .shadow_percent
@@ -171,7 +144,7 @@ impl Settings {
     }
 
     /// Each setting from this layer, else from `base`, else built in.
-    pub(super) fn resolve(self, base: &Settings, at: &str) -> Result<Resolved, ConfigError> {
+    pub(super) fn resolve(self, base: &Layer, at: &str) -> Result<Settings, ConfigError> {
         let max_body_bytes = self
             .max_body_bytes
             .or(base.max_body_bytes)
@@ -182,8 +155,7 @@ impl Settings {
             .clone()
             .or_else(|| base.name_keys.clone())
             .unwrap_or_default();
-        Ok(Resolved {
-            mode: self.mode.or(base.mode).unwrap_or(Mode::Legacy),
+        Ok(Settings {
             sample_per_million: self.sample_per_million.or(base.sample_per_million).unwrap_or(1_000_000),
             shadow_timeout_ms: self
                 .shadow_timeout_ms
@@ -203,11 +175,10 @@ impl Settings {
                 .or(base.max_diff_paths)
                 .unwrap_or(DEFAULT_MAX_DIFF_PATHS),
             // A gzip or deflate body is decoded into no more than a body may be.
-            compare: std::sync::Arc::new(
-                self.compare
-                    .over(&base.compare)
-                    .into_rules(max_body_bytes, key_names.clone()),
-            ),
+            compare: self
+                .compare
+                .over(&base.compare)
+                .into_rules(max_body_bytes, key_names.clone()),
             readiness: self.readiness.resolve(&base.readiness),
             circuit_breaker: self.circuit_breaker.resolve(&base.circuit_breaker),
             key_names,

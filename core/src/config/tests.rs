@@ -5,6 +5,7 @@ use super::*;
 use crate::compare::json::PointerPattern;
 use crate::compare::{HeaderPattern, NumberTolerance, StatusMatch};
 use crate::plan::{Backend, Mode, Operation};
+use std::sync::Arc;
 
 /// The example configuration of the issue.
 const EXAMPLE: &str = r#"{"revision":"2026-11-22.1","route_header":"x-parallel-run-cluster","legacy":{"cluster":"legacy"},"candidate":{"cluster":"candidate","authority":"returns.internal"},"operation_header":"x-operation-id","defaults":{"mode":"legacy","shadow_percent":100,"shadow_timeout_ms":3000,"max_body_bytes":1048576,"target_match_rate":0.99,"min_samples":100},"operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}","mode":"shadow","candidate":{"cluster":"returns-v2"},"target_match_rate":0.95},{"id":"createReturn","method":"POST","path":"/returns","mode":"legacy"}]}"#;
@@ -69,17 +70,46 @@ fn an_operation_overrides_the_defaults_and_inherits_the_rest() {
     assert_eq!(get.method, "GET");
     assert_eq!(get.path, "/returns/{id}");
     assert_eq!(get.mode, Mode::Shadow);
-    assert_eq!(get.target_match_rate, 0.95);
+    assert_eq!(get.settings.target_match_rate, 0.95);
     // Inherited from `defaults`.
-    assert_eq!(get.min_samples, 100);
-    assert_eq!(get.sample_per_million, 1_000_000);
-    assert_eq!(get.shadow_timeout_ms, 3000);
-    assert_eq!(get.max_body_bytes, 1_048_576);
-    assert!(!get.shadow_unsafe);
+    assert_eq!(get.settings.min_samples, 100);
+    assert_eq!(get.settings.sample_per_million, 1_000_000);
+    assert_eq!(get.settings.shadow_timeout_ms, 3000);
+    assert_eq!(get.settings.max_body_bytes, 1_048_576);
+    assert!(!get.settings.shadow_unsafe);
 
     let create = op(&plan, "createReturn");
     assert_eq!(create.mode, Mode::Legacy);
-    assert_eq!(create.target_match_rate, 0.99);
+    assert_eq!(create.settings.target_match_rate, 0.99);
+}
+
+#[test]
+fn operations_that_set_nothing_but_their_mode_share_one_set_of_settings() {
+    let plan = parse_ok(&with_ops(
+        r#"{"id":"a","method":"GET","path":"/a"},
+           {"id":"b","method":"GET","path":"/b","mode":"shadow"},
+           {"id":"c","method":"GET","path":"/c","mode":"cutover"},
+           {"id":"d","method":"GET","path":"/d","mode":"shadow","min_samples":7},
+           {"id":"e","method":"GET","path":"/e","mode":"legacy","legacy":{"cluster":"old"}}"#,
+    ));
+    let [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map(|id| op(&plan, id));
+    assert_eq!(
+        [a.mode, b.mode, c.mode, e.mode],
+        [Mode::Legacy, Mode::Shadow, Mode::Cutover, Mode::Legacy]
+    );
+    for other in [b, c, e] {
+        assert!(Arc::ptr_eq(&a.settings, &other.settings), "{}", other.id);
+    }
+    // A setting of its own: settings of its own.
+    assert!(!Arc::ptr_eq(&a.settings, &d.settings));
+    assert_eq!(
+        (a.settings.min_samples, d.settings.min_samples),
+        (DEFAULT_MIN_SAMPLES, 7)
+    );
+    // The backends are shared too, and an override is the operation's own.
+    assert!(Arc::ptr_eq(&a.legacy.cluster, &plan.legacy.cluster));
+    assert!(Arc::ptr_eq(&d.candidate.cluster, &plan.candidate.cluster));
+    assert_eq!(&*e.legacy.cluster, "old");
 }
 
 #[test]
@@ -120,12 +150,12 @@ fn built_in_defaults_apply_without_a_defaults_section() {
     assert_eq!(plan.operation_header, None);
     let a = &plan.operations[0];
     assert_eq!(a.mode, Mode::Legacy);
-    assert_eq!(a.sample_per_million, 1_000_000);
-    assert_eq!(a.shadow_timeout_ms, DEFAULT_SHADOW_TIMEOUT_MS);
-    assert_eq!(a.max_body_bytes as u64, DEFAULT_MAX_BODY_BYTES);
-    assert_eq!(a.target_match_rate, DEFAULT_TARGET_MATCH_RATE);
-    assert_eq!(a.min_samples, DEFAULT_MIN_SAMPLES);
-    assert!(a.compare.ignore_headers.is_empty() && a.compare.ignore_json_paths.is_empty());
+    assert_eq!(a.settings.sample_per_million, 1_000_000);
+    assert_eq!(a.settings.shadow_timeout_ms, DEFAULT_SHADOW_TIMEOUT_MS);
+    assert_eq!(a.settings.max_body_bytes as u64, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(a.settings.target_match_rate, DEFAULT_TARGET_MATCH_RATE);
+    assert_eq!(a.settings.min_samples, DEFAULT_MIN_SAMPLES);
+    assert!(a.settings.compare.ignore_headers.is_empty() && a.settings.compare.ignore_json_paths.is_empty());
 }
 
 #[test]
@@ -142,9 +172,9 @@ fn shadow_percent_becomes_parts_per_million() {
            {"id":"none","method":"GET","path":"/b","shadow_percent":0},
            {"id":"third","method":"GET","path":"/c","shadow_percent":33.3333}"#,
     ));
-    assert_eq!(op(&plan, "half").sample_per_million, 5_000);
-    assert_eq!(op(&plan, "none").sample_per_million, 0);
-    assert_eq!(op(&plan, "third").sample_per_million, 333_333);
+    assert_eq!(op(&plan, "half").settings.sample_per_million, 5_000);
+    assert_eq!(op(&plan, "none").settings.sample_per_million, 0);
+    assert_eq!(op(&plan, "third").settings.sample_per_million, 333_333);
 }
 
 #[test]
@@ -164,7 +194,7 @@ fn compare_lists_of_an_operation_add_to_those_of_the_defaults_per_field() {
              {"id":"own","method":"GET","path":"/a","compare":{"ignore_headers":["X-Trace-*"]}},
              {"id":"inherits","method":"GET","path":"/b"}]"#,
     ));
-    let own = &op(&plan, "own").compare;
+    let own = &op(&plan, "own").settings.compare;
     assert_eq!(
         own.ignore_headers,
         [
@@ -174,7 +204,7 @@ fn compare_lists_of_an_operation_add_to_those_of_the_defaults_per_field() {
         "added to the defaults' list, not replacing it"
     );
     assert_eq!(own.ignore_json_paths, [PointerPattern::parse("/meta").unwrap()]);
-    let inherits = &op(&plan, "inherits").compare;
+    let inherits = &op(&plan, "inherits").settings.compare;
     assert_eq!(inherits.ignore_headers, [HeaderPattern::parse("etag").unwrap()]);
     assert_eq!(inherits.ignore_json_paths, [PointerPattern::parse("/meta").unwrap()]);
 }
@@ -185,7 +215,7 @@ fn replace_with_an_empty_list_clears_the_inherited_one() {
         r#""defaults":{"compare":{"ignore_headers":["etag"]}},
            "operations":[{"id":"a","method":"GET","path":"/a","compare":{"ignore_headers":{"replace":[]}}}]"#,
     ));
-    assert!(plan.operations[0].compare.ignore_headers.is_empty());
+    assert!(plan.operations[0].settings.compare.ignore_headers.is_empty());
 }
 
 #[test]
@@ -195,8 +225,8 @@ fn shadow_unsafe_is_off_unless_set() {
            "operations":[{"id":"a","method":"POST","path":"/a"},
                          {"id":"b","method":"POST","path":"/b","shadow_unsafe":false}]"#,
     ));
-    assert!(op(&plan, "a").shadow_unsafe);
-    assert!(!op(&plan, "b").shadow_unsafe);
+    assert!(op(&plan, "a").settings.shadow_unsafe);
+    assert!(!op(&plan, "b").settings.shadow_unsafe);
 }
 
 // ------------------------------------------------------------------ errors
@@ -554,9 +584,9 @@ fn whole_numbers_may_come_as_doubles_as_istio_renders_them() {
     )
     .unwrap();
     assert_eq!(plan.max_inflight_shadows, 8);
-    assert_eq!(plan.operations[0].shadow_timeout_ms, 3000);
-    assert_eq!(plan.operations[0].max_body_bytes, 1_048_576);
-    assert_eq!(plan.operations[0].min_samples, 100);
+    assert_eq!(plan.operations[0].settings.shadow_timeout_ms, 3000);
+    assert_eq!(plan.operations[0].settings.max_body_bytes, 1_048_576);
+    assert_eq!(plan.operations[0].settings.min_samples, 100);
 }
 
 #[test]
@@ -598,7 +628,7 @@ fn the_new_comparison_rules_parse() {
             "status":"class","status_equivalent":[[200,201.0],[404,410]],
             "masks":["uuid","iso8601","pdf_creation_date",{"pattern":"ORD-\\d+","name":"order"},{"pattern":"x+"}]}"#,
     ));
-    let rules = &op(&plan, "a").compare;
+    let rules = &op(&plan, "a").settings.compare;
     assert_eq!(rules.unordered_arrays.len(), 3);
     assert_eq!(rules.unordered_arrays[0].key, None);
     assert_eq!(rules.unordered_arrays[1].key.as_deref(), Some("/id"));
@@ -616,7 +646,7 @@ fn the_new_comparison_rules_parse() {
     assert_eq!(names, ["uuid", "iso8601", "pdf_creation_date", "order", "masked"]);
     assert_eq!(rules.max_decoded_bytes, DEFAULT_MAX_BODY_BYTES as usize);
     // The defaults of the defaults.
-    let x = &op(&plan, "x").compare;
+    let x = &op(&plan, "x").settings.compare;
     assert!(x.unordered_arrays.is_empty() && x.masks.is_empty() && x.number_tolerance.is_none());
     assert!(!x.null_equals_missing);
     assert_eq!(x.status.matching, StatusMatch::Exact);
@@ -628,8 +658,8 @@ fn the_decode_limit_is_the_operation_s_max_body_bytes() {
         r#""defaults":{"max_body_bytes":1000},"operations":[{"id":"a","method":"GET","path":"/a"},
            {"id":"b","method":"GET","path":"/b","max_body_bytes":5000}]"#,
     ));
-    assert_eq!(op(&plan, "a").compare.max_decoded_bytes, 1000);
-    assert_eq!(op(&plan, "b").compare.max_decoded_bytes, 5000);
+    assert_eq!(op(&plan, "a").settings.compare.max_decoded_bytes, 1000);
+    assert_eq!(op(&plan, "b").settings.compare.max_decoded_bytes, 5000);
 }
 
 #[test]
@@ -642,13 +672,13 @@ fn new_comparison_rules_are_inherited_per_field() {
                          {"id":"own","method":"GET","path":"/b","compare":{"masks":{"replace":[]},"status":"exact",
                           "number_tolerance":{"relative":0.1},"null_equals_missing":false}}]"#,
     ));
-    let inherits = &op(&plan, "inherits").compare;
+    let inherits = &op(&plan, "inherits").settings.compare;
     assert_eq!(inherits.unordered_arrays.len(), 1);
     assert_eq!(inherits.masks.len(), 1);
     assert_eq!(inherits.status.matching, StatusMatch::Class);
     assert_eq!(inherits.status.equivalent, [vec![404, 410]]);
     assert!(inherits.null_equals_missing);
-    let own = &op(&plan, "own").compare;
+    let own = &op(&plan, "own").settings.compare;
     assert_eq!(own.unordered_arrays.len(), 1, "not overridden: inherited");
     assert!(own.masks.is_empty(), "{{\"replace\": []}} clears");
     assert_eq!(own.status.matching, StatusMatch::Exact);
@@ -841,13 +871,24 @@ fn noise_learning_and_diff_path_settings() {
     .unwrap();
     let (a, b) = (&plan.operations[0], &plan.operations[1]);
     assert_eq!(
-        (a.noise_per_million, a.learn_noise, a.max_diff_paths),
+        (
+            a.settings.noise_per_million,
+            a.settings.learn_noise,
+            a.settings.max_diff_paths
+        ),
         (50_000, true, 3)
     );
-    assert_eq!((b.noise_per_million, b.learn_noise, b.max_diff_paths), (0, false, 3));
+    assert_eq!(
+        (
+            b.settings.noise_per_million,
+            b.settings.learn_noise,
+            b.settings.max_diff_paths
+        ),
+        (0, false, 3)
+    );
     let default = Plan::parse(br#"{"legacy":{"cluster":"l"},"candidate":{"cluster":"c"},"operations":[{"id":"a","method":"GET","path":"/a"}]}"#).unwrap();
     assert_eq!(
-        default.operations[0].max_diff_paths,
+        default.operations[0].settings.max_diff_paths,
         crate::config::DEFAULT_MAX_DIFF_PATHS
     );
 }
@@ -940,6 +981,6 @@ fn noise_settings_of_an_unsafe_operation_are_refused_as_without_effect() {
                          {"id":"b","method":"POST","path":"/b"},
                          {"id":"c","method":"GET","path":"/c","noise_percent":50}]"#,
     ));
-    assert_eq!(op(&plan, "b").noise_per_million, 100_000);
-    assert_eq!(op(&plan, "c").noise_per_million, 500_000);
+    assert_eq!(op(&plan, "b").settings.noise_per_million, 100_000);
+    assert_eq!(op(&plan, "c").settings.noise_per_million, 500_000);
 }

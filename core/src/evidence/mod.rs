@@ -260,7 +260,7 @@ pub fn record(
     reply: &CallReply,
     outcome: &Outcome,
 ) -> Option<Record> {
-    let policy = operation.evidence.as_ref()?;
+    let policy = operation.settings.evidence.as_ref()?;
     if !wanted(policy, outcome) {
         return None;
     }

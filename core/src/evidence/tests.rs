@@ -47,7 +47,7 @@ fn record_of(plan: &Plan, serving: Response, shadow: Response) -> Record {
     let operation = &plan.operations[0];
     let serving = ServingReply::Complete(serving);
     let reply = CallReply::Complete(shadow);
-    let outcome = compare_replies(&operation.compare, &serving, &reply);
+    let outcome = compare_replies(&operation.settings.compare, &serving, &reply);
     let key = &plan.evidence_collector.as_ref().unwrap().hash_key;
     record(operation, &plan.revision, key, &request(), &serving, &reply, &outcome)
         .expect("an unmatched comparison has a record")
@@ -609,7 +609,7 @@ fn any_two_documents_give_a_bounded_record_without_panicking() {
         let operation = &plan.operations[0];
         let served = ServingReply::Complete(serving);
         let reply = CallReply::Complete(shadow);
-        let outcome = compare_replies(&operation.compare, &served, &reply);
+        let outcome = compare_replies(&operation.settings.compare, &served, &reply);
         let key = &plan.evidence_collector.as_ref().unwrap().hash_key;
         let Some(record) = record(operation, "", key, &request(), &served, &reply, &outcome) else {
             assert!(matches!(outcome, Outcome::Matched), "{left} / {right}: {outcome:?}");

@@ -61,7 +61,7 @@ pub(super) fn bodies(
     shadow: &Response,
     fields: &mut Fields,
 ) {
-    let rules = &operation.compare;
+    let rules = &operation.settings.compare;
     let (Some((left, left_json)), Some((right, right_json))) =
         (prepared_body(rules, serving), prepared_body(rules, shadow))
     else {
@@ -87,7 +87,7 @@ pub(super) fn bodies(
     let before = fields.total;
     Walk {
         rules,
-        names: &operation.key_names,
+        names: &operation.settings.key_names,
         raw,
         key,
         fields,

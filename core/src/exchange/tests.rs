@@ -76,7 +76,7 @@ fn the_request_copy_fills_as_it_streams_and_goes_out_once() {
     assert!(!book.request_complete(id), "queued once");
     let outgoing = book.take_outgoing(id).unwrap();
     assert_eq!(outgoing.body, b"hello world");
-    assert_eq!(outgoing.shadow.cluster, "candidate");
+    assert_eq!(&*outgoing.shadow.cluster, "candidate");
     assert_eq!(book.take_outgoing(id), None, "taken once");
     assert!(!book.request_complete(id), "a sent request is not queued again");
     assert_eq!(book.open_count(), 1, "open until settled");

@@ -122,8 +122,8 @@ fn serving_and_shadow_use_the_operation_s_own_backends() {
     )
     .unwrap();
     let a = &plan.operations[0];
-    assert_eq!(a.serving().0.cluster, "returns-v2");
-    assert_eq!(a.shadow().map(|b| b.cluster.as_str()), Some("legacy-eu"));
+    assert_eq!(&*a.serving().0.cluster, "returns-v2");
+    assert_eq!(a.shadow().map(|b| &*b.cluster), Some("legacy-eu"));
 }
 
 #[test]

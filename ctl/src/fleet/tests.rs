@@ -166,7 +166,12 @@ fn the_verdict_is_core_rule_on_the_pooled_counts() {
             unmatched: whole(unmatched),
             failed: whole(failed),
         };
-        let core = window::evaluate(tally, &op.readiness, op.target_match_rate, op.min_samples);
+        let core = window::evaluate(
+            tally,
+            &op.settings.readiness,
+            op.settings.target_match_rate,
+            op.settings.min_samples,
+        );
         assert_eq!(evidence.ready(), core.meets.is_ok(), "{tally:?}: {}", evidence.verdict);
         let json = evidence.fleet.as_ref().unwrap().to_json();
         assert_eq!(json["comparisons"], tally.comparisons());

@@ -25,11 +25,11 @@ fn with(op: &str, extra: &str) -> String {
 #[test]
 fn evidence_is_off_unless_an_operation_turns_it_on() {
     let plan = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
-    assert_eq!(plan.operations[0].evidence, None);
+    assert_eq!(plan.operations[0].settings.evidence, None);
     assert!(plan.evidence_collector.is_none());
     let plan = parse_ok(&with(r#","evidence":{"enabled":true}"#, ""));
     assert_eq!(
-        plan.operations[0].evidence,
+        plan.operations[0].settings.evidence,
         Some(Policy {
             records_per_minute: DEFAULT_RECORDS_PER_MINUTE,
             failed: false,
@@ -56,13 +56,16 @@ fn an_operation_merges_its_evidence_over_the_defaults_field_by_field() {
                          {{"id":"b","method":"GET","path":"/b"}}]"#,
         collector(r#","path":"/otlp/v1/logs","timeout_ms":250,"max_inflight":4,"records_per_minute":100"#)
     )));
-    let policy = plan.operations[0].evidence.as_ref().unwrap();
+    let policy = plan.operations[0].settings.evidence.as_ref().unwrap();
     assert_eq!((policy.records_per_minute, policy.failed), (12, true));
     let RawValues::Only { json_paths, headers } = &policy.raw_values else {
         panic!("{:?}", policy.raw_values);
     };
     assert_eq!((json_paths.len(), headers.as_slice()), (1, &["etag".to_string()][..]));
-    assert_eq!(plan.operations[1].evidence, None, "defaults alone do not turn it on");
+    assert_eq!(
+        plan.operations[1].settings.evidence, None,
+        "defaults alone do not turn it on"
+    );
     let collector = plan.evidence_collector.unwrap();
     assert_eq!((collector.path.as_str(), collector.timeout_ms), ("/otlp/v1/logs", 250));
     assert_eq!((collector.max_inflight, collector.records_per_minute), (4, 100));
@@ -101,7 +104,7 @@ fn settings_without_effect_are_refused() {
         r#"{},"defaults":{{"shadow_unsafe":true}},"operations":[{{"id":"a","method":"POST","path":"/a","evidence":{{"enabled":true}}}}]"#,
         collector("")
     )));
-    assert!(plan.operations[0].evidence.is_some());
+    assert!(plan.operations[0].settings.evidence.is_some());
 }
 
 #[test]

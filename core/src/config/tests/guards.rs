@@ -11,8 +11,11 @@ use crate::window::Rule;
 #[test]
 fn built_in_defaults_apply_without_settings() {
     let plan = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
-    assert_eq!(plan.operations[0].readiness, Rule::default());
-    assert_eq!(plan.operations[0].circuit_breaker, Some(breaker::Settings::default()));
+    assert_eq!(plan.operations[0].settings.readiness, Rule::default());
+    assert_eq!(
+        plan.operations[0].settings.circuit_breaker,
+        Some(breaker::Settings::default())
+    );
 }
 
 #[test]
@@ -25,7 +28,7 @@ fn an_operation_overrides_the_defaults_field_by_field() {
     ));
     let a = &plan.operations[0];
     assert_eq!(
-        a.readiness,
+        a.settings.readiness,
         Rule {
             window_s: 300,
             confidence: 0.99,
@@ -33,10 +36,10 @@ fn an_operation_overrides_the_defaults_field_by_field() {
             ..Rule::default()
         }
     );
-    let breaker = a.circuit_breaker.unwrap();
+    let breaker = a.settings.circuit_breaker.unwrap();
     assert_eq!((breaker.cooldown_s, breaker.probes), (60, 2));
-    assert_eq!(plan.operations[1].circuit_breaker, None, "switched off");
-    assert_eq!(plan.operations[1].readiness.window_s, 1200);
+    assert_eq!(plan.operations[1].settings.circuit_breaker, None, "switched off");
+    assert_eq!(plan.operations[1].settings.readiness.window_s, 1200);
 }
 
 #[test]
@@ -89,14 +92,14 @@ fn object_keys_are_named_only_where_allowed() {
                          {"id":"c","method":"GET","path":"/c","name_keys":false}]"#,
     ));
     assert_eq!(
-        plan.operations[0].key_names,
+        plan.operations[0].settings.key_names,
         KeyNames::Only(vec!["status".into(), "items".into()])
     );
-    assert_eq!(plan.operations[1].key_names, KeyNames::All);
-    assert_eq!(plan.operations[2].key_names, KeyNames::Hidden);
+    assert_eq!(plan.operations[1].settings.key_names, KeyNames::All);
+    assert_eq!(plan.operations[2].settings.key_names, KeyNames::Hidden);
     let default = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
     assert_eq!(
-        default.operations[0].key_names,
+        default.operations[0].settings.key_names,
         KeyNames::Hidden,
         "keys can be data: hidden by default"
     );
@@ -116,14 +119,17 @@ fn shadow_header_rules_are_validated_and_inherited_whole() {
            "operations":[{"id":"a","method":"GET","path":"/a"},
                          {"id":"b","method":"GET","path":"/b","shadow_headers":{"set":{"X-Api-Key":"test"}}}]"#,
     ));
-    assert_eq!(plan.operations[0].shadow_headers.remove, ["authorization", "cookie"]);
     assert_eq!(
-        plan.operations[1].shadow_headers.remove,
+        plan.operations[0].settings.shadow_headers.remove,
+        ["authorization", "cookie"]
+    );
+    assert_eq!(
+        plan.operations[1].settings.shadow_headers.remove,
         ["authorization", "cookie"],
         "remove inherited"
     );
     assert_eq!(
-        plan.operations[1].shadow_headers.set,
+        plan.operations[1].settings.shadow_headers.set,
         [("x-api-key".to_string(), "test".to_string())]
     );
     let cases = [
@@ -160,16 +166,25 @@ fn watch_settings_are_inherited_and_refused_with_the_field_path() {
                          {"id":"b","method":"GET","path":"/b","auto_promote":false,"rollback_below":0.9}]"#,
     ));
     assert_eq!(
-        (plan.operations[0].auto_promote, plan.operations[0].rollback_below),
+        (
+            plan.operations[0].settings.auto_promote,
+            plan.operations[0].settings.rollback_below
+        ),
         (Some(true), Some(0.97))
     );
     assert_eq!(
-        (plan.operations[1].auto_promote, plan.operations[1].rollback_below),
+        (
+            plan.operations[1].settings.auto_promote,
+            plan.operations[1].settings.rollback_below
+        ),
         (Some(false), Some(0.9))
     );
     let unset = parse_ok(&with_ops(r#"{"id":"a","method":"GET","path":"/a"}"#));
     assert_eq!(
-        (unset.operations[0].auto_promote, unset.operations[0].rollback_below),
+        (
+            unset.operations[0].settings.auto_promote,
+            unset.operations[0].settings.rollback_below
+        ),
         (None, None)
     );
     let err = parse_err(&with_ops(

@@ -27,9 +27,9 @@ fn an_operations_lists_add_to_the_defaults() {
         r#"{"ignore_headers":["etag"],"ignore_json_paths":["/id"],"unordered_arrays":[{"path":"/tags","key":"/id"}],
             "masks":["iso8601"],"status_equivalent":[[200,201]]}"#,
     ));
-    let inherits = &op(&plan, "inherits").compare;
+    let inherits = &op(&plan, "inherits").settings.compare;
     assert_eq!(inherits.ignore_headers.len(), 1);
-    let own = &op(&plan, "own").compare;
+    let own = &op(&plan, "own").settings.compare;
     assert_eq!(
         own.ignore_headers,
         patterns(&["etag", "x-trace-*"]),
@@ -49,7 +49,7 @@ fn replace_replaces_the_defaults_list() {
         r#"{"ignore_headers":["x-trace-*"],"masks":["uuid"]}"#,
         r#"{"ignore_headers":{"replace":["etag"]},"masks":{"replace":[]}}"#,
     ));
-    let own = &op(&plan, "own").compare;
+    let own = &op(&plan, "own").settings.compare;
     assert_eq!(own.ignore_headers, patterns(&["etag"]));
     assert!(own.masks.is_empty());
 }
@@ -116,11 +116,11 @@ fn the_new_rules_parse_merge_and_are_refused_with_the_field_path() {
         r#"{"header_masks":{"date":null,"location":{"pattern":"\\d+","name":"id"}},
             "case_insensitive_keys":["/items/*"],"body":"media_type"}"#,
     ));
-    let inherits = &op(&plan, "inherits").compare;
+    let inherits = &op(&plan, "inherits").settings.compare;
     assert_eq!(inherits.header_masks.len(), 2);
     assert_eq!(inherits.body, BodyMode::Length);
     assert!(matches!(&inherits.case_insensitive_keys, CaseKeys::At(p) if p.len() == 1));
-    let own = &op(&plan, "own").compare;
+    let own = &op(&plan, "own").settings.compare;
     // date dropped, location added, x-request-* inherited.
     let names: Vec<_> = own.header_masks.iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(names, patterns(&["location", "x-request-*"]));
@@ -131,8 +131,11 @@ fn the_new_rules_parse_merge_and_are_refused_with_the_field_path() {
         r#"{"case_insensitive_keys":true}"#,
         r#"{"case_insensitive_keys":false}"#,
     ));
-    assert_eq!(op(&plan, "inherits").compare.case_insensitive_keys, CaseKeys::All);
-    assert_eq!(op(&plan, "own").compare.case_insensitive_keys, CaseKeys::None);
+    assert_eq!(
+        op(&plan, "inherits").settings.compare.case_insensitive_keys,
+        CaseKeys::All
+    );
+    assert_eq!(op(&plan, "own").settings.compare.case_insensitive_keys, CaseKeys::None);
 
     for (defaults, own, path, message) in [
         (
