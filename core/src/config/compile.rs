@@ -1,15 +1,13 @@
 //! From the raw document to the [`Plan`]: the top level, then each
-//! operation in order (read from its text, its names, its settings over the
-//! defaults', its place in the matcher), stopping at the first error.
+//! operation in order (its names, its settings over the defaults', its place
+//! in the matcher), stopping at the first error.
 
 use std::sync::Arc;
 
 use super::error::Field;
-use serde_json::value::RawValue;
-
-use super::raw::{RawBackend, RawConfig, RawIdentity, RawSettings};
+use super::raw::{Object, RawBackend, RawConfig, RawIdentity, RawOperation, RawSettings};
 use super::settings::Layer;
-use super::{evidence, names, read};
+use super::{evidence, names};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
 use crate::http::is_unsafe_method;
@@ -33,7 +31,7 @@ pub struct Compiler {
     /// resolved once, at the first such operation (so an error there is
     /// reported there), and shared by the others.
     inherited: Option<Arc<Settings>>,
-    operations: std::iter::Enumerate<std::vec::IntoIter<Box<RawValue>>>,
+    operations: std::iter::Enumerate<std::vec::IntoIter<Box<Object<RawOperation>>>>,
 }
 
 impl Compiler {
@@ -135,15 +133,15 @@ impl Compiler {
         Ok(plan)
     }
 
-    fn operation(&mut self, index: usize, text: Box<RawValue>) -> Result<(), ConfigError> {
+    fn operation(&mut self, index: usize, op: Box<Object<RawOperation>>) -> Result<(), ConfigError> {
         let plan = &mut self.plan;
         // Not format!: its machinery cost more than the rest of the name.
         let mut at = String::with_capacity(24);
         at.push_str("operations[");
         at.push_str(&index.to_string());
         at.push(']');
-        let (identity, own) = read::operation(&text, &at)?.split();
-        drop(text);
+        let Object(op) = *op;
+        let (identity, own) = op.split();
         let operation = operation(plan, identity, own, &self.defaults, &mut self.inherited, &at)?;
         if operation.settings.evidence.is_some() && plan.evidence_collector.is_none() {
             return Err(ConfigError::new(

@@ -6,8 +6,7 @@
 //! field path and the problem, e.g. `operations[2].path: unbalanced '{'`,
 //! and every input has a bound ([`crate::limits`]).
 //!
-//! - `read`: bytes to the raw document (size, syntax, shape, nothing after it),
-//!   and each operation's text to its raw form when it is compiled;
+//! - `read`: bytes to the raw document (size, syntax, shape, nothing after it);
 //! - `raw`: the serde types, the document as written;
 //! - `names`: ids, methods, header names, clusters, authorities, revision;
 //! - `settings` and `rules`: the settings and comparison rules of `defaults`
