@@ -688,6 +688,51 @@ fn the_leading_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
 }
 
 #[test]
+fn an_operation_that_has_shadowed_nothing_gets_only_its_ready_gauge() {
+    use parallel_run_core::counters::Gauge;
+    let mut names = [
+        Gauge::Ready,
+        Gauge::WindowComparisons,
+        Gauge::WindowMatched,
+        Gauge::WindowFailed,
+        Gauge::MatchRateBp,
+        Gauge::MatchRateLowerBp,
+        Gauge::ReadyForS,
+    ]
+    .map(Gauge::name);
+    names.sort_unstable();
+    let mut proxy = Vmx::start(CONFIG);
+    let defined = |proxy: &Vmx| -> Vec<String> {
+        let mut defined: Vec<String> = proxy
+            .fake
+            .state()
+            .metrics
+            .iter()
+            .filter_map(|m| m.1.strip_prefix("parallel_run.operation.getReturn.").map(String::from))
+            .filter(|name| names.contains(&name.as_str()))
+            .collect();
+        defined.sort_unstable();
+        defined
+    };
+    let evaluate = |proxy: &mut Vmx| {
+        for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
+            proxy.root.on_tick();
+        }
+    };
+    evaluate(&mut proxy);
+    // Every other window gauge would read 0, as an absent one does.
+    assert_eq!(defined(&proxy), ["ready"]);
+    assert_eq!(proxy.fake.metric("parallel_run.operation.getReturn.ready"), 0);
+    let mut stream = proxy.request("GET", "/returns/1", &[], None);
+    proxy.respond(&mut stream, 200, r#"{"a":1}"#);
+    proxy.wake();
+    let token = *proxy.tokens().last().unwrap();
+    proxy.reply(token, 200, r#"{"a":1}"#);
+    evaluate(&mut proxy);
+    assert_eq!(defined(&proxy), names, "once it has shadowed");
+}
+
+#[test]
 fn one_vm_holds_the_readiness_lease_and_another_takes_over_when_it_stops() {
     let mut first = Vmx::start(CONFIG);
     let mut second = Vmx::on(first.fake.clone(), CONFIG);
