@@ -31,6 +31,9 @@ pub(super) struct RawConfig {
     /// (272 bytes each in a wasm VM, and the list's growth), 10,000
     /// operations' raw form stayed beside the whole plan, a parse peak of
     /// 1,058 bytes per operation (`make bench-config`).
+    // Boxed on purpose: clippy's vec_box assumes the elements outlive the
+    // list, and these are freed one by one.
+    #[allow(clippy::vec_box)]
     #[serde(default)]
     pub operations: Vec<Box<Object<RawOperation>>>,
 }
