@@ -55,12 +55,13 @@ def test_the_harness_and_the_readme_name_exactly_the_counters_the_filter_defines
     assert OUTCOMES <= set(ops["getReturn"]) and "requests" not in ops["getReturn"], ops["getReturn"]
     assert not any(ops["getReturn"][name] for name in OUTCOMES)
     # One shadowed request defines the counters, both histograms, and the
-    # leader's next evaluation the window gauges.
+    # leader's next evaluation the window gauges (`ready` alone before: the
+    # others would read 0, as an absent one does).
     with Client(proxy.url("")) as client:
         status, _, _ = client.get("/returns/1")
         assert status == 200
     settle(proxy, 1, "getReturn")
-    wait_until(lambda: "ready" in metrics()[1], timeout=15, message="the window gauges")
+    wait_until(lambda: "window_comparisons" in metrics()[1], timeout=15, message="the window gauges")
     counters, gauges, histograms = metrics()
     # The two backends answer differently: the request also counted its
     # differing field (`unmatched_path`, with a `diff_path` label).
