@@ -111,6 +111,27 @@ fn an_old_burst_of_mismatches_ages_out_of_the_window() {
 }
 
 #[test]
+fn a_quiet_window_keeps_no_slots_and_a_burst_still_ages_out() {
+    let mut window = Window::new(600);
+    for t in (0..=1_200).step_by(5) {
+        window.observe(t, Tally::default());
+    }
+    assert!(window.slots.is_empty(), "{}", window.slots.len());
+    // One burst, then quiet: it stays in the window for the window's length.
+    window.observe(1_205, tally(10, 0, 10, 0));
+    for t in (1_210..=1_800).step_by(5) {
+        window.observe(t, tally(10, 0, 10, 0));
+    }
+    assert_eq!(window.tally(), tally(10, 0, 10, 0));
+    assert_eq!(window.slots.len(), 1);
+    for t in (1_805..=1_830).step_by(5) {
+        window.observe(t, tally(10, 0, 10, 0));
+    }
+    assert_eq!(window.tally(), Tally::default(), "aged out without a slot after it");
+    assert!(window.slots.is_empty());
+}
+
+#[test]
 fn a_counter_reset_counts_what_it_reads_as_new() {
     let mut window = Window::new(600);
     window.observe(0, tally(1000, 1000, 0, 0));
