@@ -233,8 +233,10 @@ impl Readiness {
             // readers take an absent one for 0: `ready` alone says it. An
             // idle operation in shadow keeps 6 stats fewer, about 1 KiB of
             // Envoy's heap (174 bytes a stat, measured: bench/RESULTS.md).
-            let judged = if tally.shadowed == 0 { &gauges[..1] } else { &gauges[..] };
-            for &(gauge, value) in judged {
+            let judged = gauges
+                .into_iter()
+                .filter(|&(gauge, _)| tally.shadowed > 0 || gauge == Gauge::Ready);
+            for (gauge, value) in judged {
                 // One the budget cannot define yet is set at the next evaluation.
                 let _ = plugin.gauges.set_within(host, index, gauge, value, budget);
             }

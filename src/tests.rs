@@ -626,6 +626,13 @@ fn a_route_that_ignores_the_filters_choice_is_counted() {
     assert_eq!(proxy.fake.metric("parallel_run.unknown_operation.requests"), 1);
 }
 
+/// Ticks until the readiness leader has evaluated once more.
+fn evaluate(proxy: &mut Vmx) {
+    for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
+        proxy.root.on_tick();
+    }
+}
+
 #[test]
 fn the_leading_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
     let config = CONFIG.replace(
@@ -634,11 +641,6 @@ fn the_leading_vm_keeps_the_readiness_window_and_flips_the_ready_gauge() {
     );
     let mut proxy = Vmx::start(&config);
     let gauge = |proxy: &Vmx, name: &str| proxy.fake.metric(&format!("parallel_run.operation.getReturn.{name}"));
-    let evaluate = |proxy: &mut Vmx| {
-        for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
-            proxy.root.on_tick();
-        }
-    };
     let traffic = |proxy: &mut Vmx, n: usize, candidate_body: &str| {
         for _ in 0..n {
             let mut stream = proxy.request("GET", "/returns/1", &[], None);
@@ -713,11 +715,6 @@ fn an_operation_that_has_shadowed_nothing_gets_only_its_ready_gauge() {
             .collect();
         defined.sort_unstable();
         defined
-    };
-    let evaluate = |proxy: &mut Vmx| {
-        for _ in 0..super::readiness::EVALUATE_EVERY_TICKS {
-            proxy.root.on_tick();
-        }
     };
     evaluate(&mut proxy);
     // Every other window gauge would read 0, as an absent one does.
