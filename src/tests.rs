@@ -1147,6 +1147,40 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
 }
 
 #[test]
+fn an_operation_left_out_of_one_push_keeps_its_handles_for_the_next() {
+    let mut proxy = Vmx::start(COST_CONFIG);
+    proxy.root.on_tick();
+    one_request(&mut proxy, "/legacy/2k");
+    let defined = |vmx: &Vmx| vmx.fake.state().metrics.len();
+    let push = |vmx: &Vmx, config: &str| {
+        let mut root = Root::new(vmx.fake.clone(), Rc::clone(&vmx.vm));
+        vmx.fake.state().config = config.as_bytes().to_vec();
+        assert!(root.on_configure(config.len()), "{config}");
+        root
+    };
+    let count = defined(&proxy);
+    let line = r#"{"id": "passThrough", "method": "POST", "path": "/legacy/{size}", "mode": "legacy"},"#;
+    assert!(COST_CONFIG.contains(line));
+    let without = COST_CONFIG
+        .replace(line, "")
+        .replace(r#""revision": "cost""#, r#""revision": "without""#);
+    let _root = push(&proxy, &without);
+    // Back, at another index: the handles are the VM's, by operation id.
+    let back = without.replace(r#""revision": "without""#, r#""revision": "back""#);
+    let back = back.replace(
+        r#""mode": "cutover", "shadow_unsafe": true}"#,
+        &format!(
+            r#""mode": "cutover", "shadow_unsafe": true}}, {}"#,
+            line.trim_end_matches(',')
+        ),
+    );
+    let _root = push(&proxy, &back);
+    one_request(&mut proxy, "/legacy/2k");
+    assert_eq!(defined(&proxy), count, "nothing defined again");
+    assert_eq!(proxy.counter("passThrough", "requests"), 2);
+}
+
+#[test]
 fn a_large_configuration_defines_its_stats_over_several_ticks() {
     let operations: Vec<String> = (0..200)
         .map(|i| format!(r#"{{"id": "op{i}", "method": "GET", "path": "/p{i}", "mode": "shadow"}}"#))
