@@ -37,6 +37,9 @@ from testbed.backend import DownBackend, FaultBackend, oversized_handler, slow_h
 from testbed.load import SideBySide, not_slower
 from testbed.table import text_table
 
+# Latency distributions side by side and load: not beside other tests.
+pytestmark = pytest.mark.alone
+
 OP = "getReturn"
 # Per proxy. 4 threads x 60 requests: modest load, about 2 s per fault, and
 # enough answers for the 90th percentile to be the 6th slowest, not the slowest.

@@ -10,6 +10,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from harness import HOST, OPERATION_STATS, free_port, http, json_response, settle, wait_until
 
 KEY = "e2e-evidence-hash-key-0123456789"
@@ -179,6 +181,7 @@ def latencies(proxy, n, path="/returns"):
     return out
 
 
+@pytest.mark.alone  # asserts clients' latency
 def test_a_slow_or_down_collector_never_delays_a_client_and_its_drops_are_counted(backend, envoy, wasm_path):
     legacy, candidate = backend(legacy_handler, "legacy"), backend(candidate_handler, "candidate")
     slow = Receiver(delay_s=3.0)

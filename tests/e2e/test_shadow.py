@@ -369,6 +369,7 @@ def test_client_gone_before_the_serving_answer_is_abandoned(backend, envoy, wasm
     assert_counters(counters(proxy), requests=1, served_legacy=1, shadowed=1, abandoned=1)
 
 
+@pytest.mark.alone  # asserts a client's latency
 def test_slow_candidate_inside_timeout_matches_after_the_client_was_answered(backend, envoy, wasm_path):
     """Delay 1.5 s, timeout 3 s: the client gets legacy's answer at once, the
     comparison completes when the shadow answers, long after."""
@@ -671,6 +672,7 @@ def test_shadow_percent_samples_about_half_and_deterministically(backend, envoy,
     assert sorted(request_ids(candidate.received)) == sorted(first_ids)
 
 
+@pytest.mark.alone  # asserts a client's latency
 def test_overload_skips_shadows_beyond_max_inflight(backend, envoy, wasm_path):
     """max_inflight_shadows 2 on one worker, a candidate taking 2 s and 10
     concurrent clients: 2 are shadowed, 8 skipped as overload, nobody waits."""
