@@ -51,7 +51,7 @@
 //! the list was replaced stays above 0; the counters are exact either way.
 
 use hashbrown::{HashMap, HashSet};
-use parallel_run_core::counters::{self, Counter};
+use parallel_run_core::counters::{self, Counter, Gauge};
 use parallel_run_core::fnv::Fnv1a;
 use parallel_run_core::Plan;
 
@@ -209,7 +209,10 @@ impl DiffPaths {
                 metrics.increment_gauge(host, &counters::diff_path_current_gauge(&op.id, path));
             } else {
                 operation.count(host, Counter::DiffPathsOverflow);
-                metrics.increment_gauge(host, &counters::diff_path_overflow_current_gauge(&op.id));
+                let overflow = metrics.of_operation(host, &op.id, Gauge::DiffPathsOverflowCurrent);
+                if let Some(id) = overflow.id {
+                    host.increment_metric(id);
+                }
             }
         }
     }
@@ -325,7 +328,11 @@ fn clear(
     // An overflow needs full slots, so a list with no path had none
     // (unless it has no slots at all): its gauge is left undefined.
     if !stale.is_empty() || max_diff_paths == 0 {
-        zero(counters::diff_path_overflow_current_gauge(operation_id));
+        let overflow = metrics.of_operation(host, operation_id, Gauge::DiffPathsOverflowCurrent);
+        defined += usize::from(overflow.now);
+        if let Some(id) = overflow.id {
+            host.record_metric(id, 0);
+        }
     }
     defined
 }

@@ -93,6 +93,28 @@ impl Metrics {
         }
     }
 
+    /// A metric of core's per-operation lists named by its operation id,
+    /// for a caller without the plan's [`OperationMetrics`] (the diff
+    /// paths' overflow gauge): the same cache, so that no stat is defined
+    /// twice. Whether this call defined it, and its handle.
+    pub fn of_operation<M: PerOperation>(&self, host: &impl Host, operation_id: &str, metric: M) -> Defined {
+        let handles = self.operation(operation_id);
+        let Some(slot) = handles.slots::<M>().get(metric.index()) else {
+            return Defined { id: None, now: false };
+        };
+        match slot.get() {
+            UNDEFINED => Defined {
+                id: define(host, operation_id, slot, metric),
+                now: true,
+            },
+            REFUSED => Defined { id: None, now: false },
+            id => Defined {
+                id: Some(id),
+                now: false,
+            },
+        }
+    }
+
     /// The handles of operation `id` in this VM, under every configuration
     /// that has it.
     fn operation(&self, id: &str) -> Rc<Handles> {
@@ -121,6 +143,29 @@ pub struct Handles {
     counters: Slots,
     gauges: Slots,
     histograms: Slots,
+}
+
+impl Handles {
+    /// The slots of kind `M`, allocated at its first use.
+    fn slots<M: PerOperation>(&self) -> &[Cell<u32>] {
+        M::slots(self).get_or_init(|| M::all().iter().map(|_| Cell::new(UNDEFINED)).collect())
+    }
+}
+
+/// A metric looked up by [`Metrics::of_operation`].
+pub struct Defined {
+    /// Its handle; `None` when the host refused it.
+    pub id: Option<u32>,
+    /// This lookup defined it.
+    pub now: bool,
+}
+
+/// Defines the metric of an undefined slot. The name is built for the
+/// hostcall and dropped: the slot is the cache.
+fn define<M: PerOperation>(host: &impl Host, operation_id: &str, slot: &Cell<u32>, metric: M) -> Option<u32> {
+    let defined = host.define_metric(M::KIND, &metric.stat_name(operation_id));
+    slot.set(defined.unwrap_or(REFUSED));
+    defined
 }
 
 /// One of core's lists of per-operation metrics ([`Counter`], [`Gauge`],
@@ -268,21 +313,15 @@ impl<M: PerOperation> OperationMetrics<M> {
             let id = self.ids.get(operation)?;
             let _ = cell.set(self.metrics.operation(id));
         }
-        let slots = M::slots(cell.get()?);
-        Some(slots.get_or_init(|| M::all().iter().map(|_| Cell::new(UNDEFINED)).collect()))
+        Some(cell.get()?.slots::<M>())
     }
 
     fn slot(&self, operation: usize, metric: M) -> Option<&Cell<u32>> {
         self.slots(operation)?.get(metric.index())
     }
 
-    /// Defines the metric of an undefined slot. The name is built for the
-    /// hostcall and dropped: the slot is the cache.
     fn define(&self, host: &impl Host, operation: usize, slot: &Cell<u32>, metric: M) -> Option<u32> {
-        let id = self.ids.get(operation)?;
-        let defined = host.define_metric(M::KIND, &metric.stat_name(id));
-        slot.set(defined.unwrap_or(REFUSED));
-        defined
+        define(host, self.ids.get(operation)?, slot, metric)
     }
 
     /// The handle within `budget`: a stat this VM defined already (under

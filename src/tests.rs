@@ -1456,6 +1456,13 @@ fn an_admission_replaces_a_list_of_an_older_revision_itself() {
         "r1's overflow, cumulative"
     );
     assert_eq!(proxy.counter("op0", "unmatched_path./a"), 1);
+    // The overflow gauge, set by name of operation here and through the
+    // plan elsewhere, is one stat with one handle; so is every other.
+    let mut names: Vec<String> = proxy.fake.state().metrics.iter().map(|m| m.1.clone()).collect();
+    names.sort_unstable();
+    let count = names.len();
+    names.dedup();
+    assert_eq!(names.len(), count, "a stat defined twice");
 }
 
 #[test]

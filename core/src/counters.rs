@@ -134,12 +134,6 @@ pub fn diff_path_current_gauge(operation_id: &str, field: &str) -> String {
     )
 }
 
-/// `parallel_run.operation.<id>.unmatched_path_overflow_current`: a gauge,
-/// the fields that found no `max_diff_paths` slot since the revision began.
-pub fn diff_path_overflow_current_gauge(operation_id: &str) -> String {
-    operation_gauge(operation_id, Gauge::DiffPathsOverflowCurrent)
-}
-
 /// `parallel_run.operation.<id>.noise_path.<field>`: a gauge, 1 while
 /// `<field>` is learned noise for the operation.
 pub fn noise_path_gauge(operation_id: &str, field: &str) -> String {
