@@ -81,9 +81,16 @@ $(WASM_TEST_RUNNER):
 
 # ---------------------------------------------------------------- build
 
+# The release profile's fat LTO and single codegen unit are for the module
+# (Cargo.toml). The CLI is built without them (Cargo's defaults: no LTO
+# across crates, 16 codegen units): the LTO of the whole binary, on one
+# thread, was 100 s of its 225 s build (`cargo build --release -p
+# parallel-run-ctl --timings`, 2 cores, 2026-12-02).
+CTL_PROFILE := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+
 build: $(STAMPS)/targets
 	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
-	$(CARGO) build --release -p parallel-run-ctl
+	$(CTL_PROFILE) $(CARGO) build --release -p parallel-run-ctl
 	@ls -l $(WASM) | awk '{print "filter: " $$NF " (" $$5 " bytes)"}'
 
 # ---------------------------------------------------------------- Istio image
