@@ -99,19 +99,9 @@ impl Metrics {
     /// twice. Whether this call defined it, and its handle.
     pub fn of_operation<M: PerOperation>(&self, host: &impl Host, operation_id: &str, metric: M) -> Defined {
         let handles = self.operation(operation_id);
-        let Some(slot) = handles.slots::<M>().get(metric.index()) else {
-            return Defined { id: None, now: false };
-        };
-        match slot.get() {
-            UNDEFINED => Defined {
-                id: define(host, operation_id, slot, metric),
-                now: true,
-            },
-            REFUSED => Defined { id: None, now: false },
-            id => Defined {
-                id: Some(id),
-                now: false,
-            },
+        match handles.slots::<M>().get(metric.index()) {
+            Some(slot) => handle(host, operation_id, slot, metric),
+            None => Defined { id: None, now: false },
         }
     }
 
@@ -158,6 +148,21 @@ pub struct Defined {
     pub id: Option<u32>,
     /// This lookup defined it.
     pub now: bool,
+}
+
+/// The handle in `slot`, defined now if it was not.
+fn handle<M: PerOperation>(host: &impl Host, operation_id: &str, slot: &Cell<u32>, metric: M) -> Defined {
+    match slot.get() {
+        UNDEFINED => Defined {
+            id: define(host, operation_id, slot, metric),
+            now: true,
+        },
+        REFUSED => Defined { id: None, now: false },
+        id => Defined {
+            id: Some(id),
+            now: false,
+        },
+    }
 }
 
 /// Defines the metric of an undefined slot. The name is built for the
@@ -350,11 +355,7 @@ impl<M: PerOperation> OperationMetrics<M> {
     /// The handle, defined now if it was not.
     fn id(&self, host: &impl Host, operation: usize, metric: M) -> Option<u32> {
         let slot = self.slot(operation, metric)?;
-        match slot.get() {
-            UNDEFINED => self.define(host, operation, slot, metric),
-            REFUSED => None,
-            id => Some(id),
-        }
+        handle(host, self.ids.get(operation)?, slot, metric).id
     }
 }
 

@@ -45,6 +45,15 @@ impl Vmx {
         Vmx { fake, vm, root }
     }
 
+    /// A configuration push this VM accepts: a new root in the same VM,
+    /// returned so that the caller decides which root serves.
+    fn push(&self, config: &str) -> Root<Fake> {
+        self.fake.state().config = config.as_bytes().to_vec();
+        let mut root = Root::new(self.fake.clone(), Rc::clone(&self.vm));
+        assert!(root.on_configure(config.len()), "{:?}", self.fake.logs());
+        root
+    }
+
     /// A request's headers (and whole body, if any) arrive.
     fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Stream<Fake> {
         let mut all = vec![
@@ -1123,15 +1132,9 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
     // A push: the leader sets the new gauges at once, defines the outcome
     // counters and the 5 threshold gauges of the operation that now
     // shadows, and nothing twice.
-    let push = |vmx: &Vmx, config: &str| {
-        let mut root = Root::new(vmx.fake.clone(), Rc::clone(&vmx.vm));
-        vmx.fake.state().config = config.as_bytes().to_vec();
-        assert!(root.on_configure(config.len()));
-        root
-    };
     let shadowing = COST_CONFIG.replace(r#""mode": "legacy""#, r#""mode": "shadow", "shadow_unsafe": true"#);
     let count = defined(&first).len();
-    let _root = push(&first, &shadowing);
+    let _root = first.push(&shadowing);
     assert_eq!(first.fake.metric("parallel_run.operation.passThrough.mode"), 1);
     assert_eq!(defined(&first).len(), count + crate::metrics::OUTCOMES.len() + 5);
     assert_eq!(
@@ -1139,10 +1142,7 @@ fn an_operation_without_traffic_defines_no_stats_and_the_leader_alone_sets_its_g
         parallel_run_core::config::DEFAULT_MIN_SAMPLES
     );
     let count = defined(&first).len();
-    let _root = push(
-        &first,
-        &shadowing.replace(r#""revision": "cost""#, r#""revision": "again""#),
-    );
+    let _root = first.push(&shadowing.replace(r#""revision": "cost""#, r#""revision": "again""#));
     assert_eq!(defined(&first).len(), count, "no handle defined twice");
 }
 
@@ -1152,19 +1152,13 @@ fn an_operation_left_out_of_one_push_keeps_its_handles_for_the_next() {
     proxy.root.on_tick();
     one_request(&mut proxy, "/legacy/2k");
     let defined = |vmx: &Vmx| vmx.fake.state().metrics.len();
-    let push = |vmx: &Vmx, config: &str| {
-        let mut root = Root::new(vmx.fake.clone(), Rc::clone(&vmx.vm));
-        vmx.fake.state().config = config.as_bytes().to_vec();
-        assert!(root.on_configure(config.len()), "{config}");
-        root
-    };
     let count = defined(&proxy);
     let line = r#"{"id": "passThrough", "method": "POST", "path": "/legacy/{size}", "mode": "legacy"},"#;
     assert!(COST_CONFIG.contains(line));
     let without = COST_CONFIG
         .replace(line, "")
         .replace(r#""revision": "cost""#, r#""revision": "without""#);
-    let _root = push(&proxy, &without);
+    let _root = proxy.push(&without);
     // Back, at another index: the handles are the VM's, by operation id.
     let back = without.replace(r#""revision": "without""#, r#""revision": "back""#);
     let back = back.replace(
@@ -1174,7 +1168,7 @@ fn an_operation_left_out_of_one_push_keeps_its_handles_for_the_next() {
             line.trim_end_matches(',')
         ),
     );
-    let _root = push(&proxy, &back);
+    let _root = proxy.push(&back);
     one_request(&mut proxy, "/legacy/2k");
     assert_eq!(defined(&proxy), count, "nothing defined again");
     assert_eq!(proxy.counter("passThrough", "requests"), 2);
@@ -1206,9 +1200,7 @@ fn a_large_configuration_defines_its_stats_over_several_ticks() {
     // A push of the same operations defines nothing and sets every mode
     // gauge at once.
     let pushed = config.replace(r#""mode": "shadow""#, r#""mode": "candidate""#);
-    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
-    proxy.fake.state().config = pushed.as_bytes().to_vec();
-    assert!(root.on_configure(pushed.len()));
+    let _root = proxy.push(&pushed);
     assert_eq!(defined(&proxy) - base, 2_400);
     assert_eq!(proxy.fake.metric("parallel_run.operation.op199.mode"), 3);
 }
@@ -1322,10 +1314,7 @@ fn a_new_revision_starts_a_fresh_list_of_diff_paths() {
 
     // The same configuration again, under a new revision.
     let next = config.replace(r#""revision": "r1""#, r#""revision": "r2""#);
-    proxy.fake.state().config = next.as_bytes().to_vec();
-    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
-    assert!(root.on_configure(next.len()));
-    proxy.root = root;
+    proxy.root = proxy.push(&next);
     let list = |vmx: &Vmx| vmx.fake.state().shared["parallel_run.diff_paths.getReturn"].0.clone();
     let r1 = parallel_run_core::counters::revision_fingerprint("r1");
     let r2 = parallel_run_core::counters::revision_fingerprint("r2");
@@ -1427,10 +1416,7 @@ fn an_admission_replaces_a_list_of_an_older_revision_itself() {
 
     // A push, and no tick: nobody leads, nobody swept.
     let next = many(2, "r2");
-    proxy.fake.state().config = next.as_bytes().to_vec();
-    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
-    assert!(root.on_configure(next.len()));
-    proxy.root = root;
+    proxy.root = proxy.push(&next);
     let r1 = parallel_run_core::counters::revision_fingerprint("r1");
     let r2 = parallel_run_core::counters::revision_fingerprint("r2");
     assert_eq!(diff_list(&proxy.fake, "op0"), format!("#{r1}\n/a\n"));
@@ -1456,8 +1442,8 @@ fn an_admission_replaces_a_list_of_an_older_revision_itself() {
         "r1's overflow, cumulative"
     );
     assert_eq!(proxy.counter("op0", "unmatched_path./a"), 1);
-    // The overflow gauge, set by name of operation here and through the
-    // plan elsewhere, is one stat with one handle; so is every other.
+    // Every stat, the overflow gauge too (found by operation id, not
+    // through the plan), has one handle.
     let mut names: Vec<String> = proxy.fake.state().metrics.iter().map(|m| m.1.clone()).collect();
     names.sort_unstable();
     let count = names.len();
@@ -1482,10 +1468,7 @@ fn the_leader_clears_the_gauges_of_operations_without_traffic_within_a_few_ticks
     assert_eq!(proxy.counter(&last, "unmatched_path_overflow_current"), 1);
 
     let next = many(n, "r2");
-    proxy.fake.state().config = next.as_bytes().to_vec();
-    let mut root = Root::new(proxy.fake.clone(), Rc::clone(&proxy.vm));
-    assert!(root.on_configure(next.len()));
-    proxy.root = root;
+    proxy.root = proxy.push(&next);
     assert_eq!(
         proxy.counter("op0", "unmatched_path_current./a"),
         0,
