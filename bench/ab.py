@@ -13,7 +13,9 @@ On a shared machine the ratios, and CPU per request above all, are the
 figures of merit. With --operations N, A and B run N more operations
 before the measured one (the pr-legacy-2001 configuration of `make bench`),
 and the proxy's VmRSS after the load is compared too: what the extra
-operations cost in memory.
+operations cost in memory. `--more NAME=PATH` (repeatable) adds more
+builds to the same rounds, each reported beside A and B and against A: a
+bisection of where a cost is, in one run.
 """
 
 import argparse
@@ -37,6 +39,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--a", required=True, help="baseline .wasm")
     p.add_argument("--b", required=True, help="changed .wasm")
+    p.add_argument("--more", action="append", default=[], metavar="NAME=PATH",
+                   help="one more build in the same rounds, reported against A (repeatable)")
     p.add_argument("--mode", choices=("shadow", "legacy"), default="shadow")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=5.0)
@@ -48,16 +52,21 @@ def main():
     if not load.available(args.generator):
         sys.exit(f"{args.generator} not found: run `make bench` once (it installs oha and wrk)")
     wasm = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
+    for more in args.more:
+        name, sep, path = more.partition("=")
+        if not sep or not name or name in wasm or name == "baseline":
+            sys.exit(f"--more {more}: expected NAME=PATH with a name other than A, B and baseline")
+        wasm[name] = Path(path).resolve()
     for name, path in wasm.items():
         if not path.exists():
-            sys.exit(f"--{name.lower()} {path}: no such file")
+            sys.exit(f"{name} {path}: no such file")
     filter_setup = SETUPS["pr-shadow" if args.mode == "shadow" else "pr-legacy"]
     if args.operations:
         filter_setup = Setup(f"{filter_setup.name}-{args.operations + 1}", filter_setup.label, "filter",
                              filter_setup.mode, args.operations)
     baseline = SETUPS["mirror" if args.mode == "shadow" else "empty"]
     baseline_wasm = setups.build_empty_filter() if baseline.kind == "empty" else None
-    variants = ("baseline", "A", "B")
+    variants = ("baseline", *wasm)
     results = {v: [] for v in variants}
     options = {"threads": 1} if args.generator == "wrk" else {}
     with tempfile.TemporaryDirectory(prefix="parallel-run-ab-") as tmp:
@@ -81,7 +90,7 @@ def main():
                     finally:
                         proxy.stop()
                     results[variant].append(r)
-                    print(f"round {rnd} {variant:8}: {r['rps']:9,.0f} req/s {r['proxy_us_per_req'] or 0:7.1f} µs/req"
+                    print(f"round {rnd} {variant[:12]:12}: {r['rps']:9,.0f} req/s {r['proxy_us_per_req'] or 0:7.1f} µs/req"
                           f" p99 {r['p99_ms']:.2f} ms RSS {r['rss_mib']:.1f} MiB (proxy {r['proxy_cpu_s'] / r['elapsed_s']:.2f} core,"
                           f" generator {r['generator_cpu_s'] / r['elapsed_s']:.2f})", flush=True)
         finally:
@@ -102,11 +111,12 @@ def main():
     print("\n".join(markdown_table([("variant", "<"), ("req/s", ">"), ("proxy µs/req", ">"), ("p99 ms", ">"), ("RSS MiB", ">"),
                                     (f"throughput / {baseline.name}", ">"), (f"CPU/req / {baseline.name}", ">")], rows)))
     print()
-    for key, label in (("rps", "throughput"), ("proxy_us_per_req", "CPU per request")):
-        per = ratios(series("B", key), series("A", key))
-        print(f"B / A {label} per round: {', '.join(f'{x:.3f}' for x in per)}; median {fmt(med(per), 3)}")
-    diff = [b["rss_mib"] - a["rss_mib"] for a, b in zip(results["A"], results["B"])]
-    print(f"B - A RSS per round: {', '.join(f'{x:+.1f}' for x in diff)} MiB; median {fmt(med(diff), 1)} MiB")
+    for name in list(wasm)[1:]:
+        for key, label in (("rps", "throughput"), ("proxy_us_per_req", "CPU per request")):
+            per = ratios(series(name, key), series("A", key))
+            print(f"{name} / A {label} per round: {', '.join(f'{x:.3f}' for x in per)}; median {fmt(med(per), 3)}")
+        diff = [b["rss_mib"] - a["rss_mib"] for a, b in zip(results["A"], results[name])]
+        print(f"{name} - A RSS per round: {', '.join(f'{x:+.1f}' for x in diff)} MiB; median {fmt(med(diff), 1)} MiB")
 
 
 if __name__ == "__main__":

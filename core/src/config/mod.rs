@@ -7,6 +7,7 @@
 //! and every input has a bound ([`crate::limits`]).
 //!
 //! - `read`: bytes to the raw document (size, syntax, shape, nothing after it);
+//! - `locate`: the field path of where a refused document went wrong;
 //! - `raw`: the serde types, the document as written;
 //! - `names`: ids, methods, header names, clusters, authorities, revision;
 //! - `settings` and `rules`: the settings and comparison rules of `defaults`
@@ -19,6 +20,7 @@ mod compile;
 mod error;
 mod evidence;
 mod guards;
+mod locate;
 mod names;
 mod raw;
 mod read;

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::compare::StatusMatch;
@@ -141,14 +141,23 @@ pub(super) struct RawEvidence {
 
 /// `evidence.raw_values`: `true`, `false`, or the fields (JSON Pointer
 /// patterns, header names) whose raw values a record may carry.
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "true, false, or a list of JSON Pointer patterns and header names"
-)]
 pub(super) enum RawRawValues {
     All(bool),
     Only(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawRawValues {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(
+            match flag_or_list(
+                deserializer,
+                "true, false, or a list of JSON Pointer patterns and header names",
+            )? {
+                Ok(all) => RawRawValues::All(all),
+                Err(only) => RawRawValues::Only(only),
+            },
+        )
+    }
 }
 
 /// `evidence_collector` at the top level: where evidence records go.
@@ -184,11 +193,44 @@ pub(super) struct RawHeaderRules {
 }
 
 /// `name_keys`: `true`, `false`, or the keys that may be named.
-#[derive(Deserialize)]
-#[serde(untagged, expecting = "true, false, or a list of JSON object keys")]
 pub(super) enum RawNameKeys {
     All(bool),
     Only(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawNameKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(
+            match flag_or_list(deserializer, "true, false, or a list of JSON object keys")? {
+                Ok(all) => RawNameKeys::All(all),
+                Err(only) => RawNameKeys::Only(only),
+            },
+        )
+    }
+}
+
+/// `true` or `false` (`Ok`), or a list of strings (`Err`). A visitor rather
+/// than `#[serde(untagged)]`: an untagged enum buffers the whole value and
+/// refuses it after serde_json has moved past it, where the error can no
+/// longer name its field (`locate`); it is also more code.
+fn flag_or_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    expecting: &'static str,
+) -> Result<Result<bool, Vec<String>>, D::Error> {
+    struct FlagOrList(&'static str);
+    impl<'de> Visitor<'de> for FlagOrList {
+        type Value = Result<bool, Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_bool<E: serde::de::Error>(self, all: bool) -> Result<Self::Value, E> {
+            Ok(Ok(all))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Err)
+        }
+    }
+    deserializer.deserialize_any(FlagOrList(expecting))
 }
 
 /// The fields of an operation that are not settings.
@@ -211,7 +253,7 @@ pub(super) struct RawCompare {
     pub number_tolerance: Option<Object<RawTolerance>>,
     pub null_equals_missing: Option<bool>,
     pub status: Option<StatusMatch>,
-    pub status_equivalent: Option<ListOr<Vec<serde_json::Number>>>,
+    pub status_equivalent: Option<ListOr<Vec<RawNumber>>>,
     pub masks: Option<ListOr<StringOr<RawMask>>>,
     /// Header name (or `prefix*`) → mask; `null` drops an inherited one.
     pub header_masks: Option<std::collections::BTreeMap<String, Option<StringOr<RawMask>>>>,
@@ -447,23 +489,85 @@ impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for StringOr<T> {
     }
 }
 
+/// A number as written (`status_equivalent`'s codes, judged in `rules`).
+/// Read with serde_json's number hint, which refuses an array or an object
+/// before taking its first byte, as `locate` expects; `serde_json::Number`'s
+/// own deserializer takes the `[` first.
+pub(super) struct RawNumber(pub serde_json::Number);
+
+impl<'de> Deserialize<'de> for RawNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl Visitor<'_> for NumberVisitor {
+            type Value = RawNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(RawNumber(n.into()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(RawNumber(n.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+                serde_json::Number::from_f64(n)
+                    .map(RawNumber)
+                    .ok_or_else(|| E::custom(format!("{n} is not a JSON number")))
+            }
+        }
+        deserializer.deserialize_f64(NumberVisitor)
+    }
+}
+
 /// Istio hands `pluginConfig` over as a protobuf Struct, whose numbers are
 /// doubles: accept `3000.0` where a whole number is expected, not `3000.5`.
+///
+/// Refused from inside the visitor, not after it returned: serde_json
+/// gives an error the position of the value it is reading only there, and
+/// that position is what names the field (`locate`).
 fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: TryFrom<u64>,
 {
-    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
-        return Ok(None);
-    };
-    let whole = number.as_u64().or_else(|| {
-        let float = number.as_f64()?;
-        // 2^64 as f64 is exact; at or above it the cast would saturate.
-        (float >= 0.0 && float.fract() == 0.0 && float < 18_446_744_073_709_551_616.0).then_some(float as u64)
-    });
-    whole
-        .and_then(|n| T::try_from(n).ok())
-        .map(Some)
-        .ok_or_else(|| D::Error::custom(format!("expected a whole number in range, got {number}")))
+    struct WholeVisitor<T>(PhantomData<T>);
+    impl<T: TryFrom<u64>> WholeVisitor<T> {
+        fn whole<E: serde::de::Error>(whole: Option<u64>, number: impl fmt::Display) -> Result<Option<T>, E> {
+            whole
+                .and_then(|n| T::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| E::custom(format!("expected a whole number in range, got {number}")))
+        }
+    }
+    impl<'de, T: TryFrom<u64>> Visitor<'de> for WholeVisitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+            // serde_json reads any number for this hint, and refuses
+            // anything else before taking its first byte.
+            deserializer.deserialize_u64(self)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Self::whole(Some(n), n)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Self::whole(u64::try_from(n).ok(), n)
+        }
+        fn visit_f64<E: serde::de::Error>(self, float: f64) -> Result<Self::Value, E> {
+            // 2^64 as f64 is exact; at or above it the cast would saturate.
+            let whole =
+                (float >= 0.0 && float.fract() == 0.0 && float < 18_446_744_073_709_551_616.0).then_some(float as u64);
+            // Printed the way serde_json prints the number it read.
+            match serde_json::Number::from_f64(float) {
+                Some(number) => Self::whole(whole, number),
+                None => Self::whole(whole, float),
+            }
+        }
+    }
+    deserializer.deserialize_option(WholeVisitor(PhantomData))
 }

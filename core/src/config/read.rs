@@ -10,6 +10,7 @@
 
 use serde::Deserialize;
 
+use super::locate;
 use super::raw::{Object, RawConfig};
 use super::ConfigError;
 use crate::limits::MAX_CONFIG_BYTES;
@@ -26,24 +27,11 @@ pub(super) fn read(json: &[u8]) -> Result<RawConfig, ConfigError> {
             ),
         ));
     }
-    // serde_path_to_error keeps the path of every value as it goes, an
-    // allocation per object key: a configuration of 10,000 operations read
-    // in about half the time without it. So the document is read plainly,
-    // and only one that is refused is read again to say where.
+    // One parse, keeping no path: a refusal is located afterwards
+    // (`locate`), so the derived deserializers exist once in the module.
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    if let Ok(Object(raw)) = Object::<RawConfig>::deserialize(&mut deserializer) {
-        // Whitespace may follow the object; anything else was meant to be
-        // part of the configuration, or is garbage: either way not applied
-        // silently.
-        deserializer
-            .end()
-            .map_err(|err| ConfigError::new("", format!("{} after the configuration object", strip_position(&err))))?;
-        return Ok(raw);
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let Object(raw) = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-        let path = field_path(err.path());
-        let err = err.into_inner();
+    let Object(raw) = Object::<RawConfig>::deserialize(&mut deserializer).map_err(|err| {
+        let path = locate::field_path(json, &err);
         let message = if path.is_empty()
             && !(err.is_syntax() || err.is_eof())
             && json.trim_ascii_start().first() != Some(&b'{')
@@ -54,30 +42,12 @@ pub(super) fn read(json: &[u8]) -> Result<RawConfig, ConfigError> {
         };
         ConfigError::new(path, message)
     })?;
+    // Whitespace may follow the object; anything else was meant to be part
+    // of the configuration, or is garbage: either way not applied silently.
     deserializer
         .end()
         .map_err(|err| ConfigError::new("", format!("{} after the configuration object", strip_position(&err))))?;
     Ok(raw)
-}
-
-/// `operations[0].mode`, the way this module writes its own paths. Segments
-/// serde could not name (inside a syntax error) are left out rather than
-/// printed as `?`.
-fn field_path(path: &serde_path_to_error::Path) -> String {
-    let mut out = String::new();
-    for segment in path.iter() {
-        match segment {
-            serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            serde_path_to_error::Segment::Unknown => {}
-        }
-    }
-    out
 }
 
 /// serde_json appends "at line L column C"; the field path says more, but

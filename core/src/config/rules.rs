@@ -11,7 +11,7 @@
 //! dropped), and it leaves every other list of the same `compare` merging.
 
 use super::names;
-use super::raw::{BoolOrList, ListOr, RawCompare, RawMask, RawUnordered, StringOr};
+use super::raw::{BoolOrList, ListOr, RawCompare, RawMask, RawNumber, RawUnordered, StringOr};
 use super::ConfigError;
 use crate::compare::json::PointerPattern;
 use crate::compare::{
@@ -357,7 +357,7 @@ fn number_tolerance(absolute: Option<f64>, relative: Option<f64>, at: &str) -> R
 /// Groups of equal codes. Bounded without a limit of its own: a code is in
 /// one group at most, so 500 codes in all; a duplicate is refused when it
 /// is met, before the next one is read.
-fn status_equivalent(groups: &[Vec<serde_json::Number>], at: &str) -> Result<Vec<Vec<u16>>, ConfigError> {
+fn status_equivalent(groups: &[Vec<RawNumber>], at: &str) -> Result<Vec<Vec<u16>>, ConfigError> {
     let mut out: Vec<Vec<u16>> = Vec::with_capacity(groups.len().min(250));
     for (i, group) in groups.iter().enumerate() {
         let at = format!("{at}[{i}]");
@@ -365,7 +365,7 @@ fn status_equivalent(groups: &[Vec<serde_json::Number>], at: &str) -> Result<Vec
             return Err(ConfigError::new(at, "a group needs at least two status codes"));
         }
         let mut codes = Vec::with_capacity(group.len().min(500));
-        for (j, number) in group.iter().enumerate() {
+        for (j, RawNumber(number)) in group.iter().enumerate() {
             let code = number
                 .as_f64()
                 .filter(|f| f.fract() == 0.0 && (100.0..=599.0).contains(f))

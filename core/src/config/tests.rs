@@ -916,6 +916,7 @@ fn noise_learning_errors_name_the_field() {
 mod evidence;
 mod guards;
 mod headers;
+mod locate;
 mod merge;
 mod scoping;
 mod slices;
