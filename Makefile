@@ -32,7 +32,7 @@ PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence bench-config soak oci prometheus-setup prometheus-test prometheus-rules dashboard
+.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence bench-config bench-headers soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
@@ -254,6 +254,11 @@ endef
 bench-config: $(STAMPS)/targets
 	$(call core-bench,config)
 
+# Reading a request's headers, the SDK's way and in place
+# (core/benches/headers.rs): what every request pays first.
+bench-headers: $(STAMPS)/targets
+	$(call core-bench,headers)
+
 # The cost of one evidence record (core/benches/evidence.rs); the figures
 # go into bench/RESULTS.md by hand.
 bench-evidence: $(STAMPS)/targets
@@ -270,7 +275,7 @@ bench-evidence: $(STAMPS)/targets
 CARGO_FUZZ_VERSION := 0.13.1
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := compare config sequence decode
+FUZZ_TARGETS := compare config sequence decode header_map
 
 $(CARGO_FUZZ):
 	$(CARGO) install --quiet cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(TOOLS)

@@ -8,7 +8,17 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::host::{Headers, Host, MetricKind, WriteError};
+use parallel_run_core::header_map::HeaderMap;
+
+use crate::host::{Host, MetricKind, WriteError};
+
+/// Headers as a test writes them; the fake hands them over serialized, as
+/// Envoy does, so every test reads them through [`HeaderMap`].
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+fn serialized(headers: &Headers) -> HeaderMap {
+    HeaderMap::from_pairs(headers.iter().map(|(name, value)| (name, value)))
+}
 
 /// A call the filter made.
 #[derive(Debug, Clone)]
@@ -137,9 +147,9 @@ impl Fake {
 }
 
 impl Host for Fake {
-    fn request_headers(&self) -> Headers {
+    fn request_headers(&self) -> HeaderMap {
         self.hostcall("request_headers");
-        self.0.borrow().request_headers.clone()
+        serialized(&self.0.borrow().request_headers)
     }
 
     fn set_request_header(&self, name: &str, value: &str) {
@@ -167,9 +177,9 @@ impl Host for Fake {
         Some(state.request_chunk.get(..size)?.to_vec())
     }
 
-    fn response_headers(&self) -> Headers {
+    fn response_headers(&self) -> HeaderMap {
         self.hostcall("response_headers");
-        self.0.borrow().response_headers.clone()
+        serialized(&self.0.borrow().response_headers)
     }
 
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
@@ -209,9 +219,9 @@ impl Host for Fake {
         Some(token)
     }
 
-    fn call_response_headers(&self) -> Headers {
+    fn call_response_headers(&self) -> HeaderMap {
         self.hostcall("call_response_headers");
-        self.0.borrow().call_reply.0.clone()
+        serialized(&self.0.borrow().call_reply.0)
     }
 
     fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {

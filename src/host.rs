@@ -11,12 +11,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use parallel_run_core::header_map::HeaderMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
-
-/// A header list as the host hands it over: names lower-case, values as
-/// bytes, repeated headers repeated.
-pub type Headers = Vec<(String, Vec<u8>)>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -37,8 +34,8 @@ pub trait Host {
     // ---- the current stream
 
     /// Every request header, in one hostcall: each single lookup would be a
-    /// round trip between the VM and Envoy.
-    fn request_headers(&self) -> Headers;
+    /// round trip between the VM and Envoy. Empty when it cannot be read.
+    fn request_headers(&self) -> HeaderMap;
     fn set_request_header(&self, name: &str, value: &str);
     fn remove_request_header(&self, name: &str);
     /// Makes Envoy pick the route again after the route header changed.
@@ -46,7 +43,7 @@ pub trait Host {
     /// The current request body chunk (Continue mode: `size` is the
     /// chunk's). `None` when it cannot be read.
     fn request_body(&self, size: usize) -> Option<Vec<u8>>;
-    fn response_headers(&self) -> Headers;
+    fn response_headers(&self) -> HeaderMap;
     fn response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// The cluster Envoy routed the current request to (`xds.cluster_name`),
     /// once it was routed. `None` when nothing was (a local reply).
@@ -57,7 +54,7 @@ pub trait Host {
     /// Sends a call to `cluster`; its reply reaches the root context that
     /// made it, by token. `None` when Envoy refused it (unknown cluster).
     fn dispatch(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> Option<u32>;
-    fn call_response_headers(&self) -> Headers;
+    fn call_response_headers(&self) -> HeaderMap;
     fn call_response_body(&self, size: usize) -> Option<Vec<u8>>;
 
     // ---- the plugin and its lifecycle
@@ -129,6 +126,39 @@ pub trait Host {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Proxy;
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // The ABI's map read, declared as the SDK declares it: its own
+    // `get_map_bytes` copies every name and value into a `String` and a
+    // `Vec` (two allocations per header, on every request), and panics on
+    // a status other than Ok or on a name that is not UTF-8.
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// A header map in one hostcall and one allocation (the host's, through
+/// the SDK's `proxy_on_memory_allocate`), read in place. Empty when the
+/// map cannot be read or does not add up.
+fn header_map(map: MapType) -> HeaderMap {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into the two locals.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if !matches!(status, Status::Ok) || data.is_null() {
+        return HeaderMap::default();
+    }
+    // SAFETY: on Ok the host hands over `size` bytes it allocated through
+    // the SDK's `proxy_on_memory_allocate`, which leaks a boxed slice of
+    // exactly `size` bytes: ownership passes to this Vec (capacity `size`),
+    // and it is freed once, when the map is dropped. This is what the SDK's
+    // own `get_map_bytes` does with the same buffer.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    HeaderMap::parse(bytes).unwrap_or_default()
+}
+
 fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
     match hostcalls::get_buffer(kind, 0, size) {
         Ok(bytes) => Some(bytes.unwrap_or_default()),
@@ -137,8 +167,8 @@ fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
 }
 
 impl Host for Proxy {
-    fn request_headers(&self) -> Headers {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> HeaderMap {
+        header_map(MapType::HttpRequestHeaders)
     }
 
     fn set_request_header(&self, name: &str, value: &str) {
@@ -162,8 +192,8 @@ impl Host for Proxy {
         buffer(BufferType::HttpRequestBody, size)
     }
 
-    fn response_headers(&self) -> Headers {
-        hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
+    fn response_headers(&self) -> HeaderMap {
+        header_map(MapType::HttpResponseHeaders)
     }
 
     fn response_body(&self, size: usize) -> Option<Vec<u8>> {
@@ -187,8 +217,8 @@ impl Host for Proxy {
         }
     }
 
-    fn call_response_headers(&self) -> Headers {
-        hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default()
+    fn call_response_headers(&self) -> HeaderMap {
+        header_map(MapType::HttpCallResponseHeaders)
     }
 
     fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {

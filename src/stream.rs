@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use parallel_run_core::breaker::Breaker;
 use parallel_run_core::counters::{Counter, Histogram};
 use parallel_run_core::exchange::ExchangeId;
+use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::{Backend, Side};
 use parallel_run_core::routing;
@@ -18,7 +19,7 @@ use parallel_run_core::{unknown, Plan};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::host::{Headers, Host};
+use crate::host::Host;
 use crate::vm::{OperationRef, Plugin, Vm};
 
 /// Lines about requests that matched no operation, per tick (a second) and
@@ -39,17 +40,9 @@ pub struct Stream<H: Host> {
     completed_at: Option<SystemTime>,
 }
 
-/// The request headers as they arrived, read once.
-struct RequestHeaders(Headers);
-
-impl RequestHeaders {
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
-    }
-
-    fn text(&self, name: &str) -> &str {
-        std::str::from_utf8(self.get(name).unwrap_or_default()).unwrap_or_default()
-    }
+/// A header's value as text; empty when it is missing or not UTF-8.
+fn text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    std::str::from_utf8(headers.get(name).unwrap_or_default()).unwrap_or_default()
 }
 
 impl<H: Host> Stream<H> {
@@ -69,7 +62,7 @@ impl<H: Host> Stream<H> {
     /// route (to legacy) gets the route header written, a client's copy
     /// overwritten and the route picked again, so that a client can never
     /// choose a backend itself.
-    fn route(&self, headers: &RequestHeaders, method: &str, path: &str) -> Option<usize> {
+    fn route(&self, headers: &HeaderMap, method: &str, path: &str) -> Option<usize> {
         let plan = &self.plugin.plan;
         let operation_id = plan.operation_header.as_deref().and_then(|name| headers.get(name));
         let authority = headers.get(":authority").unwrap_or_default();
@@ -136,7 +129,7 @@ impl<H: Host> Stream<H> {
 
     /// Decides whether this request is shadowed and, if so, opens its
     /// exchange.
-    fn decide(&mut self, headers: &RequestHeaders, index: usize, method: &str, path: &str, end_of_stream: bool) {
+    fn decide(&mut self, headers: &HeaderMap, index: usize, method: &str, path: &str, end_of_stream: bool) {
         let plan = &self.plugin.plan;
         let Some(operation) = plan.operation(index) else { return };
         let request_id = headers.get("x-request-id");
@@ -169,7 +162,7 @@ impl<H: Host> Stream<H> {
             }
             Decision::Shadow { repeat } => repeat,
         };
-        let outgoing = match shadow::outgoing(operation, &headers.0, &plan.route_header, repeat) {
+        let outgoing = match shadow::outgoing(operation, headers, &plan.route_header, repeat) {
             Some(Ok(outgoing)) => outgoing,
             Some(Err(counter)) => {
                 self.plugin.counters.count(&self.host, index, counter);
@@ -281,14 +274,14 @@ impl<H: Host> Context for Stream<H> {}
 
 impl<H: Host> HttpContext for Stream<H> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let headers = RequestHeaders(self.host.request_headers());
+        let headers = self.host.request_headers();
         let authority = headers.get(":authority").unwrap_or_default();
         // A host the configuration does not cover (a shared gateway) passes
         // through untouched: no header written, no route-cache clear.
         if !self.plugin.plan.in_scope(authority) {
             return Action::Continue;
         }
-        let (method, path) = (headers.text(":method"), headers.text(":path"));
+        let (method, path) = (text(&headers, ":method"), text(&headers, ":path"));
         self.operation = self.route(&headers, method, path);
         self.verify = self.operation.is_some_and(|index| {
             let served_by_candidate = self
@@ -337,7 +330,7 @@ impl<H: Host> HttpContext for Stream<H> {
         let Some(id) = self.exchange else {
             return Action::Continue;
         };
-        let response = Response::from_headers(self.host.response_headers(), Vec::new());
+        let response = Response::from_headers(&self.host.response_headers(), Vec::new());
         self.vm.borrow_mut().exchanges.serving_headers(id, response);
         if end_of_stream {
             self.response_complete();

@@ -1,6 +1,8 @@
 //! HTTP facts the filter relies on: messages as captured, framing headers,
 //! method safety.
 
+use crate::header_map::HeaderMap;
+
 /// A response as captured from either backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Response {
@@ -11,17 +13,20 @@ pub struct Response {
 }
 
 impl Response {
-    /// A response from the header list the host hands over: `:status`
+    /// A response from the header map the host hands over: `:status`
     /// parsed (0 when missing or not a number), pseudo-headers left out.
-    pub fn from_headers(headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Response {
+    pub fn from_headers(headers: &HeaderMap, body: Vec<u8>) -> Response {
         let status = headers
-            .iter()
-            .find(|(name, _)| name == ":status")
-            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok())
+            .get(":status")
+            .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok())
             .unwrap_or(0);
         Response {
             status,
-            headers: headers.into_iter().filter(|(name, _)| !name.starts_with(':')).collect(),
+            headers: headers
+                .iter()
+                .filter(|(name, _)| !name.starts_with(b":"))
+                .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.to_vec()))
+                .collect(),
             body,
         }
     }
@@ -89,15 +94,12 @@ mod tests {
 
     #[test]
     fn from_headers_parses_the_status_and_drops_pseudo_headers() {
-        let headers = vec![
-            (":status".to_string(), b"201".to_vec()),
-            ("etag".to_string(), b"x".to_vec()),
-        ];
-        let response = Response::from_headers(headers, b"{}".to_vec());
+        let headers = HeaderMap::from_pairs([(":status", "201"), ("etag", "x")]);
+        let response = Response::from_headers(&headers, b"{}".to_vec());
         assert_eq!(response.status, 201);
         assert_eq!(response.headers, [("etag".to_string(), b"x".to_vec())]);
         assert_eq!(
-            Response::from_headers(vec![(":status".into(), b"abc".to_vec())], Vec::new()).status,
+            Response::from_headers(&HeaderMap::from_pairs([(":status", "abc")]), Vec::new()).status,
             0
         );
     }

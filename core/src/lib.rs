@@ -12,6 +12,7 @@ pub mod diff_path;
 pub mod evidence;
 pub mod exchange;
 pub mod fnv;
+pub mod header_map;
 pub mod hosts;
 pub mod http;
 pub mod limits;

@@ -4,6 +4,7 @@
 use crate::breaker::Breaker;
 use crate::counters::Counter;
 use crate::exchange::{CallSpec, Outgoing};
+use crate::header_map::HeaderMap;
 use crate::http::{is_hop_by_hop_or_framing, is_unsafe_method, SHADOW_MARKER_HEADER};
 use crate::plan::{Backend, Operation};
 use crate::sampling::sampled;
@@ -99,9 +100,9 @@ impl HeaderRules {
 /// request streams; `None` when the operation shadows nothing, and
 /// `Some(Err(counter))` when the request cannot be copied faithfully
 /// ([`NotText`]), to be counted instead of shadowed.
-pub fn outgoing<V: AsRef<[u8]>>(
+pub fn outgoing(
     operation: &Operation,
-    request: &[(String, V)],
+    request: &HeaderMap,
     route_header: &str,
     repeat: bool,
 ) -> Option<Result<Outgoing, Counter>> {
@@ -146,8 +147,8 @@ pub struct NotText;
 /// and framing headers (Envoy re-frames the copy) and minus the route header
 /// (routing is the filter's business, not the shadow backend's), with
 /// `:authority` set for the shadow backend and the shadow marker added.
-pub fn shadow_headers<V: AsRef<[u8]>>(
-    request: &[(String, V)],
+pub fn shadow_headers(
+    request: &HeaderMap,
     route_header: &str,
     shadow: &Backend,
     operation_id: &str,
@@ -156,8 +157,8 @@ pub fn shadow_headers<V: AsRef<[u8]>>(
 }
 
 /// [`shadow_headers`] with the operation's header rules applied.
-pub fn copy_headers<V: AsRef<[u8]>>(
-    request: &[(String, V)],
+pub fn copy_headers(
+    request: &HeaderMap,
     route_header: &str,
     shadow: &Backend,
     operation_id: &str,
@@ -165,17 +166,17 @@ pub fn copy_headers<V: AsRef<[u8]>>(
 ) -> Result<Vec<(String, String)>, NotText> {
     let mut headers = Vec::with_capacity(request.len() + rules.set.len() + 2);
     let mut authority = shadow.authority.as_deref().map(str::to_string);
-    for (name, value) in request {
-        let name = name.to_ascii_lowercase();
+    for (name, value) in request.iter() {
+        let name = std::str::from_utf8(name).map_err(|_| NotText)?.to_ascii_lowercase();
         if name == ":authority" || name == "host" {
-            authority.get_or_insert_with(|| String::from_utf8_lossy(value.as_ref()).into_owned());
+            authority.get_or_insert_with(|| String::from_utf8_lossy(value).into_owned());
             continue;
         }
         if is_hop_by_hop_or_framing(&name) || name == route_header || name == SHADOW_MARKER_HEADER || rules.drops(&name)
         {
             continue;
         }
-        let value = std::str::from_utf8(value.as_ref()).map_err(|_| NotText)?;
+        let value = std::str::from_utf8(value).map_err(|_| NotText)?;
         headers.push((name, value.to_string()));
     }
     headers.extend(rules.set.iter().cloned());
@@ -339,7 +340,7 @@ mod tests {
     #[test]
     fn the_repeat_goes_to_the_serving_backend_with_the_same_request() {
         let plan = plan("");
-        let request = vec![(":path".to_string(), b"/r/1".to_vec())];
+        let request = HeaderMap::from_pairs([(":path", "/r/1")]);
         let outgoing = outgoing(&plan.operations[0], &request, "x-route", true)
             .unwrap()
             .unwrap();
@@ -354,7 +355,7 @@ mod tests {
     #[test]
     fn shadow_copy_drops_framing_and_routing_and_is_marked() {
         let plan = plan("");
-        let request: Vec<(String, Vec<u8>)> = [
+        let request = HeaderMap::from_pairs([
             (":method", "GET"),
             (":path", "/r/1?x=1"),
             (":authority", "api.example"),
@@ -366,10 +367,7 @@ mod tests {
             ("x-request-id", "abc"),
             ("accept", "a"),
             ("accept", "b"),
-        ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect();
+        ]);
         let candidate = plan.operations[0].shadow().unwrap();
         let headers = shadow_headers(&request, "x-parallel-run-cluster", candidate, "op").unwrap();
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -391,15 +389,12 @@ mod tests {
     fn header_rules_remove_and_set_on_the_copy_only() {
         let rules = plan(r#","shadow_headers":{"remove":["Cookie"],"set":{"authorization":"Bearer test-credential"}}"#);
         let operation = &rules.operations[0];
-        let request: Vec<(String, Vec<u8>)> = [
+        let request = HeaderMap::from_pairs([
             (":path", "/r/1"),
             ("authorization", "Bearer real-user"),
             ("cookie", "session=abc"),
             ("accept", "a"),
-        ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect();
+        ]);
         let outgoing = outgoing(operation, &request, "x-route", true).unwrap().unwrap();
         for call in [&outgoing.shadow, outgoing.repeat.as_ref().unwrap()] {
             let get = |name: &str| {
@@ -424,7 +419,7 @@ mod tests {
         assert!(headers.contains(&("cookie".to_string(), "session=abc".to_string())));
     }
 
-    fn outgoing_of(plan: &Plan, request: &[(String, Vec<u8>)]) -> Outgoing {
+    fn outgoing_of(plan: &Plan, request: &HeaderMap) -> Outgoing {
         outgoing(&plan.operations[0], request, "x-route", false)
             .unwrap()
             .unwrap()
@@ -436,7 +431,7 @@ mod tests {
             cluster: "candidate".into(),
             authority: None,
         };
-        let request = vec![(":authority".to_string(), b"api.example".to_vec())];
+        let request = HeaderMap::from_pairs([(":authority", "api.example")]);
         let headers = shadow_headers(&request, "x-route", &backend, "op").unwrap();
         assert!(headers.contains(&(":authority".to_string(), "api.example".to_string())));
     }
@@ -445,27 +440,27 @@ mod tests {
     fn header_bytes_that_are_not_utf8_make_the_request_uncopyable() {
         let plan = plan("");
         let operation = &plan.operations[0];
-        let latin1 = vec![
-            (":path".to_string(), b"/r/1".to_vec()),
-            ("x-name".to_string(), b"caf\xe9".to_vec()),
-        ];
+        let latin1 = HeaderMap::from_pairs([(":path", &b"/r/1"[..]), ("x-name", b"caf\xe9")]);
         assert_eq!(
             outgoing(operation, &latin1, "x-route", false),
             Some(Err(Counter::SkippedHeaderBytes)),
             "a lossy copy would send the candidate another request"
         );
+        // Nor a name: the SDK's decoding would have panicked the VM on one.
+        let name = HeaderMap::from_pairs([(&b"x-caf\xe9"[..], "a")]);
+        assert_eq!(
+            outgoing(operation, &name, "x-route", false),
+            Some(Err(Counter::SkippedHeaderBytes))
+        );
         // UTF-8 beyond ASCII travels byte for byte.
-        let utf8 = vec![("x-name".to_string(), "café".as_bytes().to_vec())];
+        let utf8 = HeaderMap::from_pairs([("x-name", "café")]);
         let copy = outgoing_of(&plan, &utf8);
         assert!(copy
             .shadow
             .headers
             .contains(&("x-name".to_string(), "café".to_string())));
         // A header the copy leaves out cannot spoil it.
-        let routed = vec![
-            ("x-route".to_string(), b"\xff".to_vec()),
-            ("accept".to_string(), b"a".to_vec()),
-        ];
+        let routed = HeaderMap::from_pairs([("x-route", &b"\xff"[..]), ("accept", b"a")]);
         assert!(matches!(outgoing(operation, &routed, "x-route", false), Some(Ok(_))));
     }
 }
