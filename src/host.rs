@@ -1,6 +1,7 @@
 //! The seam to Envoy: every hostcall the filter makes, behind one small
 //! trait. [`Proxy`] is the production host and the only code that names
-//! `proxy_wasm::hostcalls`; the glue's unit tests run against a fake.
+//! `proxy_wasm::hostcalls` or declares an ABI import of its own (the header
+//! map read); the glue's unit tests run against a fake.
 //!
 //! Calls act on the context Envoy is calling into (the SDK sets it before
 //! each callback): the request and response calls on the current stream,

@@ -65,13 +65,19 @@ const BROWSER: &[(&str, &str)] = &[
     (":path", "/returns/4711?include=items&lang=en"),
     (":method", "GET"),
     (":scheme", "https"),
-    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+    ),
     ("accept", "application/json, text/plain, */*"),
     ("accept-language", "en-GB,en;q=0.8,de;q=0.5"),
     ("accept-encoding", "gzip, deflate, br, zstd"),
     ("referer", "https://shop.example/account/returns"),
     ("origin", "https://shop.example"),
-    ("authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl"),
+    (
+        "authorization",
+        "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+    ),
     ("cookie", "session=2f1e0d9c8b7a; consent=1; ab=returns-v2; theme=dark"),
     ("sec-fetch-dest", "empty"),
     ("sec-fetch-mode", "cors"),
@@ -83,7 +89,13 @@ const BROWSER: &[(&str, &str)] = &[
     ("x-request-id", "5b1c3f2e-8a7d-4c39-9f61-0d2e4b8a6c15"),
 ];
 
-const LOOKUPS: [&str; 5] = [":authority", ":method", ":path", "x-parallel-run-cluster", "x-parallel-run-shadow"];
+const LOOKUPS: [&str; 5] = [
+    ":authority",
+    ":method",
+    ":path",
+    "x-parallel-run-cluster",
+    "x-parallel-run-shadow",
+];
 
 /// The SDK's decoding (proxy-wasm 0.2's `deserialize_map_bytes`, the same
 /// steps, written without its panics) and a lookup by linear scan, as the
