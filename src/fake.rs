@@ -71,6 +71,9 @@ pub struct State {
     /// Every hostcall made, by the name of its [`Host`] method, in order:
     /// what a request costs in crossings into Envoy.
     pub hostcalls: Vec<&'static str>,
+    /// The id of every metric incremented, in order: what a reader of
+    /// Envoy's stats could see between two of them.
+    pub increments: Vec<u32>,
     next_token: u32,
 }
 
@@ -264,7 +267,9 @@ impl Host for Fake {
 
     fn increment_metric(&self, id: u32) {
         self.hostcall("increment_metric");
-        if let Some(metric) = self.state().metrics.get_mut(id as usize) {
+        let mut state = self.state();
+        state.increments.push(id);
+        if let Some(metric) = state.metrics.get_mut(id as usize) {
             metric.2 += 1;
         }
     }

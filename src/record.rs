@@ -20,9 +20,6 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
     let operation = &settled.operation;
     let Some(op) = operation.operation() else { return };
     let judgement = outcome::judge(op, &settled, vm.noise.learned(&op.id));
-    for counter in judgement.counters() {
-        operation.count(host, counter);
-    }
     if let (Some(outcome), Some(breaker)) = (&judgement.outcome, vm.breakers.get_mut(&op.id)) {
         match outcome {
             // A failing serving backend (Envoy's own 503 for a dead legacy)
@@ -48,6 +45,15 @@ pub fn record(host: &impl Host, vm: &mut Vm, settled: Settled<OperationRef>) {
         .count(host, &mut vm.metrics, operation, &judgement.diff_paths);
     if let (Some(outcome), Some(_)) = (&judgement.outcome, &op.settings.evidence) {
         vm.evidence.consider(host, &mut vm.metrics, &settled, outcome);
+    }
+    // The outcome last: whoever sees it counted in Envoy's stats (an
+    // operator, a scrape, a test settling on it) sees its diff paths and
+    // evidence counted too. Counted first, a scrape on the admin thread
+    // could fall between the two while the worker defined a new diff-path
+    // stat and updated its shared list (an e2e run on the busy 2-core
+    // machine read `unmatched` 1 and no `unmatched_path` at all).
+    for counter in judgement.counters() {
+        operation.count(host, counter);
     }
     let second = || host.now_s().unwrap_or(0);
     match &judgement.outcome {

@@ -156,6 +156,17 @@ fn an_unmatched_comparison_counts_its_diff_paths_and_logs_names_only() {
     assert_eq!(proxy.counter("getReturn", "unmatched_body"), 1);
     assert_eq!(proxy.counter("getReturn", "unmatched_path./iban"), 1);
     assert_eq!(proxy.counter("getReturn", "unmatched_path./items/*/n"), 1);
+    // The outcome is the last thing counted: a stats reader that sees it
+    // sees the diff paths too.
+    let state = proxy.fake.state();
+    let id = |name: &str| {
+        let name = format!("parallel_run.operation.getReturn.{name}");
+        state.metrics.iter().position(|m| m.1 == name).unwrap() as u32
+    };
+    let at = |name: &str| state.increments.iter().position(|&i| i == id(name)).unwrap();
+    assert!(at("unmatched_path./iban") < at("unmatched"), "{:?}", state.increments);
+    assert!(at("unmatched_path./items/*/n") < at("unmatched_body"));
+    drop(state);
     let logs = proxy.fake.logs().join("\n");
     assert!(logs.contains("unmatched operation=getReturn request_id=r-1"), "{logs}");
     assert!(!logs.contains("DE0"), "values never reach the log: {logs}");
