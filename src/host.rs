@@ -1,20 +1,23 @@
 //! The seam to Envoy: every hostcall the filter makes, behind one small
-//! trait. [`Proxy`] is the production host and the only code that names
-//! `proxy_wasm::hostcalls` or declares an ABI import of its own (the header
-//! map read); the glue's unit tests run against a fake.
+//! trait. [`Proxy`] is the production host, on the ABI imports [`abi`]
+//! declares (and the SDK's for the one call its dispatcher must see); the
+//! glue's unit tests run against a fake.
 //!
 //! Calls act on the context Envoy is calling into (the SDK sets it before
 //! each callback): the request and response calls on the current stream,
 //! the callout reads on the reply being delivered.
 //!
-//! A failed hostcall is never fatal here: a panic in the VM would turn into
-//! client errors, so each method says what a failure comes to.
+//! A failed hostcall is never fatal here: a panic kills the VM, and every
+//! later request of its worker goes through without the filter, so each
+//! method says what a failure comes to.
 
 use std::time::{Duration, SystemTime};
 
 use parallel_run_core::header_map::HeaderMap;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+
+mod abi;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -127,45 +130,29 @@ pub trait Host {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Proxy;
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    // The ABI's map read, declared as the SDK declares it: its own
-    // `get_map_bytes` copies every name and value into a `String` and a
-    // `Vec` (two allocations per header, on every request), and panics on
-    // a status other than Ok or on a name that is not UTF-8.
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> Status;
-}
-
-/// A header map in one hostcall and one allocation (the host's, through
-/// the SDK's `proxy_on_memory_allocate`), read in place. Empty when the
-/// map cannot be read or does not add up.
+/// A header map in one hostcall and one allocation (the host's), read in
+/// place: the SDK's `get_map_bytes` copied every name and value into a
+/// `String` and a `Vec`, two allocations per header on every request.
+/// Empty when the map cannot be read or does not add up.
 fn header_map(map: MapType) -> HeaderMap {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer and a size into the two locals.
-    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
-    if !matches!(status, Status::Ok) || data.is_null() {
-        return HeaderMap::default();
+    match abi::header_map_pairs(map) {
+        Ok(Some(bytes)) => HeaderMap::parse(bytes).unwrap_or_default(),
+        Ok(None) | Err(_) => HeaderMap::default(),
     }
-    // SAFETY: on Ok the host hands over `size` bytes it allocated through
-    // the SDK's `proxy_on_memory_allocate`, which leaks a boxed slice of
-    // exactly `size` bytes: ownership passes to this Vec (capacity `size`),
-    // and it is freed once, when the map is dropped. This is what the SDK's
-    // own `get_map_bytes` does with the same buffer.
-    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
-    HeaderMap::parse(bytes).unwrap_or_default()
 }
 
+/// A buffer's first `size` bytes; empty for a buffer that does not exist
+/// (Envoy's NotFound), `None` when the read failed.
 fn buffer(kind: BufferType, size: usize) -> Option<Vec<u8>> {
-    match hostcalls::get_buffer(kind, 0, size) {
+    match abi::buffer(kind, 0, size) {
         Ok(bytes) => Some(bytes.unwrap_or_default()),
+        Err(abi::NOT_FOUND) => Some(Vec::new()),
         Err(_) => None,
     }
 }
+
+/// `xds.cluster_name` as the ABI spells a property path: parts joined by NUL.
+const ROUTED_CLUSTER: &[u8] = b"xds\0cluster_name";
 
 impl Host for Proxy {
     fn request_headers(&self) -> HeaderMap {
@@ -176,17 +163,17 @@ impl Host for Proxy {
         // Cannot fail for a request still in its headers phase; if it ever
         // does, the route falls back to Envoy's own and the request still
         // goes out.
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        let _ = abi::replace_header(MapType::HttpRequestHeaders, name, value);
     }
 
     fn remove_request_header(&self, name: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+        let _ = abi::remove_header(MapType::HttpRequestHeaders, name);
     }
 
     fn clear_route_cache(&self) {
         // Envoy 1.40 clears the route cache on a header change from wasm by
         // itself, but that is proposed for removal upstream.
-        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        let _ = abi::call_foreign_function("clear_route_cache", &[]);
     }
 
     fn request_body(&self, size: usize) -> Option<Vec<u8>> {
@@ -202,10 +189,12 @@ impl Host for Proxy {
     }
 
     fn routed_cluster(&self) -> Option<Vec<u8>> {
-        hostcalls::get_property(vec!["xds", "cluster_name"]).ok().flatten()
+        abi::property(ROUTED_CLUSTER).ok().flatten()
     }
 
     fn dispatch(&self, cluster: &str, headers: &[(&str, &str)], body: Option<&[u8]>, timeout: Duration) -> Option<u32> {
+        // The SDK's wrapper: its dispatcher must know the token to deliver
+        // the reply (abi.rs).
         match hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, Vec::new(), timeout) {
             Ok(token) => Some(token),
             Err(status) => {
@@ -231,15 +220,18 @@ impl Host for Proxy {
     }
 
     fn set_tick_period(&self, period: Duration) {
-        let _ = hostcalls::set_tick_period(period);
+        let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+        let _ = abi::set_tick_period_ms(ms);
     }
 
     fn done(&self) {
-        let _ = hostcalls::done();
+        // NotFound: Envoy was not waiting for this root; nothing to finish.
+        let _ = abi::done();
     }
 
     fn now(&self) -> Option<SystemTime> {
-        hostcalls::get_current_time().ok()
+        let ns = abi::current_time_ns().ok()?;
+        Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
     }
 
     fn log(&self, level: log::Level, message: &str) {
@@ -250,7 +242,7 @@ impl Host for Proxy {
             log::Level::Debug => LogLevel::Debug,
             log::Level::Trace => LogLevel::Trace,
         };
-        let _ = hostcalls::log(level, message);
+        let _ = abi::log(level, message);
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
@@ -259,12 +251,12 @@ impl Host for Proxy {
             MetricKind::Gauge => MetricType::Gauge,
             MetricKind::Histogram => MetricType::Histogram,
         };
-        match hostcalls::define_metric(kind, name) {
+        match abi::define_metric(kind, name) {
             Ok(id) => Some(id),
-            Err(status) => {
+            Err(abi::Status(status)) => {
                 self.log(
                     log::Level::Warn,
-                    &format!("parallel-run: cannot define metric {name}: {status:?}"),
+                    &format!("parallel-run: cannot define metric {name}: status {status}"),
                 );
                 None
             }
@@ -274,37 +266,41 @@ impl Host for Proxy {
     fn increment_metric(&self, id: u32) {
         // A failed increment loses one count; failing the request for it
         // would be worse.
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = abi::increment_metric(id, 1);
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        let _ = hostcalls::record_metric(id, value);
+        let _ = abi::record_metric(id, value);
     }
 
     fn metric_value(&self, id: u32) -> Option<u64> {
-        hostcalls::get_metric(id).ok()
+        abi::metric(id).ok()
     }
 
     fn shared_data(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
-        hostcalls::get_shared_data(key).ok()
+        match abi::shared_data(key) {
+            Ok((value, cas)) => Some((value, (cas != 0).then_some(cas))),
+            Err(abi::NOT_FOUND) => Some((None, None)),
+            Err(_) => None,
+        }
     }
 
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), WriteError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
-            Status::CasMismatch => WriteError::CasMismatch,
+        abi::set_shared_data(key, value, cas.unwrap_or(0)).map_err(|status| match status {
+            abi::CAS_MISMATCH => WriteError::CasMismatch,
             _ => WriteError::Failed,
         })
     }
 
     fn register_queue(&self, name: &str) -> Option<u32> {
-        hostcalls::register_shared_queue(name).ok()
+        abi::register_queue(name).ok()
     }
 
     fn enqueue(&self, queue: u32, message: &[u8]) -> bool {
-        hostcalls::enqueue_shared_queue(queue, Some(message)).is_ok()
+        abi::enqueue(queue, message).is_ok()
     }
 
     fn dequeue(&self, queue: u32) {
-        let _ = hostcalls::dequeue_shared_queue(queue);
+        let _ = abi::dequeue(queue);
     }
 }
