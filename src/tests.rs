@@ -6,10 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::Action;
 
 use crate::fake::Fake;
-use crate::root::{Root, Untouched};
+use crate::root::Root;
 use crate::stream::Stream;
 use crate::vm::Vm;
 
@@ -437,20 +436,6 @@ fn a_configuration_replaced_with_calls_open_counts_them_abandoned_after_the_dead
     // A reply after that finds nothing to count.
     proxy.reply(token, 200, "{}");
     assert_eq!(proxy.outcomes("getReturn"), 1);
-}
-
-#[test]
-fn a_root_with_nothing_to_serve_lets_requests_through_untouched() {
-    let root = Root::new(Fake::new(&["legacy", "candidate"]), Rc::default());
-    // Its `create_http_context` answers `Untouched` (the SDK panics on
-    // `None`; a boxed context needs the ABI's symbols, so it is not
-    // created here).
-    assert!(root.stream().is_none());
-    let mut untouched = Untouched;
-    assert_eq!(untouched.on_http_request_headers(3, false), Action::Continue);
-    assert_eq!(untouched.on_http_request_body(10, true), Action::Continue);
-    assert_eq!(untouched.on_http_response_headers(1, false), Action::Continue);
-    assert_eq!(untouched.on_http_response_body(10, true), Action::Continue);
 }
 
 #[test]
