@@ -656,10 +656,25 @@ def parse_args():
     return args
 
 
+def kept_sections(old, text):
+    """The sections of the previous report that this run does not write:
+    the A/B runs and notes appended to bench/RESULTS.md by hand, from the
+    first `## ` heading of `old` that `text` does not have. A new run
+    replaces its own sections and keeps that history after them."""
+    own = {line for line in text.splitlines() if line.startswith("## ")}
+    lines = old.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and line.rstrip("\n") not in own:
+            return "".join(lines[i:])
+    return ""
+
+
 def write_report(runs, meta, args):
     text = report(runs, meta, args)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(text)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    history = kept_sections(output.read_text(), text) if output.exists() else ""
+    output.write_text(text + ("\n" + history if history else ""))
     print()
     print(text)
     incomplete = [r for r in runs if SETUPS[r["setup"]].books and not books(r)["complete"]]
