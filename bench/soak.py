@@ -22,18 +22,23 @@ Every --push-every seconds: a new plugin configuration through ECDS
 (testbed Envoy.push_config + wait_config_applied), alternating two revisions.
 At the end (load stopped, in-flight comparisons drained): the RSS series, the
 slope over the second half (linear fit, MiB/min), and per operation the check
-shadowed == matched + unmatched + failed + abandoned. Exit status 1 when the
+shadowed == matched + unmatched + failed + abandoned. Beside the load, a probe
+on a connection of its own sends a pass-through request every 20 ms and
+keeps each one's latency, so that the report can tell the client latency in
+the seconds around a push from the rest. Exit status 1 when the
 books do not balance, a push was refused, or the client saw errors.
 """
 
 import argparse
 import datetime
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -114,10 +119,89 @@ def fit_slope(points):
     return sum((x - mx) * (y - my) for x, y in points) / den if den else None
 
 
+# ---------------------------------------------------------------- probe
+
+# The probe's pace: 50 requests a second, 2.5% of the default load, on a
+# connection of its own. Often enough to catch a stall of a few tens of
+# milliseconds; rare enough not to be part of the load.
+PROBE_EVERY_S = 0.02
+# A push's effect on the workers (a new plugin's configuration, maybe a new
+# VM) shows within this long after the push was sent.
+PUSH_WINDOW_S = 2.0
+# /bench/2k is no operation of the soak's configuration: the filter lets it
+# through to legacy (pass-through), which the backend answers.
+PROBE_PATH = "/bench/2k"
+
+
+class Probe(threading.Thread):
+    """Sends POST PROBE_PATH every PROBE_EVERY_S until stopped or `seconds`
+    are up, and keeps (t, latency ms) per request, t from `t0`. A latency
+    is measured from when the request was due, not from when it went out,
+    so that a stall counts for the requests it held back (as oha's
+    --latency-correction does). Bounded: at most seconds / PROBE_EVERY_S
+    requests, each with a 10 s timeout."""
+
+    def __init__(self, port, body, t0, seconds):
+        super().__init__(daemon=True)
+        self.port, self.body, self.t0, self.seconds = port, body, t0, seconds
+        self.points, self.errors = [], 0
+        self.stopped = threading.Event()
+
+    def run(self):
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+        headers = {"content-type": "application/json"}
+        for n in range(int(self.seconds / PROBE_EVERY_S)):
+            due = self.t0 + n * PROBE_EVERY_S
+            wait = due - time.monotonic()
+            if self.stopped.wait(max(0.0, wait)):
+                break
+            try:
+                conn.request("POST", PROBE_PATH, body=self.body, headers=headers)
+                reply = conn.getresponse()
+                reply.read()
+                if reply.status != 200:
+                    self.errors += 1
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=10)
+                continue
+            self.points.append((due - self.t0, (time.monotonic() - due) * 1000))
+        conn.close()
+
+
+def percentile(values, q):
+    """The q-quantile (0..1) of `values`, nearest rank; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+def probe_summary(points, pushes, errors, window_s):
+    """The probe's latencies near a push (within PUSH_WINDOW_S after one was
+    sent) and elsewhere, and per sampling window."""
+    near = [ms for t, ms in points if any(0 <= t - p["t"] < PUSH_WINDOW_S for p in pushes)]
+    away = [ms for t, ms in points if not any(0 <= t - p["t"] < PUSH_WINDOW_S for p in pushes)]
+    windows = {}
+    for t, ms in points:
+        windows.setdefault(int(t // window_s), []).append(ms)
+    return {
+        "requests": len(points),
+        "errors": errors,
+        "near_push": {"n": len(near), "p50": percentile(near, 0.5), "p99": percentile(near, 0.99),
+                      "max": max(near, default=0.0)},
+        "elsewhere": {"n": len(away), "p50": percentile(away, 0.5), "p99": percentile(away, 0.99),
+                      "max": max(away, default=0.0)},
+        "windows": [{"t": k * window_s, "n": len(v), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99),
+                     "max": max(v)} for k, v in sorted(windows.items())],
+    }
+
+
 # ---------------------------------------------------------------- report
 
 
-def report(meta, args, samples, pushes, final, drain_s, drained, load, problems, elapsed):
+def report(meta, args, samples, pushes, final, drain_s, drained, load, problems, elapsed, probe=None):
     lines = []
     add = lines.append
     m = meta["machine"]
@@ -175,6 +259,13 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
         f" errors {load.get('errors', 0)}; latency p50 {load.get('p50_ms', 0):.2f} ms, p99 {load.get('p99_ms', 0):.2f} ms,"
         f" max {load.get('max_ms', 0):.1f} ms (coordinated-omission corrected).")
     add(f"- Filter requests counted {requests:,} = answers {answered:,}: {'yes' if requests == answered else '**NO**'}.")
+    if probe:
+        near, away = probe["near_push"], probe["elsewhere"]
+        add(f"- **Client latency around pushes** (the probe: POST {PROBE_PATH}, pass-through, every"
+            f" {PROBE_EVERY_S * 1000:.0f} ms on a connection of its own, latency from when each request was due):"
+            f" within {PUSH_WINDOW_S:.0f} s after a push p50 {near['p50']:.2f} ms, p99 {near['p99']:.2f} ms, max"
+            f" {near['max']:.1f} ms ({near['n']:,} requests); elsewhere p50 {away['p50']:.2f} ms, p99"
+            f" {away['p99']:.2f} ms, max {away['max']:.1f} ms ({away['n']:,}); probe errors {probe['errors']}.")
     add(f"- Wasm VMs: {samples[-1]['vms_active']} live at the end, {samples[-1]['vms_created']} created in all"
         f" ({samples[0]['vms_created']} at start).")
     add("")
@@ -211,6 +302,16 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
             f" | {s['anon_outside_tcmalloc_kib'] / 1024:.1f} | {rate} | {s['revision']} | {s['vms_active']}/{s['vms_created']} |")
         prev = s
     add("")
+    if probe:
+        add("## Client latency per window (the probe)")
+        add("")
+        add("| t (s) | probe requests | p50 ms | p99 ms | max ms | push in window |")
+        add("|---:|---:|---:|---:|---:|---|")
+        for w in probe["windows"]:
+            pushed = [p["revision"] for p in pushes if w["t"] <= p["t"] < w["t"] + args.sample_every]
+            add(f"| {w['t']:.0f} | {w['n']:,} | {w['p50']:.2f} | {w['p99']:.2f} | {w['max']:.1f} |"
+                f" {', '.join(pushed)} |")
+        add("")
     add("## Config pushes")
     add("")
     add(", ".join(f"t={p['t']:.0f}s {p['revision']} {'ok' if p['ok'] else '**refused**'} ({p['took_s']:.2f} s)"
@@ -254,7 +355,12 @@ def parse_args():
     p.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS") or 300),
                    help="seconds of load (default $SOAK_SECONDS or 300)")
     p.add_argument("--rate", type=int, default=2000, help="fixed request rate (default 2000)")
-    p.add_argument("--connections", type=int, default=16)
+    # oha keeps one request in flight per connection: 16 connections at
+    # 2,000 req/s hold the rate only while a request takes under 8 ms, and
+    # past that its latency correction counts the backlog as latency (a
+    # soak on 2026-12-03 read p99 2,058 ms while the probe, on its own
+    # connection, read 12.8 ms). 64 leave room up to 32 ms.
+    p.add_argument("--connections", type=int, default=64)
     p.add_argument("--sample-every", type=float, default=10)
     p.add_argument("--push-every", type=float, default=30)
     p.add_argument("--concurrency", type=int, default=1, help="proxy --concurrency (default 1)")
@@ -272,7 +378,8 @@ def main():
     if args.from_json:
         return setups.rewrite_report(args.from_json, args.output, lambda data, saved: report(
             data["meta"], saved, data["samples"], data["pushes"], data["final"], data.get("drain_s", 0.0),
-            data.get("drained", True), data["load"], data.get("problems", []), data.get("elapsed_s", 0.0))[0])
+            data.get("drained", True), data["load"], data.get("problems", []), data.get("elapsed_s", 0.0),
+            data.get("probe"))[0])
     if not load.available("oha"):
         sys.exit(f"load generator not found at {load.OHA}: run `make soak` (it installs oha) or set OHA=")
     if not setups.PR_WASM.exists():
@@ -290,6 +397,7 @@ def main():
     backend = SoakBackend(tmp, 1)
     envoy = None
     oha = None
+    probe = None
     samples, pushes = [], []
     status = 1
     setups.stop_on_sigterm()
@@ -319,6 +427,8 @@ def main():
         oha_cpu0 = children_cpu_seconds()
         oha = start_oha(url, body_file, args.seconds, args.rate, args.connections, oha_out)
         t0 = time.monotonic()
+        probe = Probe(envoy.port, body_file.read_bytes(), t0, args.seconds)
+        probe.start()
         next_sample, next_push, n_push = args.sample_every, args.push_every, 0
         while oha.poll() is None:
             now = time.monotonic() - t0
@@ -348,6 +458,8 @@ def main():
             if now > args.seconds + 90:
                 raise RuntimeError("oha did not stop")
         _, err = oha.communicate()
+        probe.stopped.set()
+        probe.join(timeout=15)
         if oha.returncode != 0:
             raise RuntimeError(f"oha failed ({oha.returncode}): {err.decode(errors='replace')[-2000:]}")
         served = load.oha_summary(json.loads(oha_out.read_text()), args.seconds, children_cpu_seconds() - oha_cpu0,
@@ -359,24 +471,29 @@ def main():
         setups.OUT.mkdir(exist_ok=True)
         if problems:
             shutil.copy(envoy.log_file, setups.OUT / "soak-proxy.log")
+        probed = probe_summary(probe.points, pushes, probe.errors, args.sample_every)
         text, slope, books = report(meta, args, samples, pushes, final, drain_s, drained, served, problems,
-                                    time.monotonic() - setups.STARTED)
+                                    time.monotonic() - setups.STARTED, probed)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         (setups.OUT / "soak.json").write_text(json.dumps({"meta": meta, "args": vars(args), "samples": samples,
                                                          "pushes": pushes, "final": final, "load": served,
                                                          "drain_s": drain_s, "drained": drained, "problems": problems,
+                                                         "probe": probed,
                                                          "elapsed_s": time.monotonic() - setups.STARTED}, indent=1))
         print()
         print(text)
         log(f"wrote {os.path.relpath(args.output, REPO)}")
         answered = served["ok"] + served["non2xx"]
         good = (all(books.values()) and drained and all(p["ok"] for p in pushes) and served["errors"] == 0
+                and probe.errors == 0
                 and served["non2xx"] == 0 and sum(final[op]["requests"] for op in OPS) == answered)
         status = 0 if good else 1
     except KeyboardInterrupt as err:
         log(f"interrupted ({err})")
     finally:
+        if probe:
+            probe.stopped.set()
         if oha and oha.poll() is None:
             oha.terminate()
             oha.wait()
