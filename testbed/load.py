@@ -299,9 +299,16 @@ def not_slower(latencies, baseline):
     proxy doing more work (a shadow call per request on the same worker,
     and the machine's other processes) moves a few requests into the tail;
     a client waiting for something moves every request by that time, and
-    fails as soon as the wait exceeds the spread."""
+    fails as soon as the wait exceeds the spread.
+
+    The spread is at least 1% of the baseline's median. Answers that all
+    take one timer's length (Envoy's 1 s delayed close after a backend
+    reset) spread by a few milliseconds only, less than the machine's
+    jitter: a fresh-clone run failed such a case with the p90 at 1020.7 ms
+    against 1016.6 + 3.4. A wait for a shadow call (300 ms and more) is
+    far beyond that floor."""
     ours = {q: quantile(latencies, q) for q in LATENCY_QUANTILES}
     theirs = {q: quantile(baseline, q) for q in LATENCY_QUANTILES}
-    noise = theirs[0.99] - theirs[0.5]
+    noise = max(theirs[0.99] - theirs[0.5], theirs[0.5] / 100)
     verdict = ours[0.5] <= theirs[0.99] and ours[0.9] <= theirs[0.99] + noise
     return verdict, {q: (ours[q], theirs[q]) for q in LATENCY_QUANTILES}
