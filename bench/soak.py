@@ -48,6 +48,7 @@ from testbed import load
 from testbed.envoy import CTL_PATH, Envoy
 from testbed.net import HOST
 from testbed.process import children_cpu_seconds
+from testbed.table import quantile
 
 REPO = setups.REPO
 BENCH = setups.BENCH
@@ -170,31 +171,25 @@ class Probe(threading.Thread):
         conn.close()
 
 
-def percentile(values, q):
-    """The q-quantile (0..1) of `values`, nearest rank; 0 for none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
-
-
 def probe_summary(points, pushes, errors, window_s):
     """The probe's latencies near a push (within PUSH_WINDOW_S after one was
     sent) and elsewhere, and per sampling window."""
-    near = [ms for t, ms in points if any(0 <= t - p["t"] < PUSH_WINDOW_S for p in pushes)]
-    away = [ms for t, ms in points if not any(0 <= t - p["t"] < PUSH_WINDOW_S for p in pushes)]
-    windows = {}
+    near, away, windows = [], [], {}
     for t, ms in points:
+        pushed = any(0 <= t - p["t"] < PUSH_WINDOW_S for p in pushes)
+        (near if pushed else away).append(ms)
         windows.setdefault(int(t // window_s), []).append(ms)
+
+    def spread(values):
+        return {"n": len(values), "p50": quantile(values, 0.5) or 0.0, "p99": quantile(values, 0.99) or 0.0,
+                "max": max(values, default=0.0)}
+
     return {
         "requests": len(points),
         "errors": errors,
-        "near_push": {"n": len(near), "p50": percentile(near, 0.5), "p99": percentile(near, 0.99),
-                      "max": max(near, default=0.0)},
-        "elsewhere": {"n": len(away), "p50": percentile(away, 0.5), "p99": percentile(away, 0.99),
-                      "max": max(away, default=0.0)},
-        "windows": [{"t": k * window_s, "n": len(v), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99),
-                     "max": max(v)} for k, v in sorted(windows.items())],
+        "near_push": spread(near),
+        "elsewhere": spread(away),
+        "windows": [{"t": k * window_s, **spread(v)} for k, v in sorted(windows.items())],
     }
 
 
