@@ -461,6 +461,7 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
                 if let Some(plugin) = &self.plugin {
                     let vm = &mut *self.vm.borrow_mut();
                     vm.unknown_lines = 0;
+                    vm.opened_this_tick = 0;
                     vm.noise.sync(&self.host, &mut vm.metrics, &plugin.plan);
                     tick_breakers(&self.host, vm);
                     let collector = plugin.plan.evidence_collector.as_ref();

@@ -14,7 +14,7 @@ use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::{Response, SHADOW_MARKER_HEADER};
 use parallel_run_core::plan::{Backend, Side};
 use parallel_run_core::routing;
-use parallel_run_core::shadow::{self, Decision, RequestFacts};
+use parallel_run_core::shadow::{self, Budget, Decision, RequestFacts};
 use parallel_run_core::{unknown, Plan};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -142,7 +142,12 @@ impl<H: Host> Stream<H> {
         };
         let mut guard = self.vm.borrow_mut();
         let vm = &mut *guard;
-        let max_open = usize::try_from(plan.max_inflight_shadows).unwrap_or(usize::MAX);
+        let budget = Budget {
+            open: vm.exchanges.open_count(),
+            max_open: usize::try_from(plan.max_inflight_shadows).unwrap_or(usize::MAX),
+            opened_this_second: vm.opened_this_tick,
+            per_second: plan.max_shadows_per_second,
+        };
         let breaker = operation.settings.circuit_breaker.map(|settings| {
             let breaker = vm
                 .breakers
@@ -153,8 +158,7 @@ impl<H: Host> Stream<H> {
             }
             breaker
         });
-        let open = vm.exchanges.open_count();
-        let repeat = match shadow::decide(operation, facts, open, max_open, breaker) {
+        let repeat = match shadow::decide(operation, facts, budget, breaker) {
             Decision::Off => return,
             Decision::Skip(counter) => {
                 self.plugin.counters.count(&self.host, index, counter);
@@ -178,6 +182,7 @@ impl<H: Host> Stream<H> {
         let id = vm
             .exchanges
             .open(operation_ref, request_id, operation.settings.max_body_bytes, outgoing);
+        vm.opened_this_tick = vm.opened_this_tick.saturating_add(1);
         self.exchange = Some(id);
         drop(guard);
         if end_of_stream {

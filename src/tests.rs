@@ -587,6 +587,33 @@ fn open_exchanges_are_bounded_per_vm() {
 }
 
 #[test]
+fn shadows_opened_are_bounded_per_second_and_vm() {
+    let config = CONFIG.replace(
+        r#""revision": "r1","#,
+        r#""revision": "r1", "max_shadows_per_second": 3,"#,
+    );
+    let mut proxy = Vmx::start(&config);
+    let mut streams: Vec<_> = (0..5).map(|_| proxy.request("GET", "/returns/1", &[], None)).collect();
+    assert_eq!(proxy.counter("getReturn", "skipped_overload"), 2);
+    assert_eq!(proxy.counter("getReturn", "requests"), 5, "every request still served");
+    for stream in &mut streams {
+        proxy.respond(stream, 200, "{}");
+    }
+    proxy.wake();
+    for token in proxy.tokens() {
+        proxy.reply(token, 200, "{}");
+    }
+    assert_eq!(proxy.counter("getReturn", "shadowed"), 3);
+    // Settled exchanges do not give the second's budget back; the tick does.
+    let _stream = proxy.request("GET", "/returns/1", &[], None);
+    assert_eq!(proxy.counter("getReturn", "skipped_overload"), 3);
+    proxy.root.on_tick();
+    let _streams: Vec<_> = (0..4).map(|_| proxy.request("GET", "/returns/1", &[], None)).collect();
+    assert_eq!(proxy.counter("getReturn", "skipped_overload"), 4);
+    assert_eq!(proxy.vm.borrow().exchanges.open_count(), 3);
+}
+
+#[test]
 fn a_slow_noise_repeat_never_holds_back_the_shadows_outcome() {
     let config = CONFIG.replace(r#""mode": "shadow"}"#, r#""mode": "shadow", "noise_percent": 100}"#);
     let mut proxy = Vmx::start(&config);

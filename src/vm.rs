@@ -100,6 +100,9 @@ pub struct Vm {
     /// count, so the path of unconfigured traffic reads no clock.
     pub unknown_lines: u32,
     pub unknown_suppressed: u64,
+    /// Exchanges opened since the last tick, against the plan's
+    /// `max_shadows_per_second`; the root's tick resets it.
+    pub opened_this_tick: u32,
     pub readiness: Readiness,
     /// Per operation id: its circuit breaker. Kept across pushes, like the
     /// backend's health it tracks.

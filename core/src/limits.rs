@@ -140,5 +140,10 @@ pub const MAX_SHADOW_TIMEOUT_MS: u64 = 600_000;
 /// The largest `max_inflight_shadows` per worker.
 pub const MAX_INFLIGHT_SHADOWS: u32 = 100_000;
 
+/// The largest `max_shadows_per_second` per worker: far above what one
+/// worker can shadow (about 2,000 a second saturate a worker of the
+/// benchmark machine, bench/SOAK.md), so any smaller figure is a real bound.
+pub const MAX_SHADOWS_PER_SECOND: u32 = 1_000_000;
+
 /// The largest `max_diff_paths`: each differing path is a stats counter.
 pub const MAX_DIFF_PATHS: u64 = 500;

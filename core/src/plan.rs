@@ -157,6 +157,9 @@ pub struct Plan {
     pub route_header: String,
     pub operation_header: Option<String>,
     pub max_inflight_shadows: u32,
+    /// Per worker: shadows opened in one second (the root's tick) at most;
+    /// `None`: no bound.
+    pub max_shadows_per_second: Option<u32>,
     /// The authorities the filter acts on at all; `None`: every one. A
     /// request to another host passes through untouched.
     pub hosts: Option<Hosts>,

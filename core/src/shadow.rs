@@ -31,16 +31,36 @@ pub enum Decision {
     Off,
 }
 
+/// What the worker (its VM) may still spend on shadows when a request
+/// arrives: its open exchanges against the plan's `max_inflight_shadows`
+/// (memory), and the exchanges it opened in the current second against
+/// `max_shadows_per_second` (CPU: a worker at 2,000 shadowed requests a
+/// second was 92% busy on the benchmark machine, README "Sizing the
+/// proxy's CPU").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub open: usize,
+    pub max_open: usize,
+    pub opened_this_second: u32,
+    /// `None`: no bound.
+    pub per_second: Option<u32>,
+}
+
+impl Budget {
+    /// Whether one more shadow would go over either bound.
+    pub fn spent(&self) -> bool {
+        self.open >= self.max_open || self.per_second.is_some_and(|limit| self.opened_this_second >= limit)
+    }
+}
+
 /// Decides in order of cost to the operator's trust: an unsafe method is
 /// never shadowed by accident, then sampling, then the body limit, then the
-/// VM's bound on open exchanges (`open` of `max_open`), and last the
-/// operation's circuit breaker, which lets a probe through only for a
-/// request that would be shadowed.
+/// worker's shadow budget, and last the operation's circuit breaker, which
+/// lets a probe through only for a request that would be shadowed.
 pub fn decide(
     operation: &Operation,
     request: RequestFacts<'_>,
-    open: usize,
-    max_open: usize,
+    budget: Budget,
     breaker: Option<&mut Breaker>,
 ) -> Decision {
     if operation.shadow().is_none() {
@@ -58,7 +78,7 @@ pub fn decide(
     {
         return Decision::Skip(Counter::SkippedBodyTooLarge);
     }
-    if open >= max_open {
+    if budget.spent() {
         return Decision::Skip(Counter::SkippedOverload);
     }
     if breaker.is_some_and(|breaker| !breaker.allow()) {
@@ -216,11 +236,21 @@ mod tests {
         }
     }
 
+    /// A budget of 8 open exchanges and no bound per second, `open` of them open.
+    fn room(open: usize) -> Budget {
+        Budget {
+            open,
+            max_open: 8,
+            opened_this_second: 0,
+            per_second: None,
+        }
+    }
+
     #[test]
     fn safe_request_in_shadow_mode_is_shadowed() {
         let plan = plan("");
         assert_eq!(
-            decide(&plan.operations[0], facts("GET", b"id", None), 0, 8, None),
+            decide(&plan.operations[0], facts("GET", b"id", None), room(0), None),
             Decision::Shadow { repeat: false }
         );
     }
@@ -233,10 +263,10 @@ mod tests {
                           {"id":"c","method":"GET","path":"/c","mode":"cutover"}]}"#;
         let plan = Plan::parse(json).unwrap();
         let get = facts("GET", b"id", None);
-        assert_eq!(decide(&plan.operations[0], get, 0, 8, None), Decision::Off);
-        assert_eq!(decide(&plan.operations[1], get, 0, 8, None), Decision::Off);
+        assert_eq!(decide(&plan.operations[0], get, room(0), None), Decision::Off);
+        assert_eq!(decide(&plan.operations[1], get, room(0), None), Decision::Off);
         assert_eq!(
-            decide(&plan.operations[2], get, 0, 8, None),
+            decide(&plan.operations[2], get, room(0), None),
             Decision::Shadow { repeat: false }
         );
     }
@@ -247,12 +277,12 @@ mod tests {
         let plan_opt_in = plan(r#","shadow_unsafe":true"#);
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
             assert_eq!(
-                decide(&plan_default.operations[0], facts(method, b"id", None), 0, 8, None),
+                decide(&plan_default.operations[0], facts(method, b"id", None), room(0), None),
                 Decision::Skip(Counter::SkippedUnsafeMethod),
                 "{method}"
             );
             assert_eq!(
-                decide(&plan_opt_in.operations[0], facts(method, b"id", None), 0, 8, None),
+                decide(&plan_opt_in.operations[0], facts(method, b"id", None), room(0), None),
                 Decision::Shadow { repeat: false }
             );
         }
@@ -262,21 +292,55 @@ mod tests {
     fn sampling_body_limit_and_overload_are_counted_apart() {
         let none = plan(r#","shadow_percent":0"#);
         assert_eq!(
-            decide(&none.operations[0], facts("GET", b"id", None), 0, 8, None),
+            decide(&none.operations[0], facts("GET", b"id", None), room(0), None),
             Decision::Skip(Counter::SkippedSampledOut)
         );
         let small = plan(r#","max_body_bytes":10"#);
         assert_eq!(
-            decide(&small.operations[0], facts("GET", b"id", Some(11)), 0, 8, None),
+            decide(&small.operations[0], facts("GET", b"id", Some(11)), room(0), None),
             Decision::Skip(Counter::SkippedBodyTooLarge)
         );
         assert_eq!(
-            decide(&small.operations[0], facts("GET", b"id", Some(10)), 0, 8, None),
+            decide(&small.operations[0], facts("GET", b"id", Some(10)), room(0), None),
             Decision::Shadow { repeat: false }
         );
         assert_eq!(
-            decide(&small.operations[0], facts("GET", b"id", None), 8, 8, None),
+            decide(&small.operations[0], facts("GET", b"id", None), room(8), None),
             Decision::Skip(Counter::SkippedOverload)
+        );
+    }
+
+    #[test]
+    fn the_budget_per_second_skips_as_overload_once_spent() {
+        let plan = plan("");
+        let get = facts("GET", b"id", None);
+        let per_second = |opened| Budget {
+            opened_this_second: opened,
+            per_second: Some(3),
+            ..room(0)
+        };
+        assert_eq!(
+            decide(&plan.operations[0], get, per_second(2), None),
+            Decision::Shadow { repeat: false }
+        );
+        assert_eq!(
+            decide(&plan.operations[0], get, per_second(3), None),
+            Decision::Skip(Counter::SkippedOverload)
+        );
+        // Without a bound per second, only the open exchanges count.
+        let unbounded = Budget {
+            opened_this_second: u32::MAX,
+            ..room(7)
+        };
+        assert_eq!(
+            decide(&plan.operations[0], get, unbounded, None),
+            Decision::Shadow { repeat: false }
+        );
+        // Sampled-out requests never reach the budget: they do not spend it.
+        let none = self::plan(r#","shadow_percent":0"#);
+        assert_eq!(
+            decide(&none.operations[0], get, per_second(3), None),
+            Decision::Skip(Counter::SkippedSampledOut)
         );
     }
 
@@ -292,20 +356,19 @@ mod tests {
         breaker.tick(10);
         let get = facts("GET", b"id", None);
         assert_eq!(
-            decide(&plan.operations[0], get, 0, 8, Some(&mut breaker)),
+            decide(&plan.operations[0], get, room(0), Some(&mut breaker)),
             Decision::Skip(Counter::SkippedCircuitOpen)
         );
         // Overload is decided first: it does not touch the breaker.
         assert_eq!(
-            decide(&plan.operations[0], get, 8, 8, Some(&mut breaker)),
+            decide(&plan.operations[0], get, room(8), Some(&mut breaker)),
             Decision::Skip(Counter::SkippedOverload)
         );
         assert_eq!(
             decide(
                 &plan.operations[0],
                 get,
-                0,
-                8,
+                room(0),
                 Some(&mut Breaker::new(Settings::default()))
             ),
             Decision::Shadow { repeat: false }
@@ -319,7 +382,8 @@ mod tests {
         let repeats = (0..2_000)
             .filter(|i| {
                 let key = format!("req-{i}");
-                decide(operation, facts("GET", key.as_bytes(), None), 0, 8, None) == Decision::Shadow { repeat: true }
+                decide(operation, facts("GET", key.as_bytes(), None), room(0), None)
+                    == Decision::Shadow { repeat: true }
             })
             .count();
         // 30% of 2,000 = 600; the binomial sd is ~20.
@@ -327,12 +391,12 @@ mod tests {
         // Never for an unsafe method, even when it is shadowed.
         let unsafe_too = plan(r#","noise_percent":100,"shadow_unsafe":true"#);
         assert_eq!(
-            decide(&unsafe_too.operations[0], facts("POST", b"id", None), 0, 8, None),
+            decide(&unsafe_too.operations[0], facts("POST", b"id", None), room(0), None),
             Decision::Shadow { repeat: false }
         );
         let all = plan(r#","noise_percent":100"#);
         assert_eq!(
-            decide(&all.operations[0], facts("GET", b"id", None), 0, 8, None),
+            decide(&all.operations[0], facts("GET", b"id", None), room(0), None),
             Decision::Shadow { repeat: true }
         );
     }

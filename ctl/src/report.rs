@@ -87,6 +87,11 @@ pub fn changes(old: &Plan, new: &Plan) -> Vec<String> {
         old.max_inflight_shadows.to_string(),
         new.max_inflight_shadows.to_string(),
     );
+    let per_second = |plan: &Plan| {
+        plan.max_shadows_per_second
+            .map_or_else(|| "(no bound)".to_string(), |n| n.to_string())
+    };
+    setting("max_shadows_per_second", per_second(old), per_second(new));
     setting("legacy", backend(&old.legacy), backend(&new.legacy));
     setting("candidate", backend(&old.candidate), backend(&new.candidate));
 
@@ -267,6 +272,7 @@ mod tests {
         let new = Plan::parse(
             br#"{"legacy":{"cluster":"legacy-eu"},"candidate":{"cluster":"candidate"},
                  "route_header":"x-route","operation_header":"x-op","max_inflight_shadows":8,
+                 "max_shadows_per_second":500,
                  "operations":[{"id":"getReturn","method":"GET","path":"/returns/{id}","mode":"shadow"}]}"#,
         )
         .unwrap();
@@ -276,6 +282,7 @@ mod tests {
                 "route_header: x-parallel-run-cluster -> x-route",
                 "operation_header: (none) -> x-op",
                 "max_inflight_shadows: 256 -> 8",
+                "max_shadows_per_second: (no bound) -> 500",
                 "legacy: legacy -> legacy-eu",
                 "getReturn: legacy legacy -> legacy-eu",
             ]

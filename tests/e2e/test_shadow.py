@@ -10,6 +10,7 @@ exact value of every outcome and skip counter.
 
 import hashlib
 import json
+import math
 import os
 import socket
 import threading
@@ -707,6 +708,32 @@ def test_overload_skips_shadows_beyond_max_inflight(backend, envoy, wasm_path):
     # The bound frees up once the slow shadows are done.
     assert get(proxy, "/items/99", "overload-after")[0] == 200
     assert settle(proxy, 3, timeout=6)["matched"] == 3
+
+
+def test_shadows_per_second_are_bounded_per_worker(backend, envoy, wasm_path):
+    """max_shadows_per_second 5 on one worker and 40 requests as fast as one
+    client sends them: every request served, at most 5 shadowed per second
+    (the root's tick), the rest counted skipped_overload; a second later the
+    budget is there again."""
+    config = plugin_config([operation()], max_shadows_per_second=5)
+    body = {"id": "1"}
+    legacy, candidate, proxy = start(backend, envoy, fixed(body), fixed(body), config=config, concurrency=1)
+    started = time.monotonic()
+    statuses = [get(proxy, f"/items/{i}", f"rate-{i}")[0] for i in range(40)]
+    elapsed = time.monotonic() - started
+    assert statuses == [200] * 40
+    first = counters(proxy)
+    shadowed = 40 - first["skipped_overload"]
+    # One budget per tick: the burst spans at most ceil(elapsed) + 1 ticks.
+    assert 5 <= shadowed <= 5 * (math.ceil(elapsed) + 1), (elapsed, nonzero(first))
+    c = settle(proxy, shadowed)
+    assert_counters(c, requests=40, served_legacy=40, shadowed=shadowed, matched=shadowed,
+                    skipped_overload=40 - shadowed)
+    assert len(candidate.received) == shadowed
+
+    time.sleep(1.5)
+    assert [get(proxy, f"/items/after-{i}", f"rate-after-{i}")[0] for i in range(3)] == [200] * 3
+    assert settle(proxy, shadowed + 3)["skipped_overload"] == 40 - shadowed
 
 
 # ---------------------------------------------------------------------------

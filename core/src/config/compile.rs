@@ -11,7 +11,7 @@ use super::{evidence, names};
 use super::{ConfigError, DEFAULT_MAX_INFLIGHT_SHADOWS, DEFAULT_ROUTE_HEADER};
 use crate::hosts::Hosts;
 use crate::http::is_unsafe_method;
-use crate::limits::{MAX_INFLIGHT_SHADOWS, MAX_OPERATIONS};
+use crate::limits::{MAX_INFLIGHT_SHADOWS, MAX_OPERATIONS, MAX_SHADOWS_PER_SECOND};
 use crate::matcher::{parse_template, Matcher};
 use crate::plan::{Backend, Mode, Operation, Plan, Settings};
 
@@ -60,6 +60,13 @@ impl Compiler {
                 format!("must be between 1 and {MAX_INFLIGHT_SHADOWS}"),
             ));
         }
+        let max_shadows_per_second = raw.max_shadows_per_second;
+        if max_shadows_per_second.is_some_and(|n| n == 0 || n > MAX_SHADOWS_PER_SECOND) {
+            return Err(ConfigError::new(
+                "max_shadows_per_second",
+                format!("must be between 1 and {MAX_SHADOWS_PER_SECOND} (leave it out for no bound; mode off stops shadowing)"),
+            ));
+        }
         let hosts = raw.hosts.as_deref().map(|list| hosts(list, "hosts")).transpose()?;
         let legacy = top_backend(&raw.legacy.0, "legacy")?;
         let candidate = top_backend(&raw.candidate.0, "candidate")?;
@@ -78,6 +85,7 @@ impl Compiler {
             route_header,
             operation_header,
             max_inflight_shadows,
+            max_shadows_per_second,
             hosts,
             legacy,
             candidate,

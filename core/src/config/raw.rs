@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub operation_header: Option<String>,
     #[serde(default, deserialize_with = "whole_number")]
     pub max_inflight_shadows: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub max_shadows_per_second: Option<u32>,
     pub hosts: Option<Vec<String>>,
     pub evidence_collector: Option<Object<RawCollector>>,
     #[serde(default)]

@@ -422,6 +422,13 @@ fn timeouts_sizes_and_the_inflight_bound_are_range_checked() {
     }
     let plan = parse_ok(&config(r#""max_inflight_shadows":1"#));
     assert_eq!(plan.max_inflight_shadows, 1);
+    for value in ["0", "1000001", "2.5", "-1"] {
+        let err = parse_err(&config(&format!(r#""max_shadows_per_second":{value}"#)));
+        assert_eq!(err.path, "max_shadows_per_second", "{value}: {err}");
+    }
+    assert_eq!(parse_ok(&config("")).max_shadows_per_second, None);
+    let plan = parse_ok(&config(r#""max_shadows_per_second":1000000"#));
+    assert_eq!(plan.max_shadows_per_second, Some(1_000_000));
 }
 
 #[test]
