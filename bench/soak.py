@@ -12,8 +12,9 @@ Everything on 127.0.0.1:
     listeners, legacy and candidate, serving POST /soak/same (both answer the
     same 2 KiB JSON) and POST /soak/diff (the candidate's JSON differs in one
     value: every comparison there is unmatched);
-  - the proxy Envoy with parallel-run delivered by ECDS (envoy/envoy-ecds.yaml
-    via the testbed), two operations `same` and `diff`, both mode shadow;
+  - the proxy Envoy (--concurrency 2) with parallel-run delivered by ECDS
+    (envoy/envoy-ecds.yaml via the testbed), two operations `same` and
+    `diff`, both mode shadow (--mode legacy: the same load passed through);
   - oha at a fixed rate (default 2000 req/s, --latency-correction), 2 KiB
     JSON request bodies, the path drawn per request (3 of 4 /soak/same).
 
@@ -25,7 +26,11 @@ slope over the second half (linear fit, MiB/min), and per operation the check
 shadowed == matched + unmatched + failed + abandoned. Beside the load, a probe
 on a connection of its own sends a pass-through request every 20 ms and
 keeps each one's latency, so that the report can tell the client latency in
-the seconds around a push from the rest. Exit status 1 when the
+the seconds around a push from the rest; and a watcher reads once a second
+each process's CPU, the proxy's upstream connections and queues, and the
+kernel's TCP counters, which the report shows around every stall the probe
+saw (saturation, connection churn and dropped SYNs each look different
+there). Exit status 1 when the
 books do not balance, a push was refused, or the client saw errors.
 """
 
@@ -47,7 +52,7 @@ from bench.setups import SKIPPED, log, memory_sample, settled
 from testbed import load
 from testbed.envoy import CTL_PATH, Envoy
 from testbed.net import HOST
-from testbed.process import children_cpu_seconds
+from testbed.process import children_cpu_seconds, cpu_seconds
 from testbed.table import quantile
 
 REPO = setups.REPO
@@ -87,13 +92,15 @@ class SoakBackend(setups.BackendEnvoy):
         self.bootstrap_file.write_text(json.dumps(boot, indent=2))
 
 
-def plugin_config(revision, timeout_ms):
+def plugin_config(revision, timeout_ms, mode="shadow", per_second=None):
+    bound = {"max_shadows_per_second": per_second} if per_second else {}
     return {
+        **bound,
         "revision": revision,
         "route_header": "x-parallel-run-cluster",
         "legacy": {"cluster": "legacy"},
         "candidate": {"cluster": "candidate"},
-        "defaults": {"mode": "shadow", "shadow_percent": 100, "shadow_timeout_ms": timeout_ms,
+        "defaults": {"mode": mode, "shadow_percent": 100, "shadow_timeout_ms": timeout_ms,
                      "max_body_bytes": 1 << 20, "min_samples": 100},
         # POST is not shadowed unless the operation says it is safe to.
         "operations": [{"id": op, "method": "POST", "path": f"/soak/{op}", "shadow_unsafe": True} for op in OPS],
@@ -184,19 +191,153 @@ def probe_summary(points, pushes, errors, window_s):
         return {"n": len(values), "p50": quantile(values, 0.5) or 0.0, "p99": quantile(values, 0.99) or 0.0,
                 "max": max(values, default=0.0)}
 
+    # Stall episodes: a slow probe request was held from when it was due
+    # until it was answered; overlapping holds are one episode.
+    stalls = []
+    for t, ms in points:
+        if ms < STALL_MS:
+            continue
+        end = t + ms / 1000
+        if stalls and t <= stalls[-1]["end"]:
+            stalls[-1]["end"] = max(stalls[-1]["end"], end)
+            stalls[-1]["max"] = max(stalls[-1]["max"], ms)
+        else:
+            stalls.append({"start": t, "end": end, "max": ms})
     return {
         "requests": len(points),
         "errors": errors,
+        "stalls": stalls,
         "near_push": spread(near),
         "elsewhere": spread(away),
         "windows": [{"t": k * window_s, **spread(v)} for k, v in sorted(windows.items())],
     }
 
 
+# ---------------------------------------------------------------- watch
+
+# What the watcher reads once a second, to tell a client stall's cause:
+# the proxy's upstream connections and queues per cluster (a stall waiting
+# for a connection shows as pending requests and new connections), the
+# kernel's TCP counters (a full accept queue drops SYNs, and the retry after
+# 1 s, 3 s, 7 s is the classic multi-second stall), and each process's CPU
+# (a starved proxy or backend).
+WATCH_EVERY_S = 1.0
+UPSTREAM_STATS = ("upstream_cx_total", "upstream_cx_active", "upstream_cx_connect_fail", "upstream_cx_connect_timeout",
+                  "upstream_cx_destroy_local", "upstream_cx_destroy_remote", "upstream_cx_overflow",
+                  "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_pending_overflow",
+                  "upstream_rq_timeout", "upstream_rq_total")
+TCP_STATS = (("TcpExt", "ListenOverflows"), ("TcpExt", "ListenDrops"), ("TcpExt", "TCPSynRetrans"),
+             ("TcpExt", "TCPTimeouts"), ("TcpExt", "TCPAbortOnData"), ("Tcp", "RetransSegs"))
+
+
+def tcp_counters():
+    """The kernel's TCP counters named in TCP_STATS (/proc/net/netstat and
+    /proc/net/snmp: pairs of lines, names then values, per group)."""
+    found = {}
+    for path in ("/proc/net/netstat", "/proc/net/snmp"):
+        try:
+            rows = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        for names, values in zip(rows[::2], rows[1::2]):
+            group, names = names.split(":", 1)
+            found.update({(group, n): int(v) for n, v in zip(names.split(), values.split(":", 1)[1].split())
+                          if (group, n) in TCP_STATS})
+    return {f"{g}.{n}": found.get((g, n), 0) for g, n in TCP_STATS}
+
+
+def thread_cpu_seconds(pid, prefix):
+    """user + system CPU seconds of the threads of `pid` whose name starts
+    with `prefix` (Envoy names its workers wrk:worker_N); None if unreadable."""
+    total = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            if (task / "comm").read_text().startswith(prefix):
+                total += cpu_seconds(f"{pid}/task/{task.name}") or 0.0
+    except OSError:
+        return None
+    return total
+
+
+def machine_ticks():
+    """(busy, steal, total) clock ticks of all CPUs so far (/proc/stat's
+    first line): steal is time the hypervisor gave this machine's CPUs to
+    someone else, which no process here sees as its own."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    steal = fields[7] if len(fields) > 7 else 0
+    total = sum(fields[:8])
+    return (total - idle - steal, steal, total)
+
+
+class Watch(threading.Thread):
+    """Every WATCH_EVERY_S until stopped: CPU seconds of the proxy, the
+    backend and oha; the proxy's upstream stats for legacy and candidate (and
+    how long the admin call took: the admin runs on Envoy's main thread);
+    the kernel's TCP counters. Bounded: at most `seconds` / WATCH_EVERY_S
+    points."""
+
+    def __init__(self, envoy, pids, t0, seconds):
+        super().__init__(daemon=True)
+        self.envoy, self.pids, self.t0, self.seconds = envoy, pids, t0, seconds
+        self.points = []
+        self.stopped = threading.Event()
+
+    def run(self):
+        pattern = r"^cluster\.(legacy|candidate)\.(" + "|".join(UPSTREAM_STATS) + ")$"
+        for n in range(int(self.seconds / WATCH_EVERY_S) + 1):
+            if self.stopped.wait(max(0.0, self.t0 + n * WATCH_EVERY_S - time.monotonic())):
+                break
+            point = {"t": time.monotonic() - self.t0, "tcp": tcp_counters(),
+                     "cpu": {name: cpu_seconds(pid) for name, pid in self.pids.items()},
+                     "machine": machine_ticks()}
+            point["cpu"]["proxy-worker"] = thread_cpu_seconds(self.pids["proxy"], "wrk:")
+            started = time.monotonic()
+            try:
+                point["upstream"] = self.envoy.stats(filter=pattern)
+            except (OSError, AssertionError):
+                point["upstream"] = {}
+            point["admin_ms"] = (time.monotonic() - started) * 1000
+            self.points.append(point)
+
+
+def watch_rows(points):
+    """Per interval between two watch points: CPU share per process (%), the
+    change of each counter and the level of each gauge."""
+    rows = []
+    for a, b in zip(points, points[1:]):
+        dt = b["t"] - a["t"]
+        if dt <= 0:
+            continue
+        row = {"t": b["t"], "admin_ms": b["admin_ms"]}
+        for name, cpu in b["cpu"].items():
+            before = a["cpu"].get(name)
+            row[f"cpu.{name}"] = 100 * (cpu - before) / dt if cpu is not None and before is not None else None
+        if a.get("machine") and b.get("machine") and b["machine"][2] > a["machine"][2]:
+            ticks = b["machine"][2] - a["machine"][2]
+            row["machine.busy"] = 100 * (b["machine"][0] - a["machine"][0]) / ticks
+            row["machine.steal"] = 100 * (b["machine"][1] - a["machine"][1]) / ticks
+        for key, value in b["tcp"].items():
+            row[key] = value - a["tcp"].get(key, 0)
+        for key, value in b["upstream"].items():
+            gauge = key.endswith(("_active",))
+            row[key] = value if gauge else value - a["upstream"].get(key, 0)
+        rows.append(row)
+    return rows
+
+
+# A probe window is a stall worth a look when its slowest request took this
+# long: 20 times the probe's usual p99 on this machine (~5 ms).
+STALL_MS = 100.0
+
+
 # ---------------------------------------------------------------- report
 
 
-def report(meta, args, samples, pushes, final, drain_s, drained, load, problems, elapsed, probe=None):
+def report(meta, args, samples, pushes, final, drain_s, drained, load, problems, elapsed, probe=None, watch=None):
     lines = []
     add = lines.append
     m = meta["machine"]
@@ -208,12 +349,14 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
         " backend share the cores.")
     add(f"- Envoy {m['envoy']}; {m['oha']}; filter `{meta['wasm']}` ({meta['wasm_bytes']:,} bytes, built {meta['wasm_mtime']})")
     add(f"- Proxy: envoy/envoy-ecds.yaml via the testbed, `--concurrency {args.concurrency}`, parallel-run by ECDS;"
-        " operations `same` and `diff`, mode shadow, `shadow_unsafe: true`, shadow_percent 100.")
+        f" operations `same` and `diff`, mode {getattr(args, 'mode', 'shadow')}, `shadow_unsafe: true`, shadow_percent 100"
+        + (f", max_shadows_per_second {args.max_shadows_per_second}" if getattr(args, "max_shadows_per_second", None)
+           else "") + ".")
     add("- Backend: one Envoy, direct_response; `/soak/same` identical on both sides, `/soak/diff` the candidate's"
         " JSON differs in one value (every comparison unmatched).")
     add(f"- Load: oha, fixed {args.rate} req/s with `--latency-correction` for {args.seconds} s, {args.connections}"
         f" connections, POST with a {BODY_SIZE:,}-byte JSON body, {BODY_SIZE:,}-byte JSON replies; path drawn per"
-        f" request from `{args.url_regex_path}` (3 of 4 `same`).")
+        f" request from `{args.url_regex_path}`.")
     add(f"- Memory sampled every {args.sample_every} s; a new plugin configuration pushed through ECDS every"
         f" {args.push_every} s, alternating revisions {', '.join(r for r, _ in REVISIONS)} (they differ in"
         f" `shadow_timeout_ms`), push via {meta['push_via']}.")
@@ -236,7 +379,7 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
         f" {max(s['rss_kib'] for s in samples) / 1024:.1f} MiB, {samples[-1]['rss_kib'] / 1024:.1f} MiB after the drain.")
     add(f"- **Slope over the second half** ({len(half)} samples, t >= {args.seconds / 2:.0f} s, linear least squares):"
         f" **{slope:+.3f} MiB/min** of RSS" if slope is not None else "- Slope: not enough samples")
-    if slope_all is not None:
+    if slope_all is not None and slope_alloc is not None:
         add(f"  (whole load period: {slope_all:+.3f} MiB/min; tcmalloc bytes in use, second half:"
             f" {slope_alloc:+.3f} MiB/min).")
     steps = []
@@ -307,6 +450,8 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
             add(f"| {w['t']:.0f} | {w['n']:,} | {w['p50']:.2f} | {w['p99']:.2f} | {w['max']:.1f} |"
                 f" {', '.join(pushed)} |")
         add("")
+    if watch:
+        add_stalls(add, watch_rows(watch), probe.get("stalls", []) if probe else [])
     add("## Config pushes")
     add("")
     add(", ".join(f"t={p['t']:.0f}s {p['revision']} {'ok' if p['ok'] else '**refused**'} ({p['took_s']:.2f} s)"
@@ -342,6 +487,73 @@ def report(meta, args, samples, pushes, final, drain_s, drained, load, problems,
     return "\n".join(lines) + "\n", slope, books
 
 
+def add_stalls(add, rows, stalls):
+    """The whole run's connection and TCP figures, then, per stall the probe
+    saw, what the watcher read from 3 s before it to 1 s after."""
+    add("## Connections, queues and CPU (the watcher, once a second)")
+    add("")
+    total = lambda key: sum(r.get(key) or 0 for r in rows)  # noqa: E731
+    peak = lambda key: max((r.get(key) or 0 for r in rows), default=0)  # noqa: E731
+    for side in ("legacy", "candidate"):
+        c = f"cluster.{side}."
+        add(f"- `{side}`: {total(c + 'upstream_cx_total'):,} upstream connections opened, at most"
+            f" {peak(c + 'upstream_cx_active'):,} open; destroyed local {total(c + 'upstream_cx_destroy_local'):,},"
+            f" remote {total(c + 'upstream_cx_destroy_remote'):,}; connect failures"
+            f" {total(c + 'upstream_cx_connect_fail'):,}; at most {peak(c + 'upstream_rq_pending_active'):,}"
+            f" requests waiting for a connection, pending overflows {total(c + 'upstream_rq_pending_overflow'):,};"
+            f" timeouts {total(c + 'upstream_rq_timeout'):,}.")
+    add("- Kernel TCP (whole machine): " + ", ".join(f"{k.split('.')[1]} {total(k):,}" for k in
+                                                   (f"{g}.{n}" for g, n in TCP_STATS)) + ".")
+    cpus = sorted({k for r in rows for k in r if k.startswith("cpu.")})
+    add("- CPU per process (100% is one core; `proxy-worker`: Envoy's worker threads together), median and max of"
+        " the 1 s intervals: " + ", ".join(
+        f"{k[4:]} {quantile([r[k] for r in rows if r.get(k) is not None], 0.5) or 0:.0f}%"
+        f" / {max((r[k] for r in rows if r.get(k) is not None), default=0):.0f}%" for k in cpus) + ".")
+    for k, what in (("machine.busy", "busy"), ("machine.steal", "stolen by the hypervisor")):
+        values = [r[k] for r in rows if r.get(k) is not None]
+        add(f"- Machine CPU {what} (% of all cores), median {quantile(values, 0.5) or 0:.0f}%, max"
+            f" {max(values, default=0):.0f}%.")
+    add(f"- Admin call (Envoy's main thread) median {quantile([r['admin_ms'] for r in rows], 0.5) or 0:.1f} ms,"
+        f" max {max((r['admin_ms'] for r in rows), default=0):.0f} ms.")
+    add("")
+    if not stalls:
+        add(f"No probe request took {STALL_MS:.0f} ms or more.")
+        add("")
+        return
+    add(f"Probe stalls (a request held {STALL_MS:.0f} ms or more; overlapping holds are one stall):"
+        f" {len(stalls)}, the longest {max(s['max'] for s in stalls) / 1000:.2f} s.")
+    add("")
+    cols = ["machine.busy", "machine.steal", "cpu.proxy", "cpu.proxy-worker", "cpu.backend", "cpu.oha"]
+    for side in ("legacy", "candidate"):
+        cols += [f"cluster.{side}.upstream_cx_total", f"cluster.{side}.upstream_rq_pending_active",
+                 f"cluster.{side}.upstream_rq_active"]
+    cols += ["TcpExt.ListenOverflows", "TcpExt.TCPSynRetrans", "Tcp.RetransSegs"]
+    short = {"machine.busy": "machine busy %", "machine.steal": "steal %", "cpu.proxy-worker": "proxy worker %",
+             "cpu.proxy": "proxy CPU %", "cpu.backend": "backend CPU %", "cpu.oha": "oha CPU %",
+             "TcpExt.ListenOverflows": "listen overflows", "TcpExt.TCPSynRetrans": "SYN retrans",
+             "Tcp.RetransSegs": "retrans segs"}
+    for k in cols:
+        if k.startswith("cluster."):
+            side, stat = k.split(".")[1:3]
+            short[k] = f"{side} {stat.replace('upstream_', '').replace('_active', '')}"
+    for stall in stalls[:10]:
+        add(f"### Stall at t={stall['start']:.1f}-{stall['end']:.1f} s (longest request {stall['max']:.0f} ms)")
+        add("")
+        add("| t (s) | admin ms | " + " | ".join(short[k] for k in cols) + " |")
+        add("|---:|---:|" + "---:|" * len(cols))
+        for r in rows:
+            if stall["start"] - 3 <= r["t"] <= stall["end"] + 1:
+                cells = []
+                for k in cols:
+                    v = r.get(k)
+                    cells.append("" if v is None else f"{v:.0f}" if isinstance(v, float) else f"{v:,}")
+                add(f"| {r['t']:.0f} | {r['admin_ms']:.0f} | " + " | ".join(cells) + " |")
+        add("")
+    add("Counters are the change over the second before `t`; `pending` and `rq` are the gauges at `t`"
+        " (requests waiting for a connection, requests in flight).")
+    add("")
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -358,13 +570,23 @@ def parse_args():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--sample-every", type=float, default=10)
     p.add_argument("--push-every", type=float, default=30)
-    p.add_argument("--concurrency", type=int, default=1, help="proxy --concurrency (default 1)")
+    # Two workers: at 2,000 shadowed req/s one worker of the benchmark
+    # machine is 92% busy (median of 1 s intervals), and a worker that
+    # close to saturation queues its clients for seconds at a time (probe
+    # stalls up to 11 s); two workers at about half each held the probe's
+    # longest stall to 0.31 s (README, "Sizing the proxy's CPU").
+    p.add_argument("--concurrency", type=int, default=2, help="proxy --concurrency (default 2)")
+    p.add_argument("--url-regex-path", default="/soak/(same|same|same|diff)",
+                   help="the paths oha draws from, a regex (default 3 of 4 /soak/same, 1 of 4 /soak/diff)")
+    p.add_argument("--max-shadows-per-second", type=int,
+                   help="the configuration's max_shadows_per_second (default: none, no bound)")
+    p.add_argument("--mode", choices=("shadow", "legacy"), default="shadow",
+                   help="the operations' mode (default shadow; legacy: the same load through the filter, no shadow)")
     p.add_argument("--drain-timeout", type=float, default=15)
     p.add_argument("--output", default=str(BENCH / "SOAK.md"))
     p.add_argument("--keep-tmp", action="store_true")
     p.add_argument("--from-json", help="only rewrite the report from a soak.json of an earlier run (bench/out/soak.json)")
     args = p.parse_args()
-    args.url_regex_path = "/soak/(same|same|same|diff)"
     return args
 
 
@@ -374,7 +596,7 @@ def main():
         return setups.rewrite_report(args.from_json, args.output, lambda data, saved: report(
             data["meta"], saved, data["samples"], data["pushes"], data["final"], data.get("drain_s", 0.0),
             data.get("drained", True), data["load"], data.get("problems", []), data.get("elapsed_s", 0.0),
-            data.get("probe"))[0])
+            data.get("probe"), data.get("watch"))[0])
     if not load.available("oha"):
         sys.exit(f"load generator not found at {load.OHA}: run `make soak` (it installs oha) or set OHA=")
     if not setups.PR_WASM.exists():
@@ -393,13 +615,14 @@ def main():
     envoy = None
     oha = None
     probe = None
+    watch = None
     samples, pushes = [], []
     status = 1
     setups.stop_on_sigterm()
     try:
         backend.start()
         revision, timeout_ms = REVISIONS[0]
-        envoy = Envoy(tmp, dict(backend.ports), config=plugin_config(revision, timeout_ms), ecds=True, wasm_path=wasm,
+        envoy = Envoy(tmp, dict(backend.ports), config=plugin_config(revision, timeout_ms, args.mode, args.max_shadows_per_second), ecds=True, wasm_path=wasm,
                       concurrency=args.concurrency, log_level="warning")
         log(f"backend pid {backend.proc.pid}, proxy pid {envoy.proc.pid} (ECDS, revision {revision})")
         current = {"revision": revision}
@@ -424,6 +647,9 @@ def main():
         t0 = time.monotonic()
         probe = Probe(envoy.port, body_file.read_bytes(), t0, args.seconds)
         probe.start()
+        watch = Watch(envoy, {"proxy": envoy.proc.pid, "backend": backend.proc.pid, "oha": oha.pid}, t0,
+                      args.seconds + 5)
+        watch.start()
         next_sample, next_push, n_push = args.sample_every, args.push_every, 0
         while oha.poll() is None:
             now = time.monotonic() - t0
@@ -432,7 +658,7 @@ def main():
                 revision, timeout_ms = REVISIONS[n_push % 2]
                 before = envoy.ecds_counts()
                 started = time.monotonic()
-                res = envoy.push_config(plugin_config(revision, timeout_ms))
+                res = envoy.push_config(plugin_config(revision, timeout_ms, args.mode, args.max_shadows_per_second))
                 ok = res.returncode == 0
                 if ok:
                     try:
@@ -455,6 +681,8 @@ def main():
         _, err = oha.communicate()
         probe.stopped.set()
         probe.join(timeout=15)
+        watch.stopped.set()
+        watch.join(timeout=15)
         if oha.returncode != 0:
             raise RuntimeError(f"oha failed ({oha.returncode}): {err.decode(errors='replace')[-2000:]}")
         served = load.oha_summary(json.loads(oha_out.read_text()), args.seconds, children_cpu_seconds() - oha_cpu0,
@@ -468,13 +696,13 @@ def main():
             shutil.copy(envoy.log_file, setups.OUT / "soak-proxy.log")
         probed = probe_summary(probe.points, pushes, probe.errors, args.sample_every)
         text, slope, books = report(meta, args, samples, pushes, final, drain_s, drained, served, problems,
-                                    time.monotonic() - setups.STARTED, probed)
+                                    time.monotonic() - setups.STARTED, probed, watch.points)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
         (setups.OUT / "soak.json").write_text(json.dumps({"meta": meta, "args": vars(args), "samples": samples,
                                                          "pushes": pushes, "final": final, "load": served,
                                                          "drain_s": drain_s, "drained": drained, "problems": problems,
-                                                         "probe": probed,
+                                                         "probe": probed, "watch": watch.points,
                                                          "elapsed_s": time.monotonic() - setups.STARTED}, indent=1))
         print()
         print(text)
@@ -489,6 +717,8 @@ def main():
     finally:
         if probe:
             probe.stopped.set()
+        if watch:
+            watch.stopped.set()
         if oha and oha.poll() is None:
             oha.terminate()
             oha.wait()
