@@ -101,6 +101,18 @@ impl Vmx {
         self.root.on_http_call_response(token, 2, body.len(), 0);
     }
 
+    /// Every stream's serving response and every call's reply, `{}` with
+    /// 200 each: the exchanges so far settle as matched.
+    fn settle_all(&mut self, streams: &mut [Stream<Fake>]) {
+        for stream in streams {
+            self.respond(stream, 200, "{}");
+        }
+        self.wake();
+        for token in self.tokens() {
+            self.reply(token, 200, "{}");
+        }
+    }
+
     fn tokens(&self) -> Vec<u32> {
         self.fake.state().calls.iter().map(|c| c.token).collect()
     }
@@ -573,13 +585,7 @@ fn open_exchanges_are_bounded_per_vm() {
     let mut proxy = Vmx::start(&config);
     let mut streams: Vec<_> = (0..3).map(|_| proxy.request("GET", "/returns/1", &[], None)).collect();
     assert_eq!(proxy.counter("getReturn", "skipped_overload"), 1);
-    for stream in &mut streams {
-        proxy.respond(stream, 200, "{}");
-    }
-    proxy.wake();
-    for token in proxy.tokens() {
-        proxy.reply(token, 200, "{}");
-    }
+    proxy.settle_all(&mut streams);
     // Settled exchanges free their slots.
     let _stream = proxy.request("GET", "/returns/1", &[], None);
     assert_eq!(proxy.counter("getReturn", "skipped_overload"), 1);
@@ -596,13 +602,7 @@ fn shadows_opened_are_bounded_per_second_and_vm() {
     let mut streams: Vec<_> = (0..5).map(|_| proxy.request("GET", "/returns/1", &[], None)).collect();
     assert_eq!(proxy.counter("getReturn", "skipped_overload"), 2);
     assert_eq!(proxy.counter("getReturn", "requests"), 5, "every request still served");
-    for stream in &mut streams {
-        proxy.respond(stream, 200, "{}");
-    }
-    proxy.wake();
-    for token in proxy.tokens() {
-        proxy.reply(token, 200, "{}");
-    }
+    proxy.settle_all(&mut streams);
     assert_eq!(proxy.counter("getReturn", "shadowed"), 3);
     // Settled exchanges do not give the second's budget back; the tick does.
     let _stream = proxy.request("GET", "/returns/1", &[], None);
