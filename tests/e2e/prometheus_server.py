@@ -116,16 +116,18 @@ class Prometheus(Service):
         assert status == 200 and answer.get("status") == "success", f"{path} {params}: {status} {answer}"
         return answer["data"]
 
-    def query(self, expr):
-        """An instant query: [(labels without __name__, value as float)]."""
-        data = self.api("query", query=expr)
+    def query(self, expr, at=None):
+        """An instant query, at Unix time `at` if given (else now): [(labels
+        without __name__, value as float)]. Queries that must agree with each
+        other take one `at`: a rule evaluation may land between them."""
+        data = self.api("query", query=expr, **({} if at is None else {"time": f"{at:.3f}"}))
         assert data["resultType"] == "vector", data
         return [({k: v for k, v in s["metric"].items() if k != "__name__"}, float(s["value"][1]))
                 for s in data["result"]]
 
-    def by(self, expr, label="operation_id"):
+    def by(self, expr, label="operation_id", at=None):
         """An instant query as {value of `label`: value}."""
-        return {labels.get(label, ""): value for labels, value in self.query(expr)}
+        return {labels.get(label, ""): value for labels, value in self.query(expr, at)}
 
     def alerts(self, name=None, state=None):
         """Active alerts (pending and firing) from /api/v1/alerts."""

@@ -153,19 +153,24 @@ def test_fleet_match_rate_is_the_replicas_pooled_and_ready_for_cutover_fires_onl
     assert "getReturn is READY for cutover" in firing[0]["annotations"]["summary"]
 
     # Let the sampled span grow, so that the extrapolation bound is tight.
-    time.sleep(max(0.0, seen + 20 - time.time()))
+    time.sleep(max(0.0, seen + 22 - time.time()))
     assert time.time() - traffic_done < WINDOW_S - 10, "the traffic must still be inside the window"
+    # All five from one rule evaluation: the same instant, far enough back
+    # that the evaluation it selects has finished. (Five queries at "now"
+    # once straddled an evaluation: the lower bound of one, the rate of the
+    # next, 1e-5 apart as the extrapolated span grew.)
+    at = time.time() - 1.5 * INTERVAL_S
     recorded = {
-        "comparisons": prom.by("operation_id:parallel_run_comparisons:increase_window"),
-        "matched": prom.by("operation_id:parallel_run_matched:increase_window"),
-        "rate": prom.by("operation_id:parallel_run_match_rate:ratio_window"),
-        "lower": prom.by("operation_id:parallel_run_match_rate_lower:wilson_window"),
-        "ready": prom.by("operation_id:parallel_run_ready:window"),
+        "comparisons": prom.by("operation_id:parallel_run_comparisons:increase_window", at=at),
+        "matched": prom.by("operation_id:parallel_run_matched:increase_window", at=at),
+        "rate": prom.by("operation_id:parallel_run_match_rate:ratio_window", at=at),
+        "lower": prom.by("operation_id:parallel_run_match_rate_lower:wilson_window", at=at),
+        "ready": prom.by("operation_id:parallel_run_ready:window", at=at),
     }
     # Every scraped series has one factor f in [1, f_max] for its growth; the
-    # span is at least (now - seen) less two intervals (the last scrape and
+    # span is at least (at - seen) less two intervals (the last scrape and
     # the last evaluation), with slack for a late scrape.
-    f_max = 1 + 1.5 * INTERVAL_S / (time.time() - seen - 2.5 * INTERVAL_S)
+    f_max = 1 + 1.5 * INTERVAL_S / (at - seen - 2.5 * INTERVAL_S)
     assert f_max < 1.1
 
     for op in OPS:
