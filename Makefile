@@ -32,7 +32,7 @@ PROMETHEUS_STAMP := $(PROMETHEUS_HOME)/.installed
 WASM := target/wasm32-wasip1/release/parallel_run.wasm
 CTL := target/release/parallel-run-ctl
 
-.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence bench-config bench-headers soak oci prometheus-setup prometheus-test prometheus-rules dashboard
+.PHONY: all build test demo lint unit unit-wasm e2e chaos setup clean bench fuzz bench-compare bench-evidence bench-config bench-headers bench-instructions soak oci prometheus-setup prometheus-test prometheus-rules dashboard
 
 all: build
 
@@ -220,6 +220,21 @@ soak: $(STAMPS)/targets $(STAMPS)/venv $(OHA)
 	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
 	SOAK_COMMAND='make soak SOAK_SECONDS=$(SOAK_SECONDS)$(if $(SOAK_ARGS), SOAK_ARGS="$(SOAK_ARGS)")' \
 		$(PY) -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+# Instructions per request, counted: each setup's proxy Envoy under
+# Valgrind's callgrind (bench/instructions.py), for changes smaller than the
+# wall-clock benchmarks' noise (two runs of one build: within 0.4%). About
+# 20 minutes for the six setups, two rounds; writes bench/INSTRUCTIONS.md.
+# INSTRUCTIONS_ARGS="--setups empty --wasm A=/tmp/A.wasm --wasm B=/tmp/B.wasm"
+# compares builds instead.
+VALGRIND ?= /usr/bin/valgrind
+
+$(VALGRIND):
+	apt-get update -qq && apt-get install -y -qq valgrind
+
+bench-instructions: $(STAMPS)/targets $(STAMPS)/venv $(VALGRIND)
+	$(CARGO) build --release --target wasm32-wasip1 -p parallel-run
+	$(PY) -m bench.instructions --output bench/INSTRUCTIONS.md $(INSTRUCTIONS_ARGS)
 
 # ---------------------------------------------------------------- comparator benchmark
 

@@ -225,9 +225,10 @@ class Setup:
         self.shadows = kind in ("mirror", "shadow-floor") or mode == "shadow"
         self.books = kind == "filter"
 
-    def start(self, tmp, backend, concurrency, wasm=None):
+    def start(self, tmp, backend, concurrency, wasm=None, **options):
+        """`options` go to the testbed Envoy (e.g. `wrapper`, `ready_timeout`)."""
         clusters = dict(backend.ports)
-        common = {"concurrency": concurrency, "log_level": "warning"}
+        common = {"concurrency": concurrency, "log_level": "warning", **options}
         if self.kind == "envoy":
             return Envoy(tmp, clusters, with_filter=False, route_cluster="legacy", **common)
         if self.kind == "mirror":

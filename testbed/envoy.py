@@ -153,12 +153,13 @@ class Envoy(Service):
 
     Options: `with_filter=False` removes the wasm filter and the header guard
     (plain Envoy, no .wasm needed; the path normalisation stays); `route_cluster="legacy"`
-    replaces the routes by one to a fixed cluster; `tweak(bootstrap_dict)` may change anything else.
+    replaces the routes by one to a fixed cluster; `tweak(bootstrap_dict)` may change anything else;
+    `wrapper` (a command prefix, such as Valgrind's) runs Envoy under another program.
     """
 
     def __init__(self, tmp, clusters, config=None, ecds=False, wasm_path=None, with_filter=True,
                  route_cluster=None, bootstrap=None, tweak=None, concurrency=2, log_level="warning",
-                 start=True, ready_timeout=30):
+                 start=True, ready_timeout=30, wrapper=()):
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.n = next(_instances)
@@ -175,6 +176,7 @@ class Envoy(Service):
         self.concurrency = concurrency
         self.log_level = log_level
         self.ready_timeout = ready_timeout
+        self.wrapper = list(wrapper)
         self.proc = None
         self._log = None
         self._resource = None  # ECDS resource last written by the harness
@@ -244,7 +246,7 @@ class Envoy(Service):
     # -- process
 
     def command(self):
-        return [envoy_binary(), "-c", str(self.bootstrap_file), "--concurrency", str(self.concurrency),
+        return [*self.wrapper, envoy_binary(), "-c", str(self.bootstrap_file), "--concurrency", str(self.concurrency),
                 "--use-dynamic-base-id", "-l", self.log_level, "--component-log-level", "wasm:info"]
 
     def start(self):
