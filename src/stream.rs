@@ -131,7 +131,12 @@ impl<H: Host> Stream<H> {
     /// exchange.
     fn decide(&mut self, headers: &HeaderMap, index: usize, method: &str, path: &str, end_of_stream: bool) {
         let plan = &self.plugin.plan;
-        let Some(operation) = plan.operation(index) else { return };
+        // A mode that does not shadow (legacy, candidate) stops here, before
+        // the headers the decision reads and the operation's breaker, a
+        // hash lookup by its id: pass-through pays for none of it.
+        let Some(operation) = plan.operation(index).filter(|op| op.shadow().is_some()) else {
+            return;
+        };
         let request_id = headers.get("x-request-id");
         let facts = RequestFacts {
             method,

@@ -1046,6 +1046,18 @@ fn a_pass_through_request_costs_three_hostcalls() {
 }
 
 #[test]
+fn a_mode_that_does_not_shadow_keeps_no_breaker() {
+    // The breaker is on by default; only an operation that shadows has one
+    // to look up (a hash of its id per request, 1% of a pass-through
+    // request's instructions: bench/OPTIMISATIONS.md, "Session 27").
+    let mut proxy = Vmx::start(COST_CONFIG);
+    one_request(&mut proxy, "/legacy/2k");
+    assert!(proxy.vm.borrow().breakers.is_empty());
+    one_request(&mut proxy, "/shadow/2k");
+    assert_eq!(proxy.vm.borrow().breakers.len(), 1);
+}
+
+#[test]
 fn a_request_the_candidate_serves_costs_a_route_cache_clear_and_a_route_check() {
     let (steady, _) = steady_cost("/cutover/2k");
     assert_eq!(
