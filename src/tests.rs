@@ -1051,8 +1051,9 @@ fn a_pass_through_request_costs_three_hostcalls() {
 #[test]
 fn a_mode_that_does_not_shadow_keeps_no_breaker() {
     // The breaker is on by default; only an operation that shadows has one
-    // to look up (a hash of its id per request, 1% of a pass-through
-    // request's instructions: bench/OPTIMISATIONS.md, "Session 27").
+    // to look up (a hash of its id per request: with the decision's header
+    // reads, 650 instructions, 0.3% of a pass-through request, counted in
+    // bench/OPTIMISATIONS.md, "Session 27").
     let mut proxy = Vmx::start(COST_CONFIG);
     one_request(&mut proxy, "/legacy/2k");
     assert!(proxy.vm.borrow().breakers.is_empty());
