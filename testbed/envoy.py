@@ -157,6 +157,10 @@ class Envoy(Service):
     `wrapper` (a command prefix, such as Valgrind's) runs Envoy under another program.
     """
 
+    # A command prefix (Valgrind's, for bench/instructions.py); a class
+    # default as well, for subclasses with an __init__ of their own.
+    wrapper = ()
+
     def __init__(self, tmp, clusters, config=None, ecds=False, wasm_path=None, with_filter=True,
                  route_cluster=None, bootstrap=None, tweak=None, concurrency=2, log_level="warning",
                  start=True, ready_timeout=30, wrapper=()):
