@@ -15,8 +15,9 @@ native backend Envoy of `make bench` beside it (not under Valgrind):
   1. warm-up: `--warmup` requests (the operation's counters are defined,
      the worker's VM allocates what a request needs once, and V8 moves the
      module's hot functions to its optimising tier: after 100 requests a
-     pass-through request counted 237,800 instructions, after 3,000
-     233,700), the shadows drained, then a dump that zeroes the counts;
+     pass-through request counted 237,800 instructions over all threads,
+     after 3,000 233,700), the shadows drained, then a dump that zeroes
+     the counts;
   2. load: `--requests` POST /bench/2k (2 KiB JSON both ways) one after
      another over one keep-alive connection, the shadows drained, a dump;
   3. idle: as long as the load took, no request, a dump: what the proxy
@@ -381,8 +382,7 @@ def main():
         extra[f"pr-{args.mode}@{name}"] = Path(path).resolve()
     built = {"empty": setups.build_empty_filter() if "empty" in args.setups else None,
              "shadow-floor": setups.build_shadow_floor() if "shadow-floor" in args.setups else None}
-    if any(name.startswith("pr-") for name in args.setups):
-        built.update({name: setups.PR_WASM for name in args.setups if name.startswith("pr-")})
+    built.update({name: setups.PR_WASM for name in args.setups if name.startswith("pr-")})
     tmp = Path(tempfile.mkdtemp(prefix="pr-instructions-"))
     # Each module is copied first: a run takes long enough for a rebuild.
     copies = {}

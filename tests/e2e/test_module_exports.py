@@ -19,12 +19,7 @@ spec.loader.exec_module(exports)
 
 def sections(module):
     """[(id, body)] of a module, in order."""
-    out, at = [], 8
-    while at < len(module):
-        size, body_at = exports.leb128(module, at + 1)
-        out.append((module[at], module[body_at:body_at + size]))
-        at = body_at + size
-    return out
+    return [(section, module[body_at:end]) for section, _, body_at, end in exports.sections(module)]
 
 
 def names(module):
