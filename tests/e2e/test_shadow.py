@@ -121,6 +121,34 @@ def test_identical_responses_match(backend, envoy, wasm_path):
     assert unmatched_lines(proxy) == []
 
 
+def test_a_shadow_call_leaves_when_the_request_is_complete_not_on_the_tick(backend, envoy, wasm_path):
+    """A stream wakes its VM's root through the shared queue (src/wake.rs),
+    whose wake-up carries no bytes: the root makes the shadow call at once.
+    Were the wake-up lost (an enqueue Envoy refused, a root that missed its
+    callback), the call would still leave, but on the root's next 1 s tick:
+    delays spread over 0-1 s, half of them above 0.5 s, and the
+    comparisons batched."""
+    arrived = []
+    answer = fixed({"a": 1})
+
+    def candidate_handler(request):
+        arrived.append(time.monotonic())
+        return answer(request)
+
+    legacy, candidate, proxy = start(backend, envoy, fixed({"a": 1}), candidate_handler)
+    delays = []
+    for i in range(8):
+        time.sleep(0.13)  # the requests fall at different points of a tick
+        complete = time.monotonic()
+        status, _, _ = get(proxy, "/items/1", f"wake-{i}")
+        assert status == 200
+        candidate.wait_for(i + 1, timeout=5)
+        delays.append(arrived[i] - complete)
+    assert_counters(settle(proxy, 8), requests=8, served_legacy=8, shadowed=8, matched=8)
+    delays.sort()
+    assert delays[len(delays) // 2] < 0.2, f"shadow calls left {delays} s after their requests"
+
+
 def test_json_with_reordered_keys_matches(backend, envoy, wasm_path):
     legacy_body = b'{"id": "42", "status": "open", "nested": {"a": 1, "b": [true, null]}}'
     candidate_body = b'{"nested":{"b":[true,null],"a":1},"status":"open","id":"42"}'
