@@ -1,7 +1,6 @@
 //! Header comparison with an ignore list.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use super::{media_type, CompareRules};
 
@@ -63,15 +62,23 @@ fn is_default_ignored(lower_name: &str) -> bool {
         })
 }
 
-/// Values per compared name, in arrival order.
+/// The compared headers, sorted by name; a name's values stay in arrival
+/// order (the sort is stable). Borrowed from the response where nothing is
+/// changed: a comparison allocates two lists, not a lower-cased name and a
+/// list of values per header (a `BTreeMap` until session 28).
 fn compared<'a>(
     rules: &CompareRules,
     headers: &'a [(String, Vec<u8>)],
     skip_content_encoding: bool,
-) -> BTreeMap<String, Vec<Cow<'a, [u8]>>> {
-    let mut by_name: BTreeMap<String, Vec<Cow<'a, [u8]>>> = BTreeMap::new();
+) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
+    let mut kept = Vec::with_capacity(headers.len());
     for (name, value) in headers {
-        let lower = name.to_ascii_lowercase();
+        // Envoy hands names over lower-case; a test's or a fuzzer's may not be.
+        let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name.as_str())
+        };
         // Pseudo-headers: `:status` is compared on its own axis.
         if lower.starts_with(':')
             || is_default_ignored(&lower)
@@ -92,9 +99,18 @@ fn compared<'a>(
             },
             None => value,
         };
-        by_name.entry(lower).or_default().push(value);
+        kept.push((lower, value));
     }
-    by_name
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    kept
+}
+
+/// The leading headers of `sorted` named `name`, taken off it.
+fn take<'s, 'a>(sorted: &mut &'s [(Cow<'a, str>, Cow<'a, [u8]>)], name: &str) -> &'s [(Cow<'a, str>, Cow<'a, [u8]>)] {
+    let n = sorted.iter().take_while(|(other, _)| other == name).count();
+    let (group, rest) = sorted.split_at(n);
+    *sorted = rest;
+    group
 }
 
 /// Every name whose value lists differ, sorted: no more than the two
@@ -107,15 +123,21 @@ pub(super) fn differing(
     skip_content_encoding: bool,
 ) -> Vec<String> {
     let left = compared(rules, serving, skip_content_encoding);
-    let mut right = compared(rules, shadow, skip_content_encoding);
+    let right = compared(rules, shadow, skip_content_encoding);
+    let (mut left, mut right) = (left.as_slice(), right.as_slice());
     let mut names = Vec::new();
-    for (name, values) in left {
-        let same = right.remove(&name).is_some_and(|other| other == values);
-        if !same {
-            names.push(name);
+    // A merge of the two sorted lists, a name at a time.
+    loop {
+        let name: &str = match (left.first(), right.first()) {
+            (None, None) => break,
+            (Some((l, _)), None) => l,
+            (None, Some((r, _))) => r,
+            (Some((l, _)), Some((r, _))) => l.min(r),
+        };
+        let (l, r) = (take(&mut left, name), take(&mut right, name));
+        if l.len() != r.len() || l.iter().zip(r).any(|((_, a), (_, b))| a != b) {
+            names.push(name.to_owned());
         }
     }
-    names.extend(right.into_keys());
-    names.sort_unstable();
     names
 }

@@ -1269,4 +1269,5 @@ fn invalid_utf8_and_truncated_bodies_do_not_crash() {
 
 mod codings;
 mod fields;
+mod headers;
 mod rules;
