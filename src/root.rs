@@ -12,7 +12,7 @@ use parallel_run_core::breaker::Change;
 use parallel_run_core::config::{self, Compiler};
 use parallel_run_core::counters::{self, Counter, Histogram};
 use parallel_run_core::exchange::{CallReply, ExchangeId, Leg};
-use parallel_run_core::http::Response;
+use parallel_run_core::http;
 use parallel_run_core::{reply, Plan};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -323,7 +323,7 @@ impl<H: Host + Clone> Root<H> {
                 None => return CallReply::Error,
             },
         };
-        reply::classify(&headers, body)
+        reply::classify(headers, body)
     }
 
     fn finish_retiring(&mut self) {
@@ -340,7 +340,7 @@ impl<H: Host + Clone> Context for Root<H> {
             // The collector's answer: only its status matters (a reply
             // without headers is a failure or a timeout).
             let accepted = num_headers > 0 && {
-                let status = Response::from_headers(&self.host.call_response_headers(), Vec::new()).status;
+                let status = http::status(&self.host.call_response_headers());
                 (200..300).contains(&status)
             };
             {

@@ -340,7 +340,7 @@ impl<H: Host> HttpContext for Stream<H> {
         let Some(id) = self.exchange else {
             return Action::Continue;
         };
-        let response = Response::from_headers(&self.host.response_headers(), Vec::new());
+        let response = Response::from_headers(self.host.response_headers(), Vec::new());
         self.vm.borrow_mut().exchanges.serving_headers(id, response);
         if end_of_stream {
             self.response_complete();

@@ -16,6 +16,7 @@ mod common;
 
 use common::measure;
 use parallel_run_core::compare::{compare, CompareRules};
+use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::Response;
 
 const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)];
@@ -88,11 +89,11 @@ fn document(size: usize, reversed: bool, qty_offset: usize) -> Vec<u8> {
 fn response(body: Vec<u8>) -> Response {
     Response {
         status: 200,
-        headers: vec![
-            ("content-type".to_string(), b"application/json".to_vec()),
-            ("etag".to_string(), b"\"v1\"".to_vec()),
-            ("date".to_string(), b"Mon, 23 Nov 2026 10:00:00 GMT".to_vec()),
-        ],
+        headers: HeaderMap::from_pairs([
+            ("content-type", "application/json"),
+            ("etag", "\"v1\""),
+            ("date", "Mon, 23 Nov 2026 10:00:00 GMT"),
+        ]),
         body,
     }
 }

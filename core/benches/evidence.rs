@@ -20,6 +20,7 @@ mod common;
 use common::measure;
 use parallel_run_core::evidence::{self, HashKey, Request};
 use parallel_run_core::exchange::{CallReply, ServingReply};
+use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::Response;
 use parallel_run_core::outcome::compare_replies;
 use parallel_run_core::Plan;
@@ -55,7 +56,7 @@ fn document(size: usize, shadow: bool, every: bool) -> Vec<u8> {
 fn response(body: Vec<u8>) -> Response {
     Response {
         status: 200,
-        headers: vec![("content-type".to_string(), b"application/json".to_vec())],
+        headers: HeaderMap::from_pairs([("content-type", "application/json")]),
         body,
     }
 }

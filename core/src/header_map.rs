@@ -78,6 +78,12 @@ impl HeaderMap {
         HeaderMap { bytes }
     }
 
+    /// This map with one more header at its end: for the tests and the
+    /// benchmarks.
+    pub fn with(&self, name: &str, value: &[u8]) -> HeaderMap {
+        HeaderMap::from_pairs(self.iter().chain([(name.as_bytes(), value)]))
+    }
+
     /// The first value of header `name` (compared byte for byte).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.iter().find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)

@@ -53,7 +53,7 @@ pub fn envoys_own(response: &Response) -> Option<CallReply> {
 /// a timeout (504) or an error, never `failed_5xx`. That is decided from
 /// the router's own header, not from the reply's text, which Envoy may
 /// word differently in any release.
-pub fn classify(headers: &HeaderMap, body: Option<Vec<u8>>) -> CallReply {
+pub fn classify(headers: HeaderMap, body: Option<Vec<u8>>) -> CallReply {
     let response = Response::from_headers(headers, Vec::new());
     if let Some(failure) = envoys_own(&response) {
         return failure;
@@ -100,7 +100,7 @@ mod tests {
     fn envoys_own_replies_are_not_the_backends() {
         // Envoy's local replies carry no upstream header, whatever their text.
         assert_eq!(
-            classify(&headers("504"), Some(b"upstream request timeout".to_vec())),
+            classify(headers("504"), Some(b"upstream request timeout".to_vec())),
             CallReply::Timeout
         );
         for text in [
@@ -109,20 +109,20 @@ mod tests {
             b"protocol error",
             b"",
         ] {
-            assert_eq!(classify(&headers("503"), Some(text.to_vec())), CallReply::Error);
-            assert_eq!(classify(&headers("502"), Some(text.to_vec())), CallReply::Error);
+            assert_eq!(classify(headers("503"), Some(text.to_vec())), CallReply::Error);
+            assert_eq!(classify(headers("502"), Some(text.to_vec())), CallReply::Error);
         }
-        assert_eq!(classify(&headers("200"), None), CallReply::TooLarge);
+        assert_eq!(classify(headers("200"), None), CallReply::TooLarge);
         // A backend's own 5xx (the router's header is there) is its answer.
         let backend = HeaderMap::from_pairs([(":status", "503"), ("x-envoy-upstream-service-time", "3")]);
-        let CallReply::Complete(response) = classify(&backend, Some(b"down for maintenance".to_vec())) else {
+        let CallReply::Complete(response) = classify(backend, Some(b"down for maintenance".to_vec())) else {
             panic!("a backend's own 503 is its answer");
         };
         assert_eq!(response.status, 503);
         assert_eq!(response.body, b"down for maintenance");
         // A 200 never needs the header.
         assert!(matches!(
-            classify(&headers("200"), Some(b"{}".to_vec())),
+            classify(headers("200"), Some(b"{}".to_vec())),
             CallReply::Complete(_)
         ));
     }

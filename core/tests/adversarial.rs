@@ -10,6 +10,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use parallel_run_core::compare::{compare, BodyProblem, CompareRules, Diff, MAX_REPORTED};
+use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::Response;
 use parallel_run_core::Plan;
 
@@ -20,10 +21,7 @@ const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 fn typed(content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Response {
     Response {
         status: 200,
-        headers: content_type
-            .map(|ct| ("content-type".to_string(), ct.as_bytes().to_vec()))
-            .into_iter()
-            .collect(),
+        headers: HeaderMap::from_pairs(content_type.map(|ct| ("content-type", ct))),
         body: body.into(),
     }
 }
@@ -248,10 +246,9 @@ fn one_side_json_one_side_text() {
 fn hostile_header_values_are_compared_as_bytes() {
     let mut left = json("{}");
     let mut right = json("{}");
-    left.headers.push(("x-bin".to_string(), vec![0xff, 0x00, b'\n', 0xc3]));
-    right.headers.push(("x-bin".to_string(), vec![0xff, 0x00, b'\n']));
-    left.headers
-        .push(("content-type".to_string(), b"application/json; charset=\xff".to_vec()));
+    left.headers = left.headers.with("x-bin", &[0xff, 0x00, b'\n', 0xc3]);
+    right.headers = right.headers.with("x-bin", &[0xff, 0x00, b'\n']);
+    left.headers = left.headers.with("content-type", b"application/json; charset=\xff");
     let diff = timed_compare(&CompareRules::default(), &left, &right);
     assert_eq!(diff.headers, vec!["content-type".to_string(), "x-bin".to_string()]);
 }
@@ -362,9 +359,7 @@ fn gzip_zeros(len: usize) -> Vec<u8> {
 
 fn gzipped(body: Vec<u8>) -> Response {
     let mut response = json(body);
-    response
-        .headers
-        .push(("content-encoding".to_string(), b"gzip".to_vec()));
+    response.headers = response.headers.with("content-encoding", b"gzip");
     response
 }
 

@@ -8,13 +8,14 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use parallel_run_core::compare::{compare, CompareRules};
+use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::Response;
 use parallel_run_core::Plan;
 
 fn json(body: &str) -> Response {
     Response {
         status: 200,
-        headers: vec![("content-type".to_string(), b"application/json".to_vec())],
+        headers: HeaderMap::from_pairs([("content-type", "application/json")]),
         body: body.as_bytes().to_vec(),
     }
 }

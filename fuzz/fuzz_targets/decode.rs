@@ -13,15 +13,16 @@
 use libfuzzer_sys::fuzz_target;
 use parallel_run_core::compare::encoding::{decode_body, DecodeError};
 use parallel_run_core::compare::{compare, CompareRules};
+use parallel_run_core::header_map::HeaderMap;
 use parallel_run_core::http::Response;
 
 const CODINGS: &[&str] = &["br", "zstd", "gzip", "deflate", "br, zstd", "zstd, gzip", "gzip, br"];
 const CAPS: &[usize] = &[0, 1, 64, 4096, 1 << 20];
 
 fn response(encoding: Option<&str>, body: Vec<u8>) -> Response {
-    let mut headers = vec![("content-type".to_string(), b"application/octet-stream".to_vec())];
+    let mut headers = HeaderMap::from_pairs([("content-type", "application/octet-stream")]);
     if let Some(encoding) = encoding {
-        headers.push(("content-encoding".to_string(), encoding.as_bytes().to_vec()));
+        headers = headers.with("content-encoding", encoding.as_bytes());
     }
     Response { status: 200, headers, body }
 }

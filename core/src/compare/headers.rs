@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use super::{media_type, CompareRules};
+use crate::http::Response;
 
 /// Headers that differ between any two implementations, or any two answers
 /// of one: compared never. `*` at the end matches a prefix.
@@ -68,16 +69,18 @@ fn is_default_ignored(lower_name: &str) -> bool {
 /// list of values per header (a `BTreeMap` until session 28).
 fn compared<'a>(
     rules: &CompareRules,
-    headers: &'a [(String, Vec<u8>)],
+    response: &'a Response,
     skip_content_encoding: bool,
 ) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
-    let mut kept = Vec::with_capacity(headers.len());
-    for (name, value) in headers {
-        // Envoy hands names over lower-case; a test's or a fuzzer's may not be.
+    let mut kept = Vec::with_capacity(response.headers.len());
+    for (name, value) in response.fields() {
+        // Envoy hands names over lower-case (and as tokens, so UTF-8); a
+        // test's or a fuzzer's may be neither.
+        let name = String::from_utf8_lossy(name);
         let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(name.to_ascii_lowercase())
         } else {
-            Cow::Borrowed(name.as_str())
+            name
         };
         // Pseudo-headers: `:status` is compared on its own axis.
         if lower.starts_with(':')
@@ -90,7 +93,7 @@ fn compared<'a>(
         let value = if lower == "content-type" {
             Cow::Owned(media_type::normalized(value))
         } else {
-            Cow::Borrowed(value.as_slice())
+            Cow::Borrowed(value)
         };
         let value = match rules.header_masks.iter().find(|(p, _)| p.matches(&lower)) {
             Some((_, mask)) => match mask.apply(&value) {
@@ -118,8 +121,8 @@ fn take<'s, 'a>(sorted: &mut &'s [(Cow<'a, str>, Cow<'a, [u8]>)], name: &str) ->
 /// `content-encoding` is left out when both bodies were decoded.
 pub(super) fn differing(
     rules: &CompareRules,
-    serving: &[(String, Vec<u8>)],
-    shadow: &[(String, Vec<u8>)],
+    serving: &Response,
+    shadow: &Response,
     skip_content_encoding: bool,
 ) -> Vec<String> {
     let left = compared(rules, serving, skip_content_encoding);

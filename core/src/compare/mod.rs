@@ -206,7 +206,7 @@ pub fn compare(rules: &CompareRules, serving: &Response, shadow: &Response) -> D
     let (body, decoded) = compare_bodies(rules, serving, shadow);
     Diff {
         status: !rules.status.equal(serving.status, shadow.status),
-        headers: headers::differing(rules, &serving.headers, &shadow.headers, decoded),
+        headers: headers::differing(rules, serving, shadow, decoded),
         body,
     }
 }

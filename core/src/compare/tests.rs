@@ -2,15 +2,13 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
+use crate::header_map::HeaderMap;
 use json::{NumberTolerance, UnorderedArray};
 
 fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
     Response {
         status,
-        headers: headers
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-            .collect(),
+        headers: HeaderMap::from_pairs(headers.iter().copied()),
         body: body.as_bytes().to_vec(),
     }
 }

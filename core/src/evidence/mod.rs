@@ -330,9 +330,8 @@ fn differing(
         let raw = policy.raw_values.header(name);
         let side = |response: &crate::http::Response| {
             let values: Vec<String> = response
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .fields()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
                 .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                 .collect();
             if values.is_empty() {

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::exchange::{CallReply, ServingReply};
+use crate::header_map::HeaderMap;
 use crate::http::Response;
 use crate::outcome::compare_replies;
 use crate::Plan;
@@ -29,7 +30,7 @@ fn plan_with(operation_extra: &str, evidence_extra: &str) -> Plan {
 fn json(status: u16, body: &str) -> Response {
     Response {
         status,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        headers: HeaderMap::from_pairs([("content-type", "application/json")]),
         body: body.as_bytes().to_vec(),
     }
 }
@@ -191,10 +192,10 @@ fn personal_data_reaches_a_record_neither_as_value_nor_as_key() {
 fn raw_values_for_the_whole_operation_and_for_headers_by_name() {
     let mut serving = json(200, r#"{"a":1}"#);
     let mut shadow = json(200, r#"{"a":2}"#);
-    serving.headers.push(("etag".into(), b"\"v1\"".to_vec()));
-    shadow.headers.push(("etag".into(), b"\"v2\"".to_vec()));
-    serving.headers.push(("x-user".into(), b"ann".to_vec()));
-    shadow.headers.push(("x-user".into(), b"bob".to_vec()));
+    serving.headers = serving.headers.with("etag", b"\"v1\"");
+    shadow.headers = shadow.headers.with("etag", b"\"v2\"");
+    serving.headers = serving.headers.with("x-user", b"ann");
+    shadow.headers = shadow.headers.with("x-user", b"bob");
     let plan = plan_with("", r#","raw_values":["ETag"]"#);
     let record = record_of(&plan, serving.clone(), shadow.clone());
     assert_eq!(field(&record, "etag").serving.value.as_deref(), Some(r#""\"v1\"""#));
@@ -358,7 +359,7 @@ fn a_body_that_is_not_json_is_one_field_of_bytes() {
     let plan = plan_with("", "");
     let text = |body: &str| Response {
         status: 200,
-        headers: vec![("content-type".into(), b"text/plain".to_vec())],
+        headers: HeaderMap::from_pairs([("content-type", "text/plain")]),
         body: body.as_bytes().to_vec(),
     };
     let record = record_of(&plan, text("hello ann@example.com"), text("hello bob@example.com"));

@@ -4,6 +4,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::rc::Rc;
 
 use super::*;
+use crate::header_map::HeaderMap;
 
 fn call(cluster: &str) -> CallSpec {
     CallSpec {
@@ -24,7 +25,7 @@ fn outgoing(repeat: bool) -> Outgoing {
 fn response(status: u16) -> Response {
     Response {
         status,
-        headers: Vec::new(),
+        headers: HeaderMap::default(),
         body: Vec::new(),
     }
 }

@@ -5,13 +5,14 @@ use super::*;
 use crate::compare::HeaderPattern;
 use crate::diff_path::KeyNames;
 use crate::exchange::Leg;
+use crate::header_map::HeaderMap;
 use crate::http::Response;
 use crate::Plan;
 
 fn ok(status: u16, body: &str) -> Response {
     Response {
         status,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        headers: HeaderMap::from_pairs([("content-type", "application/json")]),
         body: body.as_bytes().to_vec(),
     }
 }
@@ -20,9 +21,7 @@ fn ok(status: u16, body: &str) -> Response {
 /// timing header to every upstream response, never to its own replies.
 fn serving(status: u16, body: &str) -> ServingReply {
     let mut response = ok(status, body);
-    response
-        .headers
-        .push(("x-envoy-upstream-service-time".into(), b"3".to_vec()));
+    response.headers = response.headers.with("x-envoy-upstream-service-time", b"3");
     ServingReply::Complete(response)
 }
 
@@ -69,9 +68,9 @@ fn the_operation_s_rules_are_applied() {
         ..CompareRules::default()
     };
     let mut left = ok(200, r#"{"ts":1,"a":1}"#);
-    left.headers = vec![("content-type".into(), b"application/json".to_vec())];
+    left.headers = HeaderMap::from_pairs([("content-type", "application/json")]);
     let mut right = ok(200, r#"{"ts":2,"a":1}"#);
-    right.headers = vec![("content-type".into(), b"application/json; charset=utf-8".to_vec())];
+    right.headers = HeaderMap::from_pairs([("content-type", "application/json; charset=utf-8")]);
     let outcome = compare_replies(
         &rules,
         &ServingReply::Complete(left.clone()),
@@ -178,7 +177,7 @@ fn an_incomplete_serving_side_is_abandoned_whatever_the_shadow_did() {
 fn a_body_decoding_beyond_the_limit_fails_as_too_large() {
     let big = vec![b'a'; 64 << 10];
     let mut bomb = ok(200, "");
-    bomb.headers = vec![("content-encoding".into(), b"deflate".to_vec())];
+    bomb.headers = HeaderMap::from_pairs([("content-encoding", "deflate")]);
     bomb.body = miniz_oxide::deflate::compress_to_vec_zlib(&big, 6);
     let rules = CompareRules {
         max_decoded_bytes: 4096,
