@@ -55,8 +55,9 @@ impl Wake {
             // The wake-up carries no bytes: the root's dequeue then has
             // nothing to hand back, and Envoy skips the call into the VM
             // that allocates a buffer for it. A one-byte message cost a
-            // shadowed request 8,379 instructions more (1.8%; counted with
-            // `python -m bench.instructions --mode shadow`, bench/OPTIMISATIONS.md).
+            // shadowed request 7,700 to 8,400 instructions more (1.6-1.8%,
+            // two runs of `python -m bench.instructions --mode shadow`,
+            // bench/OPTIMISATIONS.md, session 28).
             self.sent = host.enqueue(queue, &[]);
         }
     }

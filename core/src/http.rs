@@ -12,8 +12,8 @@ pub struct Response {
     /// repeated headers repeated, pseudo-headers included ([`Response::fields`]
     /// leaves them out). Copied into a name and a value per header, as it
     /// was until session 28, it cost a shadowed request with the
-    /// benchmark's six headers a side about 8,000 instructions
-    /// (bench/OPTIMISATIONS.md).
+    /// benchmark's five or six headers a side 7,000 instructions more
+    /// (1.5%, bench/OPTIMISATIONS.md).
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
