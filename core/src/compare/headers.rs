@@ -83,9 +83,9 @@ fn compared<'a>(
         } else {
             name
         };
-        // Pseudo-headers: `:status` is compared on its own axis.
-        if lower.starts_with(':')
-            || is_default_ignored(&lower)
+        // `fields` leaves the pseudo-headers out: `:status` is compared on
+        // its own axis.
+        if is_default_ignored(&lower)
             || (skip_content_encoding && lower == "content-encoding")
             || rules.ignore_headers.iter().any(|p| p.matches(&lower))
         {
