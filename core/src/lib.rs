@@ -15,6 +15,8 @@ pub mod fnv;
 pub mod header_map;
 pub mod hosts;
 pub mod http;
+#[cfg(test)]
+mod lcg;
 pub mod limits;
 pub mod log_limit;
 pub mod matcher;

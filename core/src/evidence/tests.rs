@@ -7,6 +7,7 @@ use super::*;
 use crate::exchange::{CallReply, ServingReply};
 use crate::header_map::HeaderMap;
 use crate::http::Response;
+use crate::lcg::Lcg;
 use crate::outcome::compare_replies;
 use crate::Plan;
 
@@ -559,36 +560,24 @@ fn the_written_json_escapes_what_a_client_or_a_backend_chose() {
     assert_eq!(doc["resourceLogs"][0]["scopeLogs"][0]["scope"]["version"], "v\"1");
 }
 
-/// A small deterministic generator (an LCG), for documents no one wrote.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % below.max(1)
-    }
-
-    fn value(&mut self, depth: usize) -> Value {
-        match self.next(if depth > 6 { 4 } else { 7 }) {
-            0 => Value::Null,
-            1 => Value::Bool(self.next(2) == 1),
-            2 => serde_json::json!(self.next(5) as f64 / 2.0),
-            3 => Value::String(["a", "A", "ann@example.com", "", "2026-12-01T10:00:00Z"][self.next(5) as usize].into()),
-            4 | 5 => Value::Array((0..self.next(5)).map(|_| self.value(depth + 1)).collect()),
-            _ => Value::Object(
-                (0..self.next(5))
-                    .map(|_| {
-                        (
-                            ["id", "Id", "x", "k~/"][self.next(4) as usize].to_string(),
-                            self.value(depth + 1),
-                        )
-                    })
-                    .collect(),
-            ),
-        }
+/// A document no one wrote, from the tests' generator.
+fn value(lcg: &mut Lcg, depth: usize) -> Value {
+    match lcg.next(if depth > 6 { 4 } else { 7 }) {
+        0 => Value::Null,
+        1 => Value::Bool(lcg.next(2) == 1),
+        2 => serde_json::json!(lcg.next(5) as f64 / 2.0),
+        3 => Value::String(["a", "A", "ann@example.com", "", "2026-12-01T10:00:00Z"][lcg.next(5) as usize].into()),
+        4 | 5 => Value::Array((0..lcg.next(5)).map(|_| value(lcg, depth + 1)).collect()),
+        _ => Value::Object(
+            (0..lcg.next(5))
+                .map(|_| {
+                    (
+                        ["id", "Id", "x", "k~/"][lcg.next(4) as usize].to_string(),
+                        value(lcg, depth + 1),
+                    )
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -604,7 +593,7 @@ fn any_two_documents_give_a_bounded_record_without_panicking() {
     let mut lcg = Lcg(7);
     for round in 0..2000 {
         let plan = &plans[round % plans.len()];
-        let (left, right) = (lcg.value(0), lcg.value(0));
+        let (left, right) = (value(&mut lcg, 0), value(&mut lcg, 0));
         let serving = json(200, &left.to_string());
         let shadow = json(200, &right.to_string());
         let operation = &plan.operations[0];
