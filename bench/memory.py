@@ -103,7 +103,8 @@ def report(runs, meta, args, elapsed):
     add(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['kernel']}")
     add(f"- Envoy {m['envoy']}; {m['oha']}")
     add(f"- Modules: parallel-run `{meta['pr_wasm']}` ({meta['pr_wasm_bytes']:,} bytes);"
-        f" do-nothing module `{meta['empty_wasm']}` ({meta['empty_wasm_bytes']:,} bytes, source bench/empty-filter/).")
+        f" do-nothing module `{meta['empty_wasm']}` ({meta['empty_wasm_bytes']:,} bytes"
+        + (", source bench/empty-filter/)." if "empty-filter" in meta["empty_wasm"] else ", given with --empty-wasm)."))
     add(f"- Per run: fresh proxy Envoy (envoy/envoy.yaml via the e2e harness), {args.settle} s settle, idle sample,"
         f" {args.duration} s closed loop ({args.connections} connections, POST /bench/{SIZE}, 2 KiB JSON both ways),"
         f" sample, {args.settle} s settle, sample"
@@ -257,6 +258,8 @@ def parse_args():
     p.add_argument("--max-minutes", type=float, default=8, help="stop starting rounds after this (default 8)")
     p.add_argument("--output", default=str(BENCH / "MEMORY.md"))
     p.add_argument("--wasm", default=str(setups.PR_WASM), help="parallel-run's module (default: the release build)")
+    p.add_argument("--empty-wasm", help="the do-nothing module (default: bench/empty-filter's build); e.g. one with "
+                   "functions added by bench/functions.py, to price their compilation")
     p.add_argument("--keep-tmp", action="store_true")
     p.add_argument("--from-json", help="only rewrite the report from an earlier run's bench/out/memory.json")
     return p.parse_args()
@@ -273,8 +276,13 @@ def main():
     pr_wasm = Path(args.wasm)
     if not pr_wasm.exists():
         sys.exit(f"{pr_wasm} missing: cargo build --release --target wasm32-wasip1 -p parallel-run")
-    log("building the do-nothing wasm module (bench/empty-filter)")
-    empty_src = setups.build_empty_filter()
+    if args.empty_wasm:
+        empty_src = Path(args.empty_wasm)
+        if not empty_src.exists():
+            sys.exit(f"{empty_src} missing")
+    else:
+        log("building the do-nothing wasm module (bench/empty-filter)")
+        empty_src = setups.build_empty_filter()
     tmp = Path(tempfile.mkdtemp(prefix="parallel-run-memory-"))
     # Private copies: a rebuild of the filter during the run must not change what is measured.
     wasm = {"filter": tmp / "parallel_run.wasm", "empty": tmp / "empty_filter.wasm"}

@@ -60,6 +60,8 @@ pub(super) struct ReadinessLayer {
 }
 
 impl ReadinessLayer {
+    // Its own function: V8 compiles it alone (crate doc, "Function size").
+    #[inline(never)]
     pub(super) fn compile(raw: Option<RawReadiness>, at: &str) -> Result<ReadinessLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(ReadinessLayer::default());
@@ -113,6 +115,8 @@ impl ReadinessLayer {
         })
     }
 
+    // Its own function: V8 compiles it alone (crate doc, "Function size").
+    #[inline(never)]
     pub(super) fn resolve(&self, base: &ReadinessLayer) -> Rule {
         let built_in = Rule::default();
         Rule {
@@ -143,6 +147,8 @@ pub(super) struct BreakerLayer {
 }
 
 impl BreakerLayer {
+    // Its own function: V8 compiles it alone (crate doc, "Function size").
+    #[inline(never)]
     pub(super) fn compile(raw: Option<RawBreaker>, at: &str) -> Result<BreakerLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(BreakerLayer::default());
@@ -187,6 +193,8 @@ impl BreakerLayer {
     }
 
     /// `None` when the breaker is switched off.
+    // Its own function: V8 compiles it alone (crate doc, "Function size").
+    #[inline(never)]
     pub(super) fn resolve(&self, base: &BreakerLayer) -> Option<breaker::Settings> {
         if !self.enabled.or(base.enabled).unwrap_or(true) {
             return None;
@@ -224,6 +232,8 @@ fn rule_header(name: &str, at: &str) -> Result<String, ConfigError> {
 }
 
 impl HeaderRulesLayer {
+    // Its own function: V8 compiles it alone (crate doc, "Function size").
+    #[inline(never)]
     pub(super) fn compile(raw: Option<RawHeaderRules>, at: &str) -> Result<HeaderRulesLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(HeaderRulesLayer::default());
@@ -271,6 +281,8 @@ impl HeaderRulesLayer {
         Ok(HeaderRulesLayer { remove, set })
     }
 
+    // Its own function: V8 compiles it alone (crate doc, "Function size").
+    #[inline(never)]
     pub(super) fn resolve(&self, base: &HeaderRulesLayer) -> HeaderRules {
         HeaderRules {
             remove: self.remove.clone().or_else(|| base.remove.clone()).unwrap_or_default(),
