@@ -276,8 +276,7 @@ impl DiffPaths {
     /// of up to [`SWEEP_PER_TICK`] operations of `plan`, from where its last
     /// call stopped, and sets their gauges to 0. A leader whose revision is
     /// not the one configured last replaces nothing.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub fn sweep(&mut self, host: &impl Host, metrics: &mut Metrics, plan: &Plan) {
         let revision = self.revision;
         if self.sweep.0 != revision {

@@ -180,8 +180,7 @@ impl Evidence {
     /// `max_inflight` posts are open; each post that went out with its
     /// token. Without a collector (a configuration without evidence
     /// replaced the one that queued), the queue is dropped and counted.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub fn post(&mut self, host: &impl Host, metrics: &mut Metrics, collector: Option<&Collector>) -> Vec<(u32, Post)> {
         let mut posts = Vec::new();
         if self.queue.is_empty() {

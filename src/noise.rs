@@ -59,8 +59,7 @@ impl Noise {
 
     /// Merges this VM's counts into the shared totals and reads back what is
     /// noise now, for every operation that learns.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub fn sync(&mut self, host: &impl Host, metrics: &mut Metrics, plan: &Plan) {
         let mut pending = std::mem::take(&mut self.pending);
         for operation in plan.operations.iter().filter(|op| op.settings.noise_per_million > 0) {

@@ -158,8 +158,7 @@ impl Readiness {
     }
 
     /// One tick: true when this VM leads.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub fn tick(&mut self, host: &impl Host, plugin: &Rc<Plugin>, vm_number: u64) -> bool {
         let Some(now_s) = host.now_s() else {
             return false;

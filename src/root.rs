@@ -152,8 +152,7 @@ impl<H: Host + Clone> Root<H> {
 
     /// Compiles the next slice of the configuration being applied, and
     /// installs it once complete.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn compile_slice(&mut self) {
         let Some(compiler) = self.compiling.as_mut() else {
             return;
@@ -328,8 +327,7 @@ impl<H: Host + Clone> Root<H> {
         reply::classify(headers, body)
     }
 
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn finish_retiring(&mut self) {
         if self.retiring.is_some() && self.calls.is_empty() && self.posts.is_empty() {
             self.retiring = None;
@@ -415,8 +413,7 @@ impl<H: Host> Root<H> {
 
     /// Every call this root still has open ends its exchange as abandoned:
     /// the replies will never arrive.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn cancel_calls(&mut self) {
         let Ok(mut vm) = self.vm.try_borrow_mut() else { return };
         let vm = &mut *vm;
@@ -502,8 +499,7 @@ impl<H: Host + Clone + 'static> RootContext for Root<H> {
 
 /// Moves every circuit breaker of the VM on, and tells the operator when
 /// shadowing of an operation pauses or resumes.
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn tick_breakers(host: &impl Host, vm: &mut Vm) {
     if vm.breakers.is_empty() {
         return;

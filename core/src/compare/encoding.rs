@@ -101,8 +101,7 @@ pub(super) fn decode<'a>(codings: &[Coding], body: &'a [u8], limit: usize) -> Re
 
 /// HTTP's `deflate` is zlib-wrapped (RFC 9110 §8.4.1.2), but some servers
 /// send a raw deflate stream: accept both.
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn inflate_http_deflate(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let zlib_header = body.len() >= 2
         && body.first().is_some_and(|&cmf| cmf & 0x0f == 8)
@@ -122,8 +121,7 @@ fn inflate_http_deflate(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeErro
 /// RFC 1952, one member or several concatenated. The trailer's length is
 /// checked; its CRC-32 is not (the deflate stream's own structure already
 /// catches truncation and most corruption).
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     let mut rest = body;
@@ -235,8 +233,7 @@ fn read_capped(mut reader: impl std::io::Read, out: &mut Vec<u8>, limit: usize) 
 /// is seen (and refused). The decoder's ring buffer is the stream's
 /// window, at most 16 MiB (brotli's largest; the large-window extension is
 /// not accepted).
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn unbrotli(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     use brotli_decompressor::{BrotliDecompressStream, BrotliResult, BrotliState, StandardAlloc};
     let mut state = BrotliState::new(
@@ -279,8 +276,7 @@ fn unbrotli(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
 /// 13-byte header may declare 100 MiB or more: a window above
 /// [`MAX_ZSTD_WINDOW`] is refused before anything is allocated (as too
 /// large: the comparison carries no information).
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn unzstd(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     let mut rest = body;

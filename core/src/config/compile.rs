@@ -167,8 +167,7 @@ impl Compiler {
     }
 }
 
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn operation(
     plan: &Plan,
     identity: RawIdentity,
@@ -270,8 +269,7 @@ fn no_effect(own: &Layer, method: &str, at: &str) -> Result<(), ConfigError> {
 
 /// Enters the operation into the plan: a unique id, and a method and path
 /// template no other operation serves on the same hosts.
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn add(plan: &mut Plan, operation: Operation, index: usize, at: &str) -> Result<(), ConfigError> {
     if let Some(first) = plan.by_id.get(&operation.id) {
         return Err(ConfigError::new(

@@ -44,8 +44,7 @@ pub(super) struct EvidenceLayer {
 }
 
 impl EvidenceLayer {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn compile(raw: Option<RawEvidence>, at: &str) -> Result<EvidenceLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(EvidenceLayer::default());
@@ -96,8 +95,7 @@ impl EvidenceLayer {
 
     /// The operation's policy over `base`; refuses what this layer sets
     /// that would have no effect (`at`: the operation).
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn resolve(&self, base: &EvidenceLayer, at: &str) -> Result<Option<Policy>, ConfigError> {
         let enabled = self.enabled.or(base.enabled).unwrap_or(false);
         if !enabled {

@@ -60,8 +60,7 @@ pub(super) struct ReadinessLayer {
 }
 
 impl ReadinessLayer {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn compile(raw: Option<RawReadiness>, at: &str) -> Result<ReadinessLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(ReadinessLayer::default());
@@ -115,8 +114,7 @@ impl ReadinessLayer {
         })
     }
 
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn resolve(&self, base: &ReadinessLayer) -> Rule {
         let built_in = Rule::default();
         Rule {
@@ -147,8 +145,7 @@ pub(super) struct BreakerLayer {
 }
 
 impl BreakerLayer {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn compile(raw: Option<RawBreaker>, at: &str) -> Result<BreakerLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(BreakerLayer::default());
@@ -193,8 +190,7 @@ impl BreakerLayer {
     }
 
     /// `None` when the breaker is switched off.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn resolve(&self, base: &BreakerLayer) -> Option<breaker::Settings> {
         if !self.enabled.or(base.enabled).unwrap_or(true) {
             return None;
@@ -232,8 +228,7 @@ fn rule_header(name: &str, at: &str) -> Result<String, ConfigError> {
 }
 
 impl HeaderRulesLayer {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn compile(raw: Option<RawHeaderRules>, at: &str) -> Result<HeaderRulesLayer, ConfigError> {
         let Some(raw) = raw else {
             return Ok(HeaderRulesLayer::default());
@@ -281,8 +276,7 @@ impl HeaderRulesLayer {
         Ok(HeaderRulesLayer { remove, set })
     }
 
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn resolve(&self, base: &HeaderRulesLayer) -> HeaderRules {
         HeaderRules {
             remove: self.remove.clone().or_else(|| base.remove.clone()).unwrap_or_default(),

@@ -149,8 +149,7 @@ pub(super) enum RawRawValues {
 }
 
 impl<'de> Deserialize<'de> for RawRawValues {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(
             match flag_or_list(
@@ -203,8 +202,7 @@ pub(super) enum RawNameKeys {
 }
 
 impl<'de> Deserialize<'de> for RawNameKeys {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(
             match flag_or_list(deserializer, "true, false, or a list of JSON object keys")? {
@@ -378,8 +376,7 @@ impl Described for RawMask {
 }
 
 impl<'de, T: Deserialize<'de> + Described> Deserialize<'de> for Object<T> {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ObjectVisitor<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de> + Described> Visitor<'de> for ObjectVisitor<T> {
@@ -409,8 +406,7 @@ struct RawReplace<T> {
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListOr<T> {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ListVisitor<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
@@ -437,8 +433,7 @@ pub(super) enum BoolOrList<T> {
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for BoolOrList<T> {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct BoolVisitor<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de>> Visitor<'de> for BoolVisitor<T> {
@@ -483,8 +478,7 @@ impl Expecting for RawMask {
 }
 
 impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for StringOr<T> {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct EntryVisitor<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de> + Expecting> Visitor<'de> for EntryVisitor<T> {
@@ -510,8 +504,7 @@ impl<'de, T: Deserialize<'de> + Expecting> Deserialize<'de> for StringOr<T> {
 pub(super) struct RawNumber(pub serde_json::Number);
 
 impl<'de> Deserialize<'de> for RawNumber {
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NumberVisitor;
         impl Visitor<'_> for NumberVisitor {
@@ -541,8 +534,7 @@ impl<'de> Deserialize<'de> for RawNumber {
 /// Refused from inside the visitor, not after it returned: serde_json
 /// gives an error the position of the value it is reading only there, and
 /// that position is what names the field (`locate`).
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,

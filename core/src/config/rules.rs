@@ -77,8 +77,7 @@ impl<T: Clone> Listed<T> {
 /// `compile(entries, at of the entries)`. In `defaults` there is nothing
 /// to replace; in an operation, `[]` adds nothing: both would have no
 /// effect, and are refused.
-// Its own function: V8 compiles it alone (crate doc, "Function size").
-#[inline(never)]
+#[inline(never)] // compiled alone by V8: crate doc, "Function size"
 fn listed<R, T>(
     raw: Option<ListOr<R>>,
     at: &str,
@@ -199,8 +198,7 @@ impl RulesLayer {
     }
 
     /// Each field from this layer, else from `base`.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     pub(super) fn over(self, base: &RulesLayer) -> RulesLayer {
         RulesLayer {
             ignore_headers: Listed::over(self.ignore_headers, &base.ignore_headers),

@@ -264,8 +264,7 @@ impl<'v> Walk<'_> {
         }
     }
 
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn objects(
         &mut self,
         frame: &Frame<'v>,
@@ -305,8 +304,7 @@ impl<'v> Walk<'_> {
         stack.extend(children.into_iter().rev());
     }
 
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn arrays(&mut self, frame: &Frame<'v>, l: &'v [Value], r: &'v [Value], stack: &mut Vec<Frame<'v>>) {
         let owned = tokens(&frame.pointer);
         let location: Vec<&str> = owned.iter().map(String::as_str).collect();
@@ -360,8 +358,7 @@ impl<'v> Walk<'_> {
     /// Elements paired by `pair_by` (the key's value, or the whole element):
     /// pairs with equal elements are equal; other pairs are compared in
     /// depth (at the serving element's index); the rest is on one side only.
-    // Its own function: V8 compiles it alone (crate doc, "Function size").
-    #[inline(never)]
+    #[inline(never)] // compiled alone by V8: crate doc, "Function size"
     fn unordered(
         &mut self,
         frame: &Frame<'v>,
