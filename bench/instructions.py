@@ -76,6 +76,7 @@ RATIOS = (
     ("empty", "envoy", "the empty module vs plain Envoy (the runtime's floor)"),
     ("pr-shadow", "mirror", "shadow + compare vs the native mirror"),
     ("pr-shadow", "shadow-floor", "shadow + compare vs the minimal shadowing module"),
+    ("pr-candidate", "pr-legacy", "candidate-served vs pass-through (the route check on every request)"),
 )
 # Where the instructions are (Places.part), with the report's column headers.
 PARTS = (
@@ -361,7 +362,7 @@ def main():
     p.add_argument("--setups", nargs="+", default=list(DEFAULT_SETUPS), choices=sorted(SETUPS))
     p.add_argument("--wasm", action="append", default=[], metavar="NAME=PATH",
                    help="another filter build, run as pr-<mode>@NAME beside the others (repeatable)")
-    p.add_argument("--mode", choices=("legacy", "shadow"), default="legacy", help="the mode of the --wasm builds")
+    p.add_argument("--mode", choices=("legacy", "shadow", "candidate"), default="legacy", help="the mode of the --wasm builds")
     p.add_argument("--requests", type=int, default=600)
     p.add_argument("--warmup", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=2)

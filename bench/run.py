@@ -633,7 +633,8 @@ def parse_args():
     p.add_argument("--sweep-rate", type=int, default=200, help="fixed rate of the sweep (default 200 req/s; 0: none)")
     p.add_argument("--sweep-sizes", nargs="+", choices=SWEEP_SIZES, help=f"default {' '.join(SWEEP_SIZES)}, quick 64k")
     p.add_argument("--no-sweep", action="store_true")
-    p.add_argument("--setups", nargs="+", choices=list(SETUPS), help="measure only these (default all)")
+    p.add_argument("--setups", nargs="+", choices=list(SETUPS),
+                   help="measure only these (default: all but pr-candidate, which bench/instructions.py counts)")
     p.add_argument("--proxy-concurrency", type=int, default=1)
     p.add_argument("--backend-concurrency", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=10.0)
@@ -716,7 +717,7 @@ def main():
     meta.update(load_before=load_average(), rounds_done=0)
     body_files = setups.request_bodies(tmp)
     backend = setups.BackendEnvoy(tmp, args.backend_concurrency)
-    chosen = [SETUPS[name] for name in (args.setups or SETUPS)]
+    chosen = [SETUPS[name] for name in (args.setups or setups.TIMED)]
     main_phases = {"closed": args.generator, "closed_s": args.duration, "rate": args.rate, "rate_s": args.rate_duration}
     if args.other_duration:
         main_phases.update(other=other, other_s=args.other_duration)
