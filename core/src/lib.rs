@@ -13,12 +13,12 @@
 //! largest functions are, not only on how much code it has. The same
 //! 120 KB of code appended to the empty module measured about +23 MiB as
 //! one function, +8 MiB as four and +0.5 MiB as 120 (bench/MEMORY.md,
-//! section 7). So the cold code that
-//! LLVM would inline into one body (configuration parsing and compiling,
-//! the body decoders, the root's tick, the evidence walk) is kept in
-//! functions of its own with `#[inline(never)]`, and
-//! tests/e2e/test_module_size.py holds the built module's largest function
-//! under a bound. The data path is left as the optimiser builds it.
+//! section 7). So the cold code that LLVM would inline into one body
+//! (configuration parsing and compiling, the body decoders, the root's
+//! tick, the evidence walk) is kept in functions of its own with
+//! `#[inline(never)]`, and tests/e2e/test_module_size.py holds the built
+//! module's largest function under a bound. The data path is left as the
+//! optimiser builds it.
 
 pub mod breaker;
 pub mod compare;
