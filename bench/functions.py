@@ -58,21 +58,23 @@ def function_imports(body):
             functions += 1
             _, at = wasm.leb128(body, at)
         elif kind == 1:  # table: element type, limits
-            at += 1
-            flags = body[at]
-            _, at = wasm.leb128(body, at + 1)
-            if flags & 1:
-                _, at = wasm.leb128(body, at)
+            at = past_limits(body, at + 1)
         elif kind == 2:  # memory: limits
-            flags = body[at]
-            _, at = wasm.leb128(body, at + 1)
-            if flags & 1:
-                _, at = wasm.leb128(body, at)
+            at = past_limits(body, at)
         elif kind == 3:  # global: value type, mutability
             at += 2
         else:
             raise wasm.Malformed(f"import of unknown kind {kind}")
     return functions
+
+
+def past_limits(body, at):
+    """The offset after the limits at `at`: flags, minimum, and a maximum when flag 1 is set."""
+    flags = body[at]
+    _, at = wasm.leb128(body, at + 1)
+    if flags & 1:
+        _, at = wasm.leb128(body, at)
+    return at
 
 
 def bodies(body):
@@ -129,12 +131,13 @@ def synthetic_body(size, seed):
     while len(code) < size:
         state = (state * 1103515245 + 12345) & 0x7FFFFFFF
         load, store, local = (state >> 4) % 60000, (state >> 9) % 60000, (state >> 3) % 8
+        sum_local = (local + 1) % 8
         code += b"\x02\x40"  # block
         code += b"\x41" + wasm.encode(load & 0x3FFF) + b"\x28\x02" + wasm.encode(load % 1000)  # i32.load
         code += b"\x20" + wasm.encode(local) + b"\x6a"  # local.get; i32.add
-        code += b"\x22" + wasm.encode((local + 1) % 8)  # local.tee
+        code += b"\x22" + wasm.encode(sum_local)  # local.tee
         code += b"\x0d\x00"  # br_if 0
-        code += b"\x41" + wasm.encode(store & 0x3FFF) + b"\x20" + wasm.encode((local + 1) % 8)
+        code += b"\x41" + wasm.encode(store & 0x3FFF) + b"\x20" + wasm.encode(sum_local)
         code += b"\x36\x02" + wasm.encode(store % 1000)  # i32.store
         code += b"\x0b"  # end
     code += b"\x00\x0b"  # unreachable; end

@@ -104,7 +104,7 @@ def report(runs, meta, args, elapsed):
     add(f"- Envoy {m['envoy']}; {m['oha']}")
     add(f"- Modules: parallel-run `{meta['pr_wasm']}` ({meta['pr_wasm_bytes']:,} bytes);"
         f" do-nothing module `{meta['empty_wasm']}` ({meta['empty_wasm_bytes']:,} bytes"
-        + (", source bench/empty-filter/)." if "empty-filter" in meta["empty_wasm"] else ", given with --empty-wasm)."))
+        + (", given with --empty-wasm)." if meta.get("empty_given") else ", source bench/empty-filter/)."))
     add(f"- Per run: fresh proxy Envoy (envoy/envoy.yaml via the e2e harness), {args.settle} s settle, idle sample,"
         f" {args.duration} s closed loop ({args.connections} connections, POST /bench/{SIZE}, 2 KiB JSON both ways),"
         f" sample, {args.settle} s settle, sample"
@@ -291,6 +291,7 @@ def main():
 
     setups.OUT.mkdir(exist_ok=True)
     meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=pr_wasm, empty_wasm=empty_src)
+    meta["empty_given"] = bool(args.empty_wasm)
     meta["rounds_done"] = 0
     body_file = tmp / f"request-{SIZE}.json"
     body_file.write_bytes(setups.json_body(setups.SIZES[SIZE], "req"))
