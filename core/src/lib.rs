@@ -18,7 +18,10 @@
 //! tick, the evidence walk) is kept in functions of its own with
 //! `#[inline(never)]`, and tests/e2e/test_module_size.py holds the built
 //! module's largest function under a bound. The data path is left as the
-//! optimiser builds it.
+//! optimiser builds it. For the same reason the module is built at
+//! opt-level "s" with opt-level 2's inliner threshold (Cargo.toml,
+//! .cargo/config.toml; bench/MEMORY.md, section 8): every function as small
+//! as "s" makes it, the data path's small calls still inlined.
 
 pub mod breaker;
 pub mod compare;
