@@ -56,7 +56,8 @@ def measure(setup, concurrency, tmp, backend, args, body_file, wasm):
     """One fresh proxy: idle sample, closed-loop load, sample, settle, sample.
     `wasm`: {"filter": parallel-run's module, "empty": the empty one}."""
     kind = BENCH_SETUPS[setup].kind
-    envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind))
+    options = {"wrapper": setups.processors_wrapper(args.processors)} if args.processors else {}
+    envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind), **options)
     started = time.monotonic()
     try:
         published_s = BENCH_SETUPS[setup].published(envoy)
@@ -105,6 +106,9 @@ def report(runs, meta, args, elapsed):
     add(f"- Modules: parallel-run `{meta['pr_wasm']}` ({meta['pr_wasm_bytes']:,} bytes);"
         f" do-nothing module `{meta['empty_wasm']}` ({meta['empty_wasm_bytes']:,} bytes"
         + (", given with --empty-wasm)." if meta.get("empty_given") else ", source bench/empty-filter/)."))
+    if meta.get("processors"):
+        add(f"- Processors as the proxy sees them: {meta['processors']} (`--processors`, bench/processors.c:"
+            " sysconf's count, from which V8 sizes the pool it compiles the module on).")
     add(f"- Per run: fresh proxy Envoy (envoy/envoy.yaml via the e2e harness), {args.settle} s settle, idle sample,"
         f" {args.duration} s closed loop ({args.connections} connections, POST /bench/{SIZE}, 2 KiB JSON both ways),"
         f" sample, {args.settle} s settle, sample"
@@ -260,6 +264,9 @@ def parse_args():
     p.add_argument("--wasm", default=str(setups.PR_WASM), help="parallel-run's module (default: the release build)")
     p.add_argument("--empty-wasm", help="the do-nothing module (default: bench/empty-filter's build); e.g. one with "
                    "functions added by bench/functions.py, to price their compilation")
+    p.add_argument("--processors", type=int, metavar="N",
+                   help="start each proxy believing the machine has N processors (bench/processors.c): V8 compiles "
+                   "the module at load on a pool of N - 1 threads, at most 16; default: the machine's own")
     p.add_argument("--keep-tmp", action="store_true")
     p.add_argument("--from-json", help="only rewrite the report from an earlier run's bench/out/memory.json")
     return p.parse_args()
@@ -292,6 +299,7 @@ def main():
     setups.OUT.mkdir(exist_ok=True)
     meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=pr_wasm, empty_wasm=empty_src)
     meta["empty_given"] = bool(args.empty_wasm)
+    meta["processors"] = args.processors
     meta["rounds_done"] = 0
     body_file = tmp / f"request-{SIZE}.json"
     body_file.write_bytes(setups.json_body(setups.SIZES[SIZE], "req"))

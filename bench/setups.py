@@ -302,6 +302,23 @@ def build_module(src, target, wasm, what):
     return wasm
 
 
+PROCESSORS_SRC = BENCH / "processors.c"
+PROCESSORS_LIB = REPO / "target" / "processors" / "processors.so"
+
+
+def processors_wrapper(count):
+    """The command prefix that starts a proxy believing the machine has
+    `count` processors (bench/processors.c, built with the C compiler on
+    first use): V8 sizes the pool it compiles the module on from that."""
+    if not PROCESSORS_LIB.exists() or PROCESSORS_LIB.stat().st_mtime < PROCESSORS_SRC.stat().st_mtime:
+        PROCESSORS_LIB.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["cc", "-shared", "-fPIC", "-O2", "-o", str(PROCESSORS_LIB), str(PROCESSORS_SRC), "-ldl"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            sys.exit(f"building {PROCESSORS_SRC} failed:\n{out.stderr[-3000:]}")
+    return ["env", f"LD_PRELOAD={PROCESSORS_LIB}", f"PARALLEL_RUN_PROCESSORS={count}"]
+
+
 def build_empty_filter():
     """Build bench/empty-filter into target/empty-filter/."""
     return build_module(EMPTY_SRC, EMPTY_TARGET, EMPTY_WASM, "the empty filter")
