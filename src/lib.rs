@@ -22,22 +22,14 @@
 //!
 //! # Function size
 //!
-//! Envoy's V8 compiles every function of the module with its optimising
-//! compiler when the module loads; what that compiler takes for a function
-//! grows faster than the function, and what it frees, Envoy's allocator
-//! keeps: a proxy's resident memory depends on how large the module's
-//! largest functions are, not only on how much code it has. The same
-//! 120 KB of code appended to the empty module measured about +23 MiB as
-//! one function, +8 MiB as four and +0.5 MiB as 120 (bench/MEMORY.md,
-//! section 7). So the cold code that LLVM would inline into one body
-//! (configuration parsing and compiling, the body decoders, the root's
-//! tick, the evidence walk) is kept in functions of its own with
-//! `#[inline(never)]`, and tests/e2e/test_module_size.py holds the built
-//! module's largest function under a bound. The data path is left as the
-//! optimiser builds it. For the same reason the module is built at
-//! opt-level "s" with opt-level 2's inliner threshold (Cargo.toml,
-//! .cargo/config.toml; bench/MEMORY.md, section 8): every function as small
-//! as "s" makes it, the data path's small calls still inlined.
+//! The core's rule ([`parallel_run_core`]'s crate doc, "Function size")
+//! holds here too: Envoy's V8 compiles every function when the module
+//! loads, and what that costs grows faster than the function, so the glue's
+//! cold code (each part of the root's tick: a configuration's compile
+//! slice, a retired root's last calls, the breakers, the diff-path sweep,
+//! the evidence post, the noise sync, the readiness tick) is kept in functions
+//! of its own with `#[inline(never)]`. The per-request callbacks are left as
+//! the optimiser builds them.
 
 mod diff_paths;
 mod evidence;
