@@ -52,12 +52,12 @@ SETUPS = {
 }
 
 
-def measure(setup, concurrency, tmp, backend, args, body_file, wasm):
+def measure(setup, concurrency, tmp, backend, args, body_file, wasm, wrapper):
     """One fresh proxy: idle sample, closed-loop load, sample, settle, sample.
-    `wasm`: {"filter": parallel-run's module, "empty": the empty one}."""
+    `wasm`: {"filter": parallel-run's module, "empty": the empty one};
+    `wrapper`: the command prefix the proxy starts under (`--processors`)."""
     kind = BENCH_SETUPS[setup].kind
-    options = {"wrapper": setups.processors_wrapper(args.processors)} if args.processors else {}
-    envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind), **options)
+    envoy = BENCH_SETUPS[setup].start(tmp, backend, concurrency, wasm.get(kind), wrapper=wrapper)
     started = time.monotonic()
     try:
         published_s = BENCH_SETUPS[setup].published(envoy)
@@ -300,6 +300,7 @@ def main():
     meta = setups.header("MEMORY_COMMAND", "bench.memory", pr_wasm=pr_wasm, empty_wasm=empty_src)
     meta["empty_given"] = bool(args.empty_wasm)
     meta["processors"] = args.processors
+    wrapper = setups.processors_wrapper(args.processors) if args.processors else ()
     meta["rounds_done"] = 0
     body_file = tmp / f"request-{SIZE}.json"
     body_file.write_bytes(setups.json_body(setups.SIZES[SIZE], "req"))
@@ -316,7 +317,7 @@ def main():
                 break
             for conc in args.concurrency:
                 for setup in (s for s in SETUPS if s in args.setups):
-                    r = measure(setup, conc, tmp, backend, args, body_file, wasm)
+                    r = measure(setup, conc, tmp, backend, args, body_file, wasm, wrapper)
                     r["round"] = rnd
                     runs.append(r)
                     log(f"round {rnd} c{conc} {setup:9}: VMs {r['idle']['vms_active']} RSS idle {mib(r['idle']['rss_kib'])}"
